@@ -1,0 +1,108 @@
+"""Go ``encoding/json`` output rules, so our bytes equal the reference's.
+
+Go escapes ``"``, ``\\``, control characters (``\\n \\r \\t \\b \\f`` short, others
+``\\u00XX``), always U+2028/U+2029, and with HTML escaping on (``json.Marshal``) also
+``< > &``. Python's C string encoder (``ensure_ascii=False``) does the first part; the rest
+is a rare-path replace.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from json import encoder as _enc
+from typing import Any
+
+__all__ = ["go_float", "go_string", "marshal", "to_utf8"]
+
+_encode_basestring: Any = getattr(_enc, "c_encode_basestring", None) or _enc.py_encode_basestring
+_HTML = re.compile("[<>&\u2028\u2029]")
+_LINESEP = re.compile("[\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HTML_ESC = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _esc(m: re.Match[str]) -> str:
+    return _HTML_ESC[m.group()]
+
+
+def go_string(s: str, *, html: bool = True) -> str:
+    """``s`` as a quoted JSON string the way Go's encoder writes it."""
+    out: str = _encode_basestring(s)
+    if html:
+        if "<" in out or ">" in out or "&" in out or "\u2028" in out or "\u2029" in out:
+            out = _HTML.sub(_esc, out)
+    elif "\u2028" in out or "\u2029" in out:
+        out = _LINESEP.sub(_esc, out)
+    return out
+
+
+def to_utf8(s: str) -> bytes:
+    """UTF-8 bytes of ``s``; lone surrogates (which Go strings cannot hold) become U+FFFD,
+    as Go's decoder would have made them."""
+    try:
+        return s.encode()
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", s).encode()
+
+
+def go_float(f: float) -> str:
+    """A float64 as Go's encoder writes it (shortest digits; exponent form only below 1e-6
+    or from 1e21; ``e-07`` cleaned to ``e-7``). NaN and infinities are errors, as in Go."""
+    if math.isnan(f) or math.isinf(f):
+        raise ValueError(f"unsupported float value {f!r}")
+    if f == int(f) and abs(f) < 1e16:
+        return str(int(f)) if f or math.copysign(1.0, f) > 0 else "-0"
+    r = repr(f)
+    a = abs(f)
+    if a < 1e-6 or a >= 1e21:
+        # Go: strconv 'e' with minimal digits, exponent at least two digits, then e-0X -> e-X
+        mant, _, exp = r.partition("e")
+        if not exp:
+            mant, exp = f"{Decimal(r):e}".split("e")
+            mant = mant.rstrip("0").rstrip(".") if "." in mant else mant
+        sign = "-" if exp.startswith("-") else "+"
+        digits = exp.lstrip("+-").lstrip("0") or "0"
+        if sign == "+" and len(digits) < 2:
+            digits = digits.zfill(2)
+        return f"{mant}e{sign}{digits}"
+    if "e" in r or "E" in r:
+        r = format(Decimal(r), "f")
+    if r.endswith(".0"):
+        r = r[:-2]
+    return r
+
+
+def marshal(value: Any, *, html: bool = True) -> str:
+    """Go ``json.Marshal`` of a ``map[string]any``-like value: maps with sorted keys,
+    compact separators, Go string and float rules."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return go_string(value, html=html)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return go_float(value)
+    if isinstance(value, Mapping):
+        items = sorted((str(k), v) for k, v in value.items())
+        return (
+            "{"
+            + ",".join(f"{go_string(k, html=html)}:{marshal(v, html=html)}" for k, v in items)
+            + "}"
+        )
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(marshal(v, html=html) for v in value) + "]"
+    raise TypeError(f"cannot marshal {type(value).__name__}")

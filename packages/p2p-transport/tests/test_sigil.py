@@ -1,0 +1,97 @@
+"""The ChaChaPoly sigil: fixed-nonce vectors, backend agreement, tamper rejection."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+import nacl.bindings
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from p2p.transport import sigil
+from p2p.transport.sigil import SigilError
+from p2p.ueps import keystream_xor
+
+SPEC_KEY = "905f28def18eaac05ae6f12b2c3452744afaf626da1343d57b395b544e0519b6"
+SPEC_PASSWORD = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+
+def test_derive_key_spec_vector() -> None:
+    assert sigil.derive_key(SPEC_PASSWORD).hex() == SPEC_KEY
+
+
+def test_fixed_nonce_vectors(golden: dict[str, Any]) -> None:
+    cases = golden["smsg"]["fixed_nonce"]
+    assert cases
+    for c in cases:
+        key = sigil.derive_key(c["password"])
+        assert key.hex() == c["key_hex"], c["name"]
+        nonce = bytes.fromhex(c["nonce_hex"])
+        pt = c["plaintext_json"].encode()
+        assert keystream_xor(nonce, pt).hex() == c["obfuscated_hex"], c["name"]
+        out = sigil.seal(key, pt, nonce=nonce)
+        assert out.hex() == c["sigil_output_hex"], c["name"]
+        assert sigil.open(key, out) == pt
+
+
+@pytest.mark.parametrize("backend", list(sigil.BACKENDS))
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 1024, 70_000])
+def test_backends_agree_with_libsodium(backend: str, size: int) -> None:
+    key, nonce, pt = os.urandom(32), os.urandom(24), os.urandom(size)
+    want = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(pt, None, nonce, key)
+    got = sigil.seal_raw(key, nonce, pt, backend=backend)
+    assert got == want
+    assert sigil.open_raw(key, nonce, got, backend=backend) == pt
+    bad = bytearray(got)
+    bad[size // 2] ^= 0x80
+    with pytest.raises(SigilError, match="authentication"):
+        sigil.open_raw(key, nonce, bytes(bad), backend=backend)
+
+
+def test_fast_backend_is_live() -> None:
+    assert sigil.BACKEND in ("sodium", "hchacha+cryptography")
+
+
+def test_random_nonce_and_roundtrip() -> None:
+    key = sigil.derive_key("pw")
+    a, b = sigil.seal(key, b"same"), sigil.seal(key, b"same")
+    assert a != b and len(a) == 4 + sigil.OVERHEAD
+    assert sigil.open(key, a) == sigil.open(key, b) == b"same"
+
+
+def test_empty_plaintext() -> None:
+    key = sigil.derive_key("pw")
+    out = sigil.seal(key, b"", nonce=bytes(24))
+    assert len(out) == 40 and sigil.open(key, out) == b""
+
+
+def test_wrong_key_and_tamper() -> None:
+    out = sigil.seal(sigil.derive_key("a"), b"hello")
+    with pytest.raises(SigilError):
+        sigil.open(sigil.derive_key("b"), out)
+    for i in (0, 23, 24, len(out) - 1):
+        bad = bytearray(out)
+        bad[i] ^= 1
+        with pytest.raises(SigilError):
+            sigil.open(sigil.derive_key("a"), bytes(bad))
+
+
+@pytest.mark.parametrize(
+    ("key", "nonce", "data"),
+    [(b"k" * 31, None, b"x" * 40), (b"k" * 32, b"n" * 23, None), (b"k" * 32, None, b"x" * 39)],
+)
+def test_bad_sizes(key: bytes, nonce: bytes | None, data: bytes | None) -> None:
+    with pytest.raises(SigilError):
+        if data is None:
+            sigil.seal(key, b"x", nonce=nonce)
+        else:
+            sigil.open(key, data)
+
+
+@settings(max_examples=50)
+@given(st.binary(max_size=120))
+def test_random_bytes_raise_only_sigil_error(data: bytes) -> None:
+    with contextlib.suppress(SigilError):
+        sigil.open(bytes(32), data)
