@@ -1,0 +1,116 @@
+"""The few pieces of Go's ``encoding/json`` behaviour that identity JSON depends on.
+
+Writing: strings escaped as Go escapes them (HTML-safe ``<``, ``>``, ``&``, U+2028/U+2029,
+lone surrogates replaced by U+FFFD, everything else non-ASCII raw UTF-8). Reading: a
+struct decoder with Go's rules (keys matched exactly, else ASCII case-insensitively; the
+last duplicate wins; unknown keys ignored; ``null`` leaves the zero value).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from p2p.identity.errors import IdentityFormatError
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_GO_EXTRA = re.compile("[<>&\u2028\u2029]")
+_GO_EXTRA_ESC = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+# Bound on any JSON document this package parses (a node.json is ~250 bytes).
+MAX_JSON_SIZE = 64 * 1024
+
+
+def go_fix_string(s: str) -> str:
+    """What a Go string holds after a round trip: lone surrogates become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", s)
+
+
+def go_quote(s: str) -> str:
+    """``s`` as a JSON string literal, byte-for-byte as Go's ``json.Marshal`` writes it."""
+    out = json.dumps(go_fix_string(s), ensure_ascii=False)
+    return _GO_EXTRA.sub(lambda m: _GO_EXTRA_ESC[m.group()], out)
+
+
+def encode_object(pairs: Sequence[tuple[str, str]], *, indent: bool) -> str:
+    """A JSON object of already-encoded values, compact or ``MarshalIndent(v, "", "  ")``."""
+    if indent:
+        body = ",\n".join(f"  {go_quote(k)}: {v}" for k, v in pairs)
+        return "{\n" + body + "\n}"
+    return "{" + ",".join(f"{go_quote(k)}:{v}" for k, v in pairs) + "}"
+
+
+class JsonObject(list[tuple[str, object]]):
+    """A parsed JSON object: its members as (key, value) pairs, duplicates and order kept."""
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise IdentityFormatError(f"invalid JSON literal {name}")
+
+
+def loads_pairs(data: str | bytes) -> object:
+    """Parse JSON keeping every object as a list of (key, value) pairs, in order.
+
+    Bytes are UTF-8 with invalid sequences replaced by U+FFFD (as Go does inside strings);
+    NaN/Infinity, which Python would accept and Go would not, are rejected.
+    """
+    if len(data) > MAX_JSON_SIZE:
+        raise IdentityFormatError(f"JSON document larger than {MAX_JSON_SIZE} bytes")
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes | bytearray) else data
+    try:
+        return json.loads(text, object_pairs_hook=JsonObject, parse_constant=_reject_constant)
+    except IdentityFormatError:
+        raise
+    except (ValueError, RecursionError) as e:
+        raise IdentityFormatError(f"invalid JSON: {e}") from None
+
+
+def decode_struct(
+    doc: object, fields: dict[str, Callable[[object], object]], type_name: str
+) -> dict[str, object]:
+    """Assign the members of a parsed object (from :func:`loads_pairs`) to Go struct fields.
+
+    ``fields`` maps each JSON field name to a converter for its non-null value. Returns the
+    fields that were set; the caller supplies zero values for the rest.
+    """
+    if doc is None:  # json.Unmarshal of `null` into a struct: no error, all zero
+        return {}
+    if not isinstance(doc, JsonObject):
+        raise IdentityFormatError(f"cannot unmarshal {_json_kind(doc)} into {type_name}")
+    folded = {name.lower(): name for name in fields}
+    out: dict[str, object] = {}
+    for key, value in doc:
+        name = key if key in fields else folded.get(key.lower()) if key.isascii() else None
+        if name is None or value is None:
+            continue
+        out[name] = fields[name](value)
+    return out
+
+
+def _json_kind(v: object) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "object" if isinstance(v, JsonObject | dict) else "array"
+
+
+def as_str(field: str) -> Callable[[object], str]:
+    """Converter for a Go ``string`` field."""
+
+    def conv(v: object) -> str:
+        if not isinstance(v, str):
+            raise IdentityFormatError(f"cannot unmarshal {_json_kind(v)} into field {field}")
+        return go_fix_string(v)
+
+    return conv
