@@ -1,0 +1,170 @@
+"""Every limit of the transport in one validated, immutable object.
+
+The first block mirrors the Go reference's ``DefaultTransportConfig`` and its hard-coded
+timeouts; the second holds what this port adds (rate limiting knobs, bounded dedup, replay
+window, per-IP handshake limits, write timeouts, handler bounds). Each value is a security
+parameter: bounded, positive, documented in the package README.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from p2p.transport.errors import TransportError
+
+__all__ = ["DEFAULT_LISTEN_PORT", "ConfigError", "TransportConfig", "parse_listen_addr"]
+
+DEFAULT_LISTEN_PORT = 9091
+MIB = 1 << 20
+
+
+class ConfigError(TransportError, ValueError):
+    """A ``TransportConfig`` field is out of its allowed range."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"TransportConfig.{field_name}: {problem}")
+        self.field_name = field_name
+        self.problem = problem
+
+
+def parse_listen_addr(addr: str) -> tuple[str, int]:
+    """Split a Go-style listen address (``":9091"``, ``"host:port"``, ``"[::1]:port"``)."""
+    host, sep, port_text = addr.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError("listen_addr", f"expected [host]:port, got {addr!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port_text)
+    if port > 65535:
+        raise ConfigError("listen_addr", f"port {port} out of range")
+    return (host or "0.0.0.0", port)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportConfig:
+    """Limits and endpoints of one :class:`~p2p.transport.Transport` (seconds, bytes, counts).
+
+    ``listen_addr`` (Go form, e.g. ``":9091"``) may be given instead of
+    ``listen_host``/``listen_port``; after construction it always reflects them.
+    """
+
+    # --- the reference's knobs (DefaultTransportConfig + hard-coded values) ---
+    listen_host: str = "0.0.0.0"
+    listen_port: int = DEFAULT_LISTEN_PORT
+    listen_addr: str | None = None
+    ws_path: str = "/ws"
+    max_conns: int = 100
+    max_message_size: int = MIB
+    ping_interval: float = 30.0
+    pong_timeout: float = 10.0
+    handshake_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    send_timeout: float = 10.0
+    tls_cert_path: str | None = None
+    tls_key_path: str | None = None
+    tls_ca_path: str | None = None
+    """Client side: a CA bundle or a server certificate to trust for ``wss`` dials."""
+    dedup_ttl: float = 300.0
+    rate_burst: int = 100
+    rate_refill_per_s: float = 50.0
+    # --- what this port adds ---
+    dedup_max_entries: int = 100_000
+    ts_window: float | None = 300.0
+    """Drop messages whose ``ts`` is further than this from now (``None``: never check)."""
+    max_handshake_message_size: int = 64 * 1024
+    max_handshakes_per_ip: int = 8
+    """Concurrent in-handshake inbound connections from one IP address."""
+    handshake_burst_per_ip: int = 20
+    handshake_refill_per_ip_s: float = 5.0
+    max_tracked_ips: int = 4096
+    max_undecryptable_in_a_row: int = 32
+    handler_concurrency: int = 32
+    """Async handler invocations running at once per connection."""
+    handler_queue_size: int = 1024
+    """Messages waiting for a handler slot per connection before drops (reason ``overload``)."""
+    broadcast_timeout: float = 10.0
+    close_timeout: float = 2.0
+    features: tuple[str, ...] = field(default_factory=tuple)
+    """Extra handshake ``features`` to advertise (e.g. ``("ueps/1",)``); empty: field not sent."""
+
+    def __post_init__(self) -> None:
+        if self.listen_addr is not None:
+            host, port = parse_listen_addr(self.listen_addr)
+            object.__setattr__(self, "listen_host", host)
+            object.__setattr__(self, "listen_port", port)
+        if not 0 <= self.listen_port <= 65535:
+            raise ConfigError("listen_port", f"{self.listen_port} out of range 0..65535")
+        host = self.listen_host
+        shown = f"[{host}]" if ":" in host else host
+        object.__setattr__(self, "listen_addr", f"{shown}:{self.listen_port}")
+        if not self.ws_path.startswith("/"):
+            raise ConfigError("ws_path", "must start with '/'")
+        for name in (
+            "max_conns",
+            "max_handshakes_per_ip",
+            "handshake_burst_per_ip",
+            "max_tracked_ips",
+            "max_undecryptable_in_a_row",
+            "handler_concurrency",
+            "handler_queue_size",
+            "rate_burst",
+            "dedup_max_entries",
+        ):
+            _positive_int(name, getattr(self, name))
+        _positive_int("max_message_size", self.max_message_size, upper=256 * MIB)
+        _positive_int(
+            "max_handshake_message_size",
+            self.max_handshake_message_size,
+            upper=self.max_message_size,
+        )
+        for name in (
+            "ping_interval",
+            "pong_timeout",
+            "handshake_timeout",
+            "connect_timeout",
+            "send_timeout",
+            "dedup_ttl",
+            "rate_refill_per_s",
+            "handshake_refill_per_ip_s",
+            "broadcast_timeout",
+            "close_timeout",
+        ):
+            _positive_float(name, getattr(self, name))
+        if self.ts_window is not None:
+            _positive_float("ts_window", self.ts_window)
+        if (self.tls_cert_path is None) != (self.tls_key_path is None):
+            raise ConfigError("tls_cert_path", "tls_cert_path and tls_key_path go together")
+        object.__setattr__(self, "features", tuple(self.features))
+        for feat in self.features:
+            if not isinstance(feat, str) or not feat or len(feat) > 64:
+                raise ConfigError("features", f"bad feature name {feat!r}")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the server side speaks TLS (both cert and key configured)."""
+        return self.tls_cert_path is not None and self.tls_key_path is not None
+
+    @property
+    def idle_timeout(self) -> float:
+        """Silence after which a peer is dropped: ``ping_interval + pong_timeout`` (Go: 40 s)."""
+        return self.ping_interval + self.pong_timeout
+
+    def replace(self, **changes: object) -> TransportConfig:
+        """A copy with some fields changed (validated again)."""
+        if "listen_host" in changes or "listen_port" in changes:
+            changes.setdefault("listen_addr", None)
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _positive_int(name: str, value: object, *, upper: int = 1 << 31) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= upper:
+        raise ConfigError(name, f"must be an int in 1..{upper}, got {value!r}")
+
+
+def _positive_float(name: str, value: object, *, upper: float = 7 * 86400.0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(name, f"must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or not 0 < value <= upper:
+        raise ConfigError(name, f"must be in (0, {upper}] seconds, got {value!r}")

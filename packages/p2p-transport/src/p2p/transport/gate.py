@@ -1,0 +1,78 @@
+"""What the transport asks of whoever decides who may connect (``p2p.peers`` implements it).
+
+The transport never imports ``p2p.peers``: it talks to any object with these three methods,
+so it runs standalone with :class:`OpenGate` or :class:`AllowlistGate`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from p2p.identity import NodeIdentity
+
+__all__ = ["AllowlistGate", "OpenGate", "PeerGate"]
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class PeerGate(Protocol):
+    """Admission and presence hooks called by the transport (all synchronous, must be fast)."""
+
+    def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
+        """May this (already id/key-consistent) identity complete a handshake?"""
+        ...
+
+    def peer_connected(self, identity: NodeIdentity, address: str) -> None:
+        """A handshake with ``identity`` completed; ``address`` is the remote host:port."""
+        ...
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        """The connection for ``peer_id`` is gone (not called when a newer one replaced it)."""
+        ...
+
+
+class OpenGate:
+    """Allows everyone; remembers who is connected (handy in tests and tools)."""
+
+    def __init__(self) -> None:
+        self.connected: dict[str, NodeIdentity] = {}
+        self.addresses: dict[str, str] = {}
+
+    def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
+        return True
+
+    def peer_connected(self, identity: NodeIdentity, address: str) -> None:
+        self.connected[identity.id] = identity
+        self.addresses[identity.id] = address
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        self.connected.pop(peer_id, None)
+        self.addresses.pop(peer_id, None)
+
+
+class AllowlistGate(OpenGate):
+    """Allows only listed public keys (base64, as in the handshake).
+
+    Keys, not ids, are the unit of trust: an id is derived from its key and the transport
+    checks that derivation before asking the gate.
+    """
+
+    def __init__(self, public_keys: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.public_keys: set[str] = set(public_keys)
+
+    def allow(self, public_key: str) -> None:
+        self.public_keys.add(public_key)
+
+    def revoke(self, public_key: str) -> None:
+        self.public_keys.discard(public_key)
+
+    def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
+        allowed = public_key in self.public_keys
+        if not allowed:
+            log.info("peer %s not on the allowlist", peer_id)
+        return allowed
