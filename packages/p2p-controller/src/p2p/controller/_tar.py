@@ -145,6 +145,11 @@ def _pax_record(key: str, value: str) -> bytes:
     return str(length).encode("ascii") + body
 
 
+def _to_ascii(raw: bytes) -> bytes:
+    """Go's toASCII for fallback header names: non-ASCII bytes dropped."""
+    return bytes(b for b in raw if b < 0x80)
+
+
 def _pad(data: bytes) -> bytes:
     return data + bytes(-len(data) % BLOCK_SIZE)
 
@@ -163,14 +168,14 @@ def write_tar(files: Iterable[tuple[str, bytes]], *, mtime: int, mode: int = 0o6
         if split is None:
             records = _pax_record("path", name)
             short = raw.rsplit(b"/", 1)[-1]
-            pax_name = (b"PaxHeaders.0/" + short.decode("ascii", "replace").encode("ascii"))[:100]
+            pax_name = (b"PaxHeaders.0/" + _to_ascii(short))[:100]
             out.append(
                 _header(
                     pax_name, b"", mode=mode, size=len(records), mtime=mtime, typeflag=PAX_HEADER
                 )
             )
             out.append(_pad(records))
-            split = (b"", raw.decode("ascii", "replace").encode("ascii")[:100])
+            split = (b"", _to_ascii(raw)[:100])
         prefix, short_name = split
         out.append(
             _header(short_name, prefix, mode=mode, size=len(content), mtime=mtime, typeflag=REGULAR)

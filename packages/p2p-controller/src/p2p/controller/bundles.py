@@ -306,7 +306,7 @@ def _read_value(fileobj: IO[bytes] | IO[str], max_size: int) -> Bundle | None:
         except json.JSONDecodeError:
             if buf.endswith("\n"):
                 continue  # a multi-line (pretty-printed) value: read on
-            raise BundleFormatError("invalid bundle JSON") from None
+            raise BundleFormatError("invalid or truncated bundle JSON") from None
         return Bundle.from_dict(obj)
 
 
