@@ -1,0 +1,516 @@
+"""PeerRegistry: the peers a node knows, who may connect, and which ones to use next.
+
+Thread-safe (one re-entrant lock, as the reference's mutex) and usable with or without an
+event loop. Persistence is debounced: the first change after a save arms a one-shot timer
+(``save_delay``, 5 s by default, as in the reference); when it fires, a background thread
+writes the then-current state. Records are copy-on-write — every change stores a new
+``Peer`` object — so a snapshot is a cheap list of references that no later change can
+alter, and the write (serialise + fsync + rename) happens off the caller's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from p2p.peers import store
+from p2p.peers._keys import node_id_for
+from p2p.peers.errors import (
+    CorruptPeersFileError,
+    InvalidPeerError,
+    PeerError,
+    PeerExistsError,
+    PeerNotFoundError,
+    PeerStoreError,
+    RegistryFullError,
+)
+from p2p.peers.index import SelectionIndex
+from p2p.peers.peer import (
+    MAX_ADDRESS_LEN,
+    MAX_PUBLIC_KEY_LEN,
+    SCORE_DEFAULT,
+    SCORE_MAX,
+    SCORE_MIN,
+    ZERO_TIME,
+    Peer,
+    _float,
+    _int,
+    now,
+    validate_peer_name,
+)
+
+__all__ = ["AuthMode", "PeerIdentity", "PeerRegistry"]
+
+log = logging.getLogger(__name__)
+
+SUCCESS_DELTA = 1.0
+FAILURE_DELTA = -5.0
+TIMEOUT_DELTA = -3.0
+
+DEFAULT_SAVE_DELAY = 5.0
+DEFAULT_MAX_PEERS = 1_000_000
+DEFAULT_MAX_FILE_BYTES = 2 << 30
+MAX_ALLOWLIST = 100_000
+_MAX_ALLOWLIST_BYTES = 64 << 20
+
+
+class AuthMode(enum.IntEnum):
+    """Who may connect: anyone (OPEN, the default) or allowlisted keys (ALLOWLIST)."""
+
+    OPEN = 0
+    ALLOWLIST = 1
+
+
+class PeerIdentity(Protocol):
+    """What the transport knows of a peer after its handshake (a NodeIdentity)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def public_key(self) -> str: ...
+    @property
+    def role(self) -> Any: ...
+
+
+class PeerRegistry:
+    """Known peers with metrics, scores, an allowlist and nearest-peer selection.
+
+    ``path=None`` is where a Go node keeps peers.json (see ``store.default_peers_path``);
+    ``persist=False`` keeps everything in memory. A peers.json that cannot be read fully is
+    copied aside and reported in ``load_error`` (raised instead when ``strict=True``).
+    Call ``close()`` (or ``await aclose()``) last: it writes any pending change.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        auth_mode: AuthMode = AuthMode.OPEN,
+        save_delay: float = DEFAULT_SAVE_DELAY,
+        persist: bool = True,
+        strict: bool = False,
+        max_peers: int = DEFAULT_MAX_PEERS,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        rebuild_fraction: float = 0.05,
+    ) -> None:
+        if not (0.0 <= save_delay <= 3600.0) or math.isnan(save_delay):
+            raise ValueError("save_delay must be within [0, 3600] seconds")
+        if max_peers < 1:
+            raise ValueError("max_peers must be >= 1")
+        self._path = Path(path) if path is not None else store.default_peers_path()
+        self._persist = persist
+        self._auth_mode = AuthMode(auth_mode)
+        self._save_delay = float(save_delay)
+        self._max_peers = max_peers
+        self._lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self._records: dict[str, Peer] = {}
+        self._connected: set[str] = set()
+        self._allow: set[str] = set()
+        self._index = SelectionIndex(rebuild_fraction=rebuild_fraction)
+        self._gen = 0  # bumped by every persisted change
+        self._snap_gen = 0  # generation of the newest snapshot handed to a writer
+        self._written_gen = 0  # generation of the newest snapshot on disk
+        self._timer: threading.Timer | None = None
+        #: problem found reading peers.json or the allowlist at start-up, if any
+        self.load_error: CorruptPeersFileError | None = None
+        if persist:
+            self._load(max_file_bytes, strict)
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> PeerRegistry:
+        """Construct in a worker thread, so loading a large peers.json never blocks the loop."""
+        return await asyncio.to_thread(lambda: cls(path, **kwargs))
+
+    # -- load ----------------------------------------------------------------------------
+
+    def _load(self, max_file_bytes: int, strict: bool) -> None:
+        result = store.load_peers(self._path, max_bytes=max_file_bytes, max_peers=self._max_peers)
+        keys, allow_err = store.load_allowlist(
+            store.allowlist_path(self._path), max_bytes=_MAX_ALLOWLIST_BYTES
+        )
+        self.load_error = result.error or allow_err
+        if strict and self.load_error is not None:
+            raise self.load_error
+        self._records = {p.id: p for p in result.peers}
+        self._allow = keys
+        self._index.bulk_load([(p.id, p.ping_ms, p.hops, p.geo_km, p.score) for p in result.peers])
+        if result.error is not None:
+            # what we hold differs from the file: write the repaired state (the bad file
+            # was copied aside first)
+            self._changed()
+        log.debug("loaded %d peers from %s", len(self._records), self._path)
+
+    # -- properties ----------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def count(self) -> int:
+        return len(self._records)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        return self._auth_mode
+
+    @auth_mode.setter
+    def auth_mode(self, mode: AuthMode) -> None:
+        self._auth_mode = AuthMode(mode)
+
+    def set_auth_mode(self, mode: AuthMode) -> None:
+        """Not persisted (as in the reference): every start is OPEN until set."""
+        self.auth_mode = mode
+
+    # -- CRUD ----------------------------------------------------------------------------
+
+    def add(self, peer: Peer) -> None:
+        """Register a new peer. ``added_at`` unset ⇒ now; ``score == 0`` ⇒ 50 (reference
+        rule). Raises InvalidPeerError (empty id, bad name, bad field), PeerExistsError,
+        RegistryFullError."""
+        if not getattr(peer, "id", ""):
+            raise InvalidPeerError("peer ID is required")
+        validate_peer_name(peer.name)
+        rec = peer.validated()
+        if rec.added_at == ZERO_TIME:
+            rec.added_at = now()
+        if rec.score == 0:
+            rec.score = SCORE_DEFAULT
+        with self._lock:
+            if rec.id in self._records:
+                raise PeerExistsError(rec.id)
+            if len(self._records) >= self._max_peers:
+                raise RegistryFullError(f"registry holds max_peers={self._max_peers} peers")
+            self._store(rec)
+            self._changed()
+
+    def update(self, peer: Peer) -> None:
+        """Replace a known peer's whole record (as the reference: no name rule)."""
+        rec = peer.validated()
+        with self._lock:
+            if rec.id not in self._records:
+                raise PeerNotFoundError(rec.id)
+            self._store(rec)
+            self._changed()
+
+    def remove(self, peer_id: str) -> None:
+        with self._lock:
+            if self._records.pop(peer_id, None) is None:
+                raise PeerNotFoundError(peer_id)
+            self._connected.discard(peer_id)
+            self._index.remove(peer_id)
+            self._changed()
+
+    def get(self, peer_id: str) -> Peer | None:
+        """A copy of the peer's record, or None."""
+        with self._lock:
+            rec = self._records.get(peer_id)
+            return rec.copy() if rec is not None else None
+
+    def __contains__(self, peer_id: object) -> bool:
+        return peer_id in self._records
+
+    def peers(self) -> list[Peer]:
+        """Copies of every record (insertion order)."""
+        with self._lock:
+            return [p.copy() for p in self._records.values()]
+
+    def _store(self, rec: Peer) -> None:
+        self._records[rec.id] = rec
+        if rec.connected:
+            self._connected.add(rec.id)
+        else:
+            self._connected.discard(rec.id)
+        self._index.set(rec.id, rec.ping_ms, rec.hops, rec.geo_km, rec.score)
+
+    def _replace(self, peer_id: str) -> Peer:
+        """A fresh copy of a record, for a change (records are copy-on-write)."""
+        rec = self._records.get(peer_id)
+        if rec is None:
+            raise PeerNotFoundError(peer_id)
+        return rec.copy()
+
+    # -- metrics and score ---------------------------------------------------------------
+
+    def update_metrics(self, peer_id: str, ping_ms: float, geo_km: float, hops: int) -> None:
+        """Set the measured metrics (and ``last_seen = now``); selection sees them at once."""
+        ping = _float("pingMs", ping_ms)
+        geo = _float("geoKm", geo_km)
+        h = _int("hops", hops)
+        with self._lock:
+            rec = self._replace(peer_id)
+            rec.ping_ms, rec.geo_km, rec.hops = ping, geo, h
+            rec.last_seen = now()
+            self._records[peer_id] = rec
+            self._index.set(peer_id, ping, h, geo, rec.score)
+            self._changed()
+
+    def update_score(self, peer_id: str, score: float) -> None:
+        """Set the score, clamped to [0, 100]."""
+        s = float(score)
+        if math.isnan(s):
+            raise InvalidPeerError("score must be a number")
+        with self._lock:
+            self._set_score(self._replace(peer_id), min(max(s, SCORE_MIN), SCORE_MAX), False)
+
+    def _set_score(self, rec: Peer, score: float, seen: bool) -> None:
+        rec.score = score
+        if seen:
+            rec.last_seen = now()
+        self._records[rec.id] = rec
+        self._index.set(rec.id, rec.ping_ms, rec.hops, rec.geo_km, score)
+        self._changed()
+
+    def _bump(self, peer_id: str, delta: float, seen: bool) -> bool:
+        with self._lock:
+            rec = self._records.get(peer_id)
+            if rec is None:
+                return False
+            rec = rec.copy()
+            s = rec.score + delta
+            s = min(s, SCORE_MAX) if delta > 0 else max(s, SCORE_MIN)
+            self._set_score(rec, s, seen)
+            return True
+
+    def record_success(self, peer_id: str) -> bool:
+        """+1 (max 100) and ``last_seen = now``. Unknown id ⇒ False, as the reference ignores it."""
+        return self._bump(peer_id, SUCCESS_DELTA, True)
+
+    def record_failure(self, peer_id: str) -> bool:
+        """-5 (min 0). Unknown id ⇒ False."""
+        return self._bump(peer_id, FAILURE_DELTA, False)
+
+    def record_timeout(self, peer_id: str) -> bool:
+        """-3 (min 0). Unknown id ⇒ False."""
+        return self._bump(peer_id, TIMEOUT_DELTA, False)
+
+    # -- connection state ----------------------------------------------------------------
+
+    def set_connected(self, peer_id: str, connected: bool) -> bool:
+        """Flag a peer (dis)connected; connecting also sets ``last_seen``. Unknown ⇒ False."""
+        with self._lock:
+            rec = self._records.get(peer_id)
+            if rec is None:
+                return False
+            rec = rec.copy()
+            rec.connected = bool(connected)
+            if connected:
+                rec.last_seen = now()
+                self._connected.add(peer_id)
+            else:
+                self._connected.discard(peer_id)
+            self._records[peer_id] = rec
+            if connected:
+                self._changed()
+            return True
+
+    def connected_peers(self) -> list[Peer]:
+        with self._lock:
+            return [self._records[i].copy() for i in self._connected]
+
+    # -- selection -----------------------------------------------------------------------
+
+    def by_score(self) -> list[Peer]:
+        """Copies of every peer, best score first (ties by id)."""
+        with self._lock:
+            return [p.copy() for p in sorted(self._records.values(), key=_score_key)]
+
+    def select_nearest(self, n: int, *, target: Sequence[float] | None = None) -> list[Peer]:
+        """The ``n`` peers nearest the ideal point (ping 0, hops 0, geo 0, score 100) in the
+        reference's weighted space, nearest first, ties by id. ``target`` picks another
+        point of that weighted space. ``n <= 0`` ⇒ []."""
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError("n must be an int")
+        tgt = None
+        if target is not None:
+            tgt = [float(x) for x in target]
+            if len(tgt) != 4 or not all(math.isfinite(x) for x in tgt):
+                raise InvalidPeerError("target must be 4 finite numbers")
+        with self._lock:
+            return [self._records[i].copy() for i in self._index.nearest(n, tgt)]
+
+    def select_optimal(self) -> Peer | None:
+        """The single nearest peer, or None when the registry is empty."""
+        best = self.select_nearest(1)
+        return best[0] if best else None
+
+    # -- allowlist and the transport's PeerGate ------------------------------------------
+
+    def allow_public_key(self, public_key: str) -> None:
+        """Allowlist a key (exact string) and write the sidecar at once."""
+        if not isinstance(public_key, str) or not public_key:
+            raise InvalidPeerError("public key must be a non-empty string")
+        if len(public_key) > MAX_PUBLIC_KEY_LEN:
+            raise InvalidPeerError("public key too long")
+        with self._lock:
+            if public_key in self._allow:
+                return
+            if len(self._allow) >= MAX_ALLOWLIST:
+                raise RegistryFullError(f"allowlist holds {MAX_ALLOWLIST} keys")
+            self._allow.add(public_key)
+            self._save_allowlist()
+
+    def revoke_public_key(self, public_key: str) -> None:
+        with self._lock:
+            if public_key not in self._allow:
+                return
+            self._allow.discard(public_key)
+            self._save_allowlist()
+
+    def is_public_key_allowed(self, public_key: str) -> bool:
+        return public_key in self._allow
+
+    def allowed_public_keys(self) -> list[str]:
+        """The allowlist, sorted."""
+        with self._lock:
+            return sorted(self._allow)
+
+    def _save_allowlist(self) -> None:
+        if self._persist:
+            data = store.encode_allowlist(self._allow)
+            store.write_atomic(store.allowlist_path(self._path), [data])
+
+    def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
+        """May this (id, key) connect? OPEN: yes. ALLOWLIST: the id must derive from the key,
+        and the key must be allowlisted or be the key registered for that id. (The
+        reference admits any registered id whatever key it presents.)"""
+        if self._auth_mode == AuthMode.OPEN:
+            return True
+        if node_id_for(public_key) != peer_id:
+            return False
+        with self._lock:
+            if public_key in self._allow:
+                return True
+            rec = self._records.get(peer_id)
+            return rec is not None and rec.public_key == public_key
+
+    def peer_connected(self, identity: PeerIdentity, address: str = "") -> None:
+        """PeerGate: a handshake completed. Unknown peers are auto-registered (TRANSPORT.md
+        R6) when their identity is well-formed; a malformed one is only logged."""
+        peer_id = identity.id
+        with self._lock:
+            if peer_id in self._records:
+                rec = self._replace(peer_id)
+                if rec.public_key and rec.public_key != identity.public_key:
+                    log.warning(
+                        "peer %s connected with a key other than its registered one", peer_id
+                    )
+                if not rec.address and isinstance(address, str) and len(address) <= MAX_ADDRESS_LEN:
+                    rec.address = address
+                rec.connected = True
+                rec.last_seen = now()
+                self._records[peer_id] = rec
+                self._connected.add(peer_id)
+                self._changed()
+                return
+            role = getattr(identity.role, "value", identity.role)
+            stamp = now()
+            peer = Peer(
+                id=peer_id,
+                name=identity.name,
+                public_key=identity.public_key,
+                address=address if isinstance(address, str) else "",
+                role=role if isinstance(role, str) else "",
+                added_at=stamp,
+                last_seen=stamp,
+                score=SCORE_DEFAULT,
+                connected=True,
+            )
+            try:
+                if node_id_for(peer.public_key) != peer_id:
+                    raise InvalidPeerError("id does not derive from the public key")
+                self.add(peer)
+            except PeerError as e:
+                log.info("connected peer %.64s not registered: %s", peer_id, e)
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        """PeerGate: the connection closed."""
+        self.set_connected(peer_id, False)
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._gen += 1
+        if self._persist and self._timer is None:
+            timer = threading.Timer(self._save_delay, self._on_timer)
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+        try:
+            self._save()
+        except PeerStoreError as e:
+            log.error("saving peers failed (will retry on the next change or close): %s", e)
+
+    def _snapshot(self) -> tuple[int, list[Peer]] | None:
+        with self._lock:
+            if self._gen == self._snap_gen:
+                return None
+            self._snap_gen = self._gen
+            return self._gen, list(self._records.values())
+
+    def _save(self) -> None:
+        snap = self._snapshot()
+        with self._write_lock:  # also waits for a write already in flight
+            if snap is None or snap[0] <= self._written_gen:
+                return
+            gen, peers = snap
+            try:
+                store.write_atomic(self._path, store.encode_peers(peers))
+            except PeerStoreError:
+                with self._lock:
+                    if self._snap_gen == gen:
+                        self._snap_gen = -1  # still dirty: the next save retries
+                raise
+            self._written_gen = gen
+
+    def save(self) -> None:
+        """Write pending changes now, in this thread. Raises PeerStoreError."""
+        if self._persist:
+            self._save()
+
+    async def flush(self) -> None:
+        """Write pending changes without blocking the event loop. Raises PeerStoreError."""
+        if self._persist:
+            await asyncio.to_thread(self._save)
+
+    def close(self) -> None:
+        """Cancel the save timer and write pending changes (synchronously)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self.save()
+
+    async def aclose(self) -> None:
+        """``close()`` for async code: the final write runs in a worker thread."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        await self.flush()
+
+    @property
+    def dirty(self) -> bool:
+        """True while a change has not been handed to a writer."""
+        return self._gen != self._snap_gen
+
+
+def _score_key(p: Peer) -> tuple[float, str]:
+    return (-p.score, p.id)
