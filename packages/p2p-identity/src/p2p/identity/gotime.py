@@ -37,7 +37,7 @@ _RFC3339 = re.compile(
 def _days_from_civil(y: int, m: int, d: int) -> int:
     """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400  # floor division: no negative-year adjustment needed in Python
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
@@ -47,7 +47,7 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
 def _civil_from_days(z: int) -> tuple[int, int, int]:
     """Inverse of :func:`_days_from_civil`."""
     z += 719_468
-    era = (z if z >= 0 else z - 146_096) // 146_097
+    era = z // 146_097
     doe = z - era * 146_097
     yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
     y = yoe + era * 400

@@ -207,9 +207,14 @@ class NodeManager:
         except IdentityError:
             key.discard()
             raise
-        if self._corrupt:
-            self._set_aside_corrupt()
-        key.commit()
+        try:
+            if self._corrupt:
+                self._set_aside_corrupt()
+            key.commit()
+        except IdentityError:
+            key.discard()
+            config.discard()
+            raise
         config.commit()
 
     def _set_aside_corrupt(self) -> None:
