@@ -662,3 +662,32 @@ def test_traversal_hidden_in_long_names_rejected(tmp_path: Path, fmt: int) -> No
         with pytest.raises(UnsafeArchiveError):
             extract_miner_bundle(_miner_bundle(rootfs), PW, tmp_path / "d")
     assert _files(tmp_path) == {}
+
+
+def test_verify_bundle_with_odd_checksums() -> None:
+    bundle = Bundle.create("profile", "x", b"{}")
+    for claimed in ("", "é" * 64, bundle.checksum.upper(), bundle.checksum + "0"):
+        assert verify_bundle(Bundle(bundle.type, "x", b"{}", claimed)) is False
+    assert verify_bundle(bundle) is True
+
+
+def test_overlong_names_refused(tmp_path: Path) -> None:
+    name = "a/" * 3000 + "m"
+    rootfs = _make_tar((_member(name), b"x"), fmt=tarfile.PAX_FORMAT)
+    with pytest.raises(UnsafeArchiveError, match="name too long"):
+        extract_miner_bundle(_miner_bundle(rootfs), PW, tmp_path / "d")
+    assert _files(tmp_path) == {}
+
+
+def test_signed_checksum_headers_accepted() -> None:
+    """Old writers summed header bytes as signed chars; Go (and we) accept both sums."""
+    archive = bytearray(_make_tar((_member("xmrig"), b"bin")))
+    archive[120] = 0xFF  # a high byte in the (unused) gid field
+    archive[148:156] = b" " * 8
+    signed = sum(b - 256 if b > 127 else b for b in archive[:512])
+    archive[148:156] = f"{signed:06o}".encode() + b"\x00 "
+    (entry,) = list(_tar.iter_tar(bytes(archive), max_entries=4))
+    assert (entry.name, archive[entry.offset : entry.offset + entry.size]) == ("xmrig", b"bin")
+    archive[148:156] = f"{signed + 1:06o}".encode() + b"\x00 "
+    with pytest.raises(UnsafeArchiveError, match="checksum"):
+        list(_tar.iter_tar(bytes(archive), max_entries=4))

@@ -215,8 +215,10 @@ def _checksum_ok(block: bytes) -> bool:
     stored = _number(block[148:156], "checksum")
     blank = block[:148] + b" " * 8 + block[156:]
     unsigned = sum(blank)
-    signed = sum(b - 256 if b > 127 else b for b in blank)
-    return stored in (unsigned, signed)
+    if stored == unsigned:
+        return True
+    high = sum(1 for b in blank if b > 127)  # signed sum, as some old writers made it
+    return stored == unsigned - 256 * high
 
 
 def _parse_pax(data: bytes) -> dict[str, str]:

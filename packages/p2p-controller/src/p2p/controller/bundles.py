@@ -53,6 +53,7 @@ __all__ = [
     "DEFAULT_TIM_CONFIG",
     "MAX_BUNDLE_JSON_SIZE",
     "MAX_FILE_SIZE",
+    "MAX_NAME_LENGTH",
     "ArchiveLimitError",
     "Bundle",
     "BundleDecryptError",
@@ -85,6 +86,8 @@ MAX_FILE_SIZE = 100 * 1024 * 1024
 #: Bound on one Bundle JSON document read from bytes or a stream (base64 of a 100 MiB file
 #: plus slack). Deploy messages are far smaller (one WebSocket message, ≤ 1 MiB).
 MAX_BUNDLE_JSON_SIZE = 256 * 1024 * 1024
+#: Longest entry name extracted (Linux PATH_MAX); longer PAX / GNU names are refused.
+MAX_NAME_LENGTH = 4096
 #: Borg's `tim.New()` config: what a Go miner bundle built without a profile carries.
 DEFAULT_TIM_CONFIG = b'{"Header":{},"Payload":null}'
 
@@ -266,7 +269,8 @@ def _bundle_type(value: BundleType | str) -> BundleType:
 
 def verify_bundle(bundle: Bundle) -> bool:
     """True iff `checksum` is the SHA-256 of `data` (integrity only: anyone can recompute it)."""
-    return hmac.compare_digest(compute_checksum(bundle.data), bundle.checksum)
+    claimed = bundle.checksum.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(compute_checksum(bundle.data).encode("ascii"), claimed)
 
 
 def _check(bundle: Bundle) -> None:
@@ -419,6 +423,10 @@ def extract_profile_bundle(bundle: Bundle, password: str) -> bytes:
 
 def _plan_path(name: str) -> list[str]:
     """Validated path components of a regular file's name, relative to the destination."""
+    if len(name) > MAX_NAME_LENGTH or "\x00" in name:
+        raise UnsafeArchiveError(
+            f"invalid tar entry: {name[:64]}...: name too long or NUL in name", entry=name
+        )
     if name.startswith("/"):
         raise UnsafeArchiveError(f"invalid tar entry: {name}: absolute path", entry=name)
     clean = posixpath.normpath(name)
