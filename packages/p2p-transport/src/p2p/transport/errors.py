@@ -8,6 +8,7 @@ from __future__ import annotations
 __all__ = [
     "MessageError",
     "ProtocolError",
+    "ResponseError",
     "SigilError",
     "SmsgDecryptError",
     "SmsgError",
@@ -66,3 +67,8 @@ class ProtocolError(TransportError):
         super().__init__(f"remote error ({code}): {message}")
         self.code = code
         self.message = message
+
+
+class ResponseError(MessageError):
+    """A response is not the one expected (nil, or of the wrong type); Go's
+    ``ValidateResponse`` errors other than a remote ``error`` message."""

@@ -1,0 +1,900 @@
+"""go-p2p application messages: the JSON envelope, its payloads, codes and helpers.
+
+``Message.to_json()`` writes what Go's ``MarshalJSON`` writes (keys ``id, type, from, to,
+ts, payload, replyTo``; compact; HTML escaping off; ``replyTo`` omitted when empty) and
+``Message.from_json()`` accepts exactly what Go's ``json.Unmarshal`` accepts: keys matched
+case-insensitively, the last duplicate wins, unknown keys ignored, ``ts`` an RFC 3339 string
+(or null/missing = zero time), ``payload`` any JSON value kept raw (Go ``json.RawMessage``).
+A decoded message re-encodes byte-identically (nanoseconds and offset of ``ts`` included).
+
+Payloads are typed dataclasses (:class:`PingPayload`, ...). Each has ``to_json()`` and
+``from_json()`` with Go's field order, ``omitempty`` rules and decoding rules (integers must
+be JSON integers, ``[]byte`` is padded standard base64, ``null`` leaves the zero value).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import enum
+import math
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from p2p.identity import GoTime, IdentityError, NodeIdentity, NodeRole
+from p2p.transport._gojson import go_float, go_string, marshal, to_utf8
+from p2p.transport._gotime import parse_go_time
+from p2p.transport._jsonscan import loads, scan_object
+from p2p.transport.errors import MessageError, ProtocolError, ResponseError
+
+__all__ = [
+    "CHALLENGE_SIZE",
+    "MAX_MESSAGE_SIZE",
+    "MIN_PROTOCOL_VERSION",
+    "PAYLOAD_TYPES",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_PROTOCOL_VERSIONS",
+    "DeployAckPayload",
+    "DeployPayload",
+    "DisconnectCode",
+    "DisconnectPayload",
+    "ErrorCode",
+    "ErrorPayload",
+    "GetLogsPayload",
+    "HandshakeAckPayload",
+    "HandshakePayload",
+    "LogsPayload",
+    "Message",
+    "MessageError",
+    "MessageType",
+    "MinerAckPayload",
+    "MinerStatsItem",
+    "Payload",
+    "PingPayload",
+    "PongPayload",
+    "ProtocolError",
+    "ResponseError",
+    "StartMinerPayload",
+    "StatsPayload",
+    "StopMinerPayload",
+    "get_protocol_error_code",
+    "is_protocol_error",
+    "is_protocol_version_supported",
+    "parse_response",
+    "reply",
+    "validate_response",
+]
+
+PROTOCOL_VERSION = "1.0"
+MIN_PROTOCOL_VERSION = "1.0"
+SUPPORTED_PROTOCOL_VERSIONS: tuple[str, ...] = ("1.0",)
+CHALLENGE_SIZE = 32
+
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+"""Default bound on a message's JSON (the SMSG plaintext bound); Go's frames are ≤ 1 MiB."""
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_ZERO_TS = "0001-01-01T00:00:00Z"
+
+
+def is_protocol_version_supported(version: str) -> bool:
+    """Exact membership, as the Go responder checks the handshake's ``version``."""
+    return version in SUPPORTED_PROTOCOL_VERSIONS
+
+
+class MessageType(str, enum.Enum):
+    """The 15 message types of go-p2p. Unknown type strings still parse (as ``str``)."""
+
+    HANDSHAKE = "handshake"
+    HANDSHAKE_ACK = "handshake_ack"
+    PING = "ping"
+    PONG = "pong"
+    DISCONNECT = "disconnect"
+    GET_STATS = "get_stats"
+    STATS = "stats"
+    START_MINER = "start_miner"
+    STOP_MINER = "stop_miner"
+    MINER_ACK = "miner_ack"
+    DEPLOY = "deploy"
+    DEPLOY_ACK = "deploy_ack"
+    GET_LOGS = "get_logs"
+    LOGS = "logs"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TYPES: dict[str, MessageType] = {t.value: t for t in MessageType}
+
+
+class ErrorCode(enum.IntEnum):
+    """``code`` of an ``error`` payload. The Go worker only ever sends OPERATION_FAILED."""
+
+    UNKNOWN = 1000
+    INVALID_MESSAGE = 1001
+    UNAUTHORIZED = 1002
+    NOT_FOUND = 1003
+    OPERATION_FAILED = 1004
+    TIMEOUT = 1005
+
+
+class DisconnectCode(enum.IntEnum):
+    """``code`` of a ``disconnect`` payload (not WebSocket close codes). Go sends SHUTDOWN."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    TIMEOUT = 1003
+    SHUTDOWN = 1004
+
+
+# --- Go's case-insensitive key matching ---------------------------------------------------
+
+
+def _fold(key: str) -> str:
+    """Go ``encoding/json`` key folding (ToUpper(ToLower(r)) per rune), lower-cased."""
+    if key.isascii():
+        return key.lower()
+    out = []
+    for c in key:
+        u = c.lower().upper()
+        out.append(u if len(u) == 1 else c)
+    return "".join(out).lower()
+
+
+def _kind(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "object" if isinstance(v, dict) else "array"
+
+
+# --- payload field codecs ------------------------------------------------------------------
+
+_Dec = Callable[[Any, str], Any]
+_Enc = Callable[[Any], str]
+
+
+def _dec_str(v: Any, name: str) -> str:
+    if type(v) is not str:
+        raise MessageError(f"cannot unmarshal {_kind(v)} into field {name} of type string")
+    return v
+
+
+def _dec_int(v: Any, name: str) -> int:
+    if type(v) is not int or not _INT64_MIN <= v <= _INT64_MAX:
+        raise MessageError(f"cannot unmarshal {_kind(v)} {str(v)[:32]} into int field {name}")
+    return v
+
+
+def _dec_float(v: Any, name: str) -> float:
+    if type(v) not in (int, float):
+        raise MessageError(f"cannot unmarshal {_kind(v)} into float field {name}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if math.isinf(f):
+        raise MessageError(f"number out of float64 range in field {name}")
+    return f
+
+
+def _dec_bool(v: Any, name: str) -> bool:
+    if type(v) is not bool:
+        raise MessageError(f"cannot unmarshal {_kind(v)} into field {name} of type bool")
+    return v
+
+
+def _dec_bytes(v: Any, name: str) -> bytes:
+    s = _dec_str(v, name)
+    if "\r" in s or "\n" in s:  # Go's base64 decoder skips CR and LF
+        s = s.replace("\r", "").replace("\n", "")
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raise MessageError(f"field {name} is not padded standard base64") from None
+
+
+def _dec_strlist(v: Any, name: str) -> list[str]:
+    if not isinstance(v, list):
+        raise MessageError(f"cannot unmarshal {_kind(v)} into field {name} of type []string")
+    return ["" if x is None else _dec_str(x, name) for x in v]
+
+
+def _dec_identity(v: Any, name: str) -> NodeIdentity:
+    if not isinstance(v, dict):
+        raise MessageError(f"cannot unmarshal {_kind(v)} into field {name} (NodeIdentity)")
+    try:
+        return NodeIdentity.from_dict(v)
+    except (IdentityError, ValueError) as e:
+        raise MessageError(f"field {name}: {e}") from None
+
+
+def _dec_miners(v: Any, name: str) -> list[MinerStatsItem]:
+    if not isinstance(v, list):
+        raise MessageError(f"cannot unmarshal {_kind(v)} into field {name}")
+    return [MinerStatsItem() if x is None else MinerStatsItem._from_value(x) for x in v]
+
+
+def _enc_str(v: str) -> str:
+    return go_string(v, html=False)
+
+
+def _enc_bool(v: bool) -> str:
+    return "true" if v else "false"
+
+
+def _enc_bytes(v: bytes | None) -> str:
+    return "null" if v is None else '"' + base64.b64encode(v).decode("ascii") + '"'
+
+
+def _enc_strlist(v: list[str] | None) -> str:
+    return "null" if v is None else "[" + ",".join(_enc_str(x) for x in v) + "]"
+
+
+def _enc_identity(v: NodeIdentity) -> str:
+    role = v.role.value if isinstance(v.role, NodeRole) else v.role
+    try:
+        created = v.created_at.format()
+    except (IdentityError, ValueError) as e:
+        raise MessageError(f"identity createdAt: {e}") from None
+    return (
+        f'{{"id":{_enc_str(v.id)},"name":{_enc_str(v.name)},'
+        f'"publicKey":{_enc_str(v.public_key)},"createdAt":"{created}","role":{_enc_str(role)}}}'
+    )
+
+
+def _enc_miners(v: list[MinerStatsItem] | None) -> str:
+    return "null" if v is None else "[" + ",".join(m._encode() for m in v) + "]"
+
+
+def _enc_raw(v: str | None) -> str:
+    return "null" if v is None else v
+
+
+_CODECS: dict[str, tuple[_Dec, _Enc]] = {
+    "str": (_dec_str, _enc_str),
+    "int": (_dec_int, str),
+    "float": (_dec_float, go_float),
+    "bool": (_dec_bool, _enc_bool),
+    "bytes": (_dec_bytes, _enc_bytes),
+    "strlist": (_dec_strlist, _enc_strlist),
+    "identity": (_dec_identity, _enc_identity),
+    "miners": (_dec_miners, _enc_miners),
+}
+_NULL_RESETS = frozenset(("bytes", "strlist", "miners"))  # Go: null into a slice gives nil
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    attr: str
+    key: str
+    kind: str
+    omitempty: bool = False
+
+
+P = TypeVar("P", bound="Payload")
+
+
+class Payload:
+    """Base of the typed payloads: Go-compatible ``to_json`` / ``from_json``.
+
+    Subclasses are dataclasses listing their JSON fields in ``_FIELDS`` in Go's order.
+    """
+
+    __slots__ = ()
+    _FIELDS: ClassVar[tuple[_Field, ...]] = ()
+    _BY_KEY: ClassVar[dict[str, _Field]] = {}
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._BY_KEY = {f.key.lower(): f for f in cls._FIELDS}
+
+    def _encode(self) -> str:
+        parts = []
+        for f in self._FIELDS:
+            v = getattr(self, f.attr)
+            if f.omitempty and not v:
+                continue
+            enc = _enc_raw(v) if f.kind == "raw" else _CODECS[f.kind][1](v)
+            parts.append(f'"{f.key}":{enc}')
+        return "{" + ",".join(parts) + "}"
+
+    def to_json(self) -> bytes:
+        """The payload JSON as Go marshals it (with HTML escaping off, as go-p2p does)."""
+        return to_utf8(self._encode())
+
+    @classmethod
+    def from_json(cls: type[P], data: str | bytes | None) -> P:
+        """Decode like Go's ``json.Unmarshal`` into the struct; ``None`` (no payload) and
+        ``null`` give the zero value. :class:`MessageError` on anything Go refuses."""
+        obj = cls()
+        if data is None:
+            return obj
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
+        if len(text) > MAX_MESSAGE_SIZE:
+            raise MessageError(f"payload larger than {MAX_MESSAGE_SIZE} bytes")
+        try:
+            members = scan_object(text)
+        except (ValueError, RecursionError) as e:
+            raise MessageError(f"cannot decode {cls.__name__}: {e}") from None
+        for key, value, start, end in members or ():
+            f = cls._BY_KEY.get(key.lower() if key.isascii() else _fold(key))
+            if f is None:
+                continue
+            if f.kind == "raw":
+                setattr(obj, f.attr, _compact(text[start:end]))
+            elif value is None:
+                if f.kind in _NULL_RESETS:
+                    setattr(obj, f.attr, None)
+            else:
+                setattr(obj, f.attr, _CODECS[f.kind][0](value, f.key))
+        return obj
+
+    @classmethod
+    def _from_value(cls: type[P], value: Any) -> P:
+        """From an already-parsed JSON object (nested structs); raw fields unsupported."""
+        if not isinstance(value, dict):
+            raise MessageError(f"cannot unmarshal {_kind(value)} into {cls.__name__}")
+        obj = cls()
+        for key, v in value.items():
+            f = cls._BY_KEY.get(key.lower() if key.isascii() else _fold(key))
+            if f is None:
+                continue
+            if v is None:
+                if f.kind in _NULL_RESETS:
+                    setattr(obj, f.attr, None)
+            else:
+                setattr(obj, f.attr, _CODECS[f.kind][0](v, f.key))
+        return obj
+
+
+def _zero_identity() -> NodeIdentity:
+    return NodeIdentity(id="", name="", public_key="", created_at=GoTime.zero(), role="")
+
+
+@dataclass(slots=True)
+class HandshakePayload(Payload):
+    """``handshake`` (initiator → responder, plain text frame)."""
+
+    identity: NodeIdentity = field(default_factory=_zero_identity)
+    challenge: bytes = b""
+    version: str = ""
+    _FIELDS = (
+        _Field("identity", "identity", "identity"),
+        _Field("challenge", "challenge", "bytes", True),
+        _Field("version", "version", "str"),
+    )
+
+
+@dataclass(slots=True)
+class HandshakeAckPayload(Payload):
+    """``handshake_ack`` (responder → initiator, plain text frame)."""
+
+    identity: NodeIdentity = field(default_factory=_zero_identity)
+    challenge_response: bytes = b""
+    accepted: bool = False
+    reason: str = ""
+    _FIELDS = (
+        _Field("identity", "identity", "identity"),
+        _Field("challenge_response", "challengeResponse", "bytes", True),
+        _Field("accepted", "accepted", "bool"),
+        _Field("reason", "reason", "str", True),
+    )
+
+
+@dataclass(slots=True)
+class PingPayload(Payload):
+    """``ping``: ``sent_at`` in Unix milliseconds."""
+
+    sent_at: int = 0
+    _FIELDS = (_Field("sent_at", "sentAt", "int"),)
+
+
+@dataclass(slots=True)
+class PongPayload(Payload):
+    """``pong``: the ping's ``sent_at`` echoed and our ``received_at`` (Unix ms)."""
+
+    sent_at: int = 0
+    received_at: int = 0
+    _FIELDS = (_Field("sent_at", "sentAt", "int"), _Field("received_at", "receivedAt", "int"))
+
+
+@dataclass(slots=True)
+class DisconnectPayload(Payload):
+    """``disconnect``: Go sends ``("server shutdown", 1004)`` and never acts on one."""
+
+    reason: str = ""
+    code: int = 0
+    _FIELDS = (_Field("reason", "reason", "str"), _Field("code", "code", "int"))
+
+
+@dataclass(slots=True)
+class MinerStatsItem(Payload):
+    """One miner in a ``stats`` reply (hashrate float, uptime seconds)."""
+
+    name: str = ""
+    type: str = ""
+    hashrate: float = 0.0
+    shares: int = 0
+    rejected: int = 0
+    uptime: int = 0
+    pool: str = ""
+    algorithm: str = ""
+    cpu_threads: int = 0
+    _FIELDS = (
+        _Field("name", "name", "str"),
+        _Field("type", "type", "str"),
+        _Field("hashrate", "hashrate", "float"),
+        _Field("shares", "shares", "int"),
+        _Field("rejected", "rejected", "int"),
+        _Field("uptime", "uptime", "int"),
+        _Field("pool", "pool", "str"),
+        _Field("algorithm", "algorithm", "str"),
+        _Field("cpu_threads", "cpuThreads", "int", True),
+    )
+
+
+@dataclass(slots=True)
+class StatsPayload(Payload):
+    """``stats`` reply. Go always sends ``miners`` as an array; its zero value is null."""
+
+    node_id: str = ""
+    node_name: str = ""
+    miners: list[MinerStatsItem] | None = None
+    uptime: int = 0
+    _FIELDS = (
+        _Field("node_id", "nodeId", "str"),
+        _Field("node_name", "nodeName", "str"),
+        _Field("miners", "miners", "miners"),
+        _Field("uptime", "uptime", "int"),
+    )
+
+
+@dataclass(slots=True)
+class StartMinerPayload(Payload):
+    """``start_miner``. ``config`` is raw JSON text (Go ``json.RawMessage``), or None."""
+
+    miner_type: str = ""
+    profile_id: str = ""
+    config: str | None = None
+    _FIELDS = (
+        _Field("miner_type", "minerType", "str"),
+        _Field("profile_id", "profileId", "str", True),
+        _Field("config", "config", "raw", True),
+    )
+
+    def config_value(self) -> Any:
+        """``config`` parsed (``None`` when absent)."""
+        return None if self.config is None else loads(self.config)
+
+
+@dataclass(slots=True)
+class StopMinerPayload(Payload):
+    """``stop_miner``."""
+
+    miner_name: str = ""
+    _FIELDS = (_Field("miner_name", "minerName", "str"),)
+
+
+@dataclass(slots=True)
+class MinerAckPayload(Payload):
+    """``miner_ack`` reply to start/stop."""
+
+    success: bool = False
+    miner_name: str = ""
+    error: str = ""
+    _FIELDS = (
+        _Field("success", "success", "bool"),
+        _Field("miner_name", "minerName", "str", True),
+        _Field("error", "error", "str", True),
+    )
+
+
+@dataclass(slots=True)
+class DeployPayload(Payload):
+    """``deploy``: a bundle; ``data`` is bytes (base64 on the wire, null when None)."""
+
+    type: str = ""
+    data: bytes | None = None
+    checksum: str = ""
+    name: str = ""
+    _FIELDS = (
+        _Field("type", "type", "str"),
+        _Field("data", "data", "bytes"),
+        _Field("checksum", "checksum", "str"),
+        _Field("name", "name", "str"),
+    )
+
+
+@dataclass(slots=True)
+class DeployAckPayload(Payload):
+    """``deploy_ack`` reply."""
+
+    success: bool = False
+    name: str = ""
+    error: str = ""
+    _FIELDS = (
+        _Field("success", "success", "bool"),
+        _Field("name", "name", "str", True),
+        _Field("error", "error", "str", True),
+    )
+
+
+@dataclass(slots=True)
+class GetLogsPayload(Payload):
+    """``get_logs``: ``since`` is Unix **milliseconds** (0 = omitted)."""
+
+    miner_name: str = ""
+    lines: int = 0
+    since: int = 0
+    _FIELDS = (
+        _Field("miner_name", "minerName", "str"),
+        _Field("lines", "lines", "int"),
+        _Field("since", "since", "int", True),
+    )
+
+
+@dataclass(slots=True)
+class LogsPayload(Payload):
+    """``logs`` reply; Go may send ``"lines":null`` (``lines is None``)."""
+
+    miner_name: str = ""
+    lines: list[str] | None = None
+    has_more: bool = False
+    _FIELDS = (
+        _Field("miner_name", "minerName", "str"),
+        _Field("lines", "lines", "strlist"),
+        _Field("has_more", "hasMore", "bool"),
+    )
+
+
+@dataclass(slots=True)
+class ErrorPayload(Payload):
+    """``error`` reply: an :class:`ErrorCode`, the message and optional details."""
+
+    code: int = 0
+    message: str = ""
+    details: str = ""
+    _FIELDS = (
+        _Field("code", "code", "int"),
+        _Field("message", "message", "str"),
+        _Field("details", "details", "str", True),
+    )
+
+
+PAYLOAD_TYPES: dict[MessageType, type[Payload] | None] = {
+    MessageType.HANDSHAKE: HandshakePayload,
+    MessageType.HANDSHAKE_ACK: HandshakeAckPayload,
+    MessageType.PING: PingPayload,
+    MessageType.PONG: PongPayload,
+    MessageType.DISCONNECT: DisconnectPayload,
+    MessageType.GET_STATS: None,
+    MessageType.STATS: StatsPayload,
+    MessageType.START_MINER: StartMinerPayload,
+    MessageType.STOP_MINER: StopMinerPayload,
+    MessageType.MINER_ACK: MinerAckPayload,
+    MessageType.DEPLOY: DeployPayload,
+    MessageType.DEPLOY_ACK: DeployAckPayload,
+    MessageType.GET_LOGS: GetLogsPayload,
+    MessageType.LOGS: LogsPayload,
+    MessageType.ERROR: ErrorPayload,
+}
+"""The payload class of each message type (``None``: Go sends ``null``)."""
+
+# --- raw JSON helpers -----------------------------------------------------------------------
+
+_WS_OR_STRING = re.compile(r'("(?:[^"\\]|\\.)*")|[ \t\n\r]+', re.DOTALL)
+
+
+def _compact(raw: str) -> str:
+    """Go's ``json.Compact`` (HTML escaping off) of valid JSON: drop insignificant space."""
+    if " " not in raw and "\n" not in raw and "\t" not in raw and "\r" not in raw:
+        return raw
+    return _WS_OR_STRING.sub(lambda m: m.group(1) or "", raw)
+
+
+def _payload_text(payload: Payload | Any) -> str | None:
+    if payload is None:
+        return None
+    if isinstance(payload, Payload):
+        return payload._encode()
+    try:
+        return marshal(payload, html=False)
+    except (TypeError, ValueError) as e:
+        raise MessageError(f"cannot marshal payload: {e}") from None
+
+
+# --- the envelope ---------------------------------------------------------------------------
+
+_ENVELOPE = {"id": 0, "type": 1, "from": 2, "to": 3, "ts": 4, "payload": 5, "replyto": 6}
+
+
+def _now() -> tuple[int, int]:
+    return divmod(time.time_ns(), 1_000_000_000)
+
+
+class Message:
+    """A go-p2p message envelope (Go ``node.Message``).
+
+    ``payload`` is the payload's raw JSON text (``None`` when absent; both encode as
+    ``null``); use :meth:`parse_payload` / :meth:`decode_payload` for typed access and
+    :meth:`new` / :meth:`reply` to build messages with a fresh id and timestamp.
+    """
+
+    __slots__ = (
+        "_ts",
+        "_ts_parsed",
+        "_ts_text",
+        "from_",
+        "id",
+        "payload",
+        "reply_to",
+        "to",
+        "type",
+    )
+
+    id: str
+    type: MessageType | str
+    from_: str
+    to: str
+    payload: str | None
+    reply_to: str
+
+    def __init__(
+        self,
+        *,
+        id: str = "",
+        type: MessageType | str = "",
+        from_: str = "",
+        to: str = "",
+        ts: GoTime | None = None,
+        payload: str | None = None,
+        reply_to: str = "",
+    ) -> None:
+        self.id = id
+        self.type = _TYPES.get(type, type) if type.__class__ is str else type
+        self.from_ = from_
+        self.to = to
+        self._ts: GoTime | None = ts
+        self._ts_parsed: tuple[int, int, int] | None = None
+        self._ts_text: str | None = None
+        self.payload = payload
+        self.reply_to = reply_to
+
+    # ts is kept as validated text until someone asks for the GoTime (saves ~2 µs a message)
+    @property
+    def ts(self) -> GoTime:
+        """The timestamp (zero time when the message had none)."""
+        ts = self._ts
+        if ts is None:
+            p = self._ts_parsed
+            ts = GoTime.zero() if p is None else GoTime(p[0], p[1], p[2])
+            self._ts = ts
+        return ts
+
+    @ts.setter
+    def ts(self, value: GoTime) -> None:
+        self._ts = value
+        self._ts_parsed = None
+        self._ts_text = None
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def new(
+        cls,
+        type: MessageType | str,
+        from_: str,
+        to: str = "",
+        payload: Payload | Any = None,
+        *,
+        reply_to: str = "",
+    ) -> Message:
+        """A fresh message (Go ``NewMessage``): random UUIDv4 ``id``, ``ts`` = now (UTC).
+        ``payload`` is a :class:`Payload`, any JSON-able value, or ``None`` (null)."""
+        sec, nsec = _now()
+        return cls(
+            id=str(uuid.uuid4()),
+            type=type,
+            from_=from_,
+            to=to,
+            ts=GoTime(sec, nsec, 0),
+            payload=_payload_text(payload),
+            reply_to=reply_to,
+        )
+
+    def reply(self, type: MessageType | str, payload: Payload | Any = None) -> Message:
+        """Go ``Message.Reply``: new id and ts, ``from`` = this message's ``to``, ``to`` =
+        its ``from``, ``replyTo`` = its ``id``."""
+        return Message.new(type, self.to, self.from_, payload, reply_to=self.id)
+
+    def error_reply(self, from_: str, code: int, message: str, details: str = "") -> Message:
+        """An ``error`` reply as the Go worker sends it (``from`` = the worker's own ID)."""
+        return Message.new(
+            MessageType.ERROR,
+            from_,
+            self.from_,
+            ErrorPayload(int(code), message, details),
+            reply_to=self.id,
+        )
+
+    # -- JSON -------------------------------------------------------------------------
+
+    def to_json(self) -> bytes:
+        """The JSON Go's ``MarshalJSON`` writes for this message (no trailing newline)."""
+        ts = self._ts_text
+        if ts is None:
+            if self._ts is None and self._ts_parsed is None:
+                ts = _ZERO_TS
+            else:
+                try:
+                    ts = self.ts.format()
+                except (IdentityError, ValueError) as e:
+                    raise MessageError(f"cannot marshal ts: {e}") from None
+        p = self.payload
+        typ = self.type
+        out = (
+            f'{{"id":{go_string(self.id, html=False)},'
+            f'"type":{go_string(typ.value if isinstance(typ, MessageType) else typ, html=False)},'
+            f'"from":{go_string(self.from_, html=False)},"to":{go_string(self.to, html=False)},'
+            f'"ts":"{ts}","payload":{"null" if p is None else p}'
+        )
+        if self.reply_to:
+            out += f',"replyTo":{go_string(self.reply_to, html=False)}}}'
+        else:
+            out += "}"
+        return to_utf8(out)
+
+    @classmethod
+    def from_json(
+        cls, data: str | bytes | bytearray | memoryview, *, max_size: int = MAX_MESSAGE_SIZE
+    ) -> Message:
+        """Decode with Go's ``json.Unmarshal`` rules into ``node.Message``.
+
+        :class:`MessageError` for everything Go refuses: not one JSON value, not an object
+        (``null`` is fine: the zero message), a field of the wrong JSON type, a ``ts`` that
+        is not RFC 3339 with ``T`` and a zone; and for input over ``max_size`` bytes.
+        """
+        if len(data) > max_size:
+            raise MessageError(f"message of {len(data)} bytes exceeds {max_size}")
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
+        try:
+            members = scan_object(text)
+        except (ValueError, RecursionError) as e:
+            raise MessageError(f"invalid message JSON: {e}") from None
+        msg = cls.__new__(cls)
+        msg.id = msg.from_ = msg.to = msg.reply_to = ""
+        msg.type = ""
+        msg.payload = None
+        msg._ts = msg._ts_parsed = msg._ts_text = None
+        for key, value, start, end in members or ():
+            idx = _ENVELOPE.get(key)
+            if idx is None:
+                idx = _ENVELOPE.get(_fold(key))
+                if idx is None:
+                    continue
+            if idx == 5:
+                msg.payload = _compact(text[start:end])
+                continue
+            if value is None:
+                continue
+            if value.__class__ is not str:
+                name = "replyTo" if idx == 6 else key
+                raise MessageError(f"cannot unmarshal {_kind(value)} into Message.{name}")
+            if idx == 0:
+                msg.id = value
+            elif idx == 1:
+                msg.type = _TYPES.get(value, value)
+            elif idx == 2:
+                msg.from_ = value
+            elif idx == 3:
+                msg.to = value
+            elif idx == 4:
+                raw = text[start + 1 : end - 1]  # Go parses the raw text, escapes undecoded
+                parsed = parse_go_time(raw)
+                if parsed is None:
+                    raise MessageError(f"ts {raw[:64]!r} is not an RFC 3339 time")
+                msg._ts = None
+                msg._ts_parsed = parsed[:3]
+                msg._ts_text = raw if parsed[3] else None
+            else:
+                msg.reply_to = value
+        return msg
+
+    # -- payload access ---------------------------------------------------------------
+
+    def parse_payload(self, cls: builtins.type[P]) -> P:
+        """The payload decoded into ``cls`` (Go ``ParsePayload``: no payload → zero value)."""
+        return cls.from_json(self.payload)
+
+    def decode_payload(self) -> Payload | None:
+        """The payload as the class :data:`PAYLOAD_TYPES` gives for this type (``None``
+        for ``get_stats`` and unknown types)."""
+        cls = PAYLOAD_TYPES.get(self.type) if isinstance(self.type, MessageType) else None
+        return None if cls is None else cls.from_json(self.payload)
+
+    def payload_value(self) -> Any:
+        """The payload parsed as plain JSON (``None`` when absent or null)."""
+        return None if self.payload is None else loads(self.payload)
+
+    # -- dunder -----------------------------------------------------------------------
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.id, str(self.type), self.from_, self.to, self.ts, self.payload, self.reply_to)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(id={self.id!r}, type={str(self.type)!r}, from_={self.from_!r}, "
+            f"to={self.to!r}, ts={self.ts}, reply_to={self.reply_to!r})"
+        )
+
+
+def reply(request: Message, type: MessageType | str, payload: Payload | Any = None) -> Message:
+    """Module-level :meth:`Message.reply`."""
+    return request.reply(type, payload)
+
+
+# --- response validation (Go protocol.go) ----------------------------------------------------
+
+
+def validate_response(resp: Message | None, expected: MessageType | str) -> None:
+    """Go ``ValidateResponse``: :class:`ResponseError` for a missing or mistyped response,
+    :class:`ProtocolError` (code, message) for an ``error`` reply."""
+    if resp is None:
+        raise ResponseError("ResponseHandler.ValidateResponse: nil response")
+    if resp.type == MessageType.ERROR:
+        try:
+            err = ErrorPayload.from_json(resp.payload)
+        except MessageError:
+            raise ProtocolError(ErrorCode.UNKNOWN, "unable to parse error response") from None
+        raise ProtocolError(err.code, err.message)
+    if resp.type != expected:
+        raise ResponseError(
+            "ResponseHandler.ValidateResponse: unexpected response type: "
+            f"expected {expected}, got {resp.type}"
+        )
+
+
+def parse_response(
+    resp: Message | None, expected: MessageType | str, cls: type[P] | None = None
+) -> P | None:
+    """Go ``ParseResponse``: validate, then decode the payload into ``cls`` (if given)."""
+    validate_response(resp, expected)
+    if cls is None:
+        return None
+    assert resp is not None
+    try:
+        return cls.from_json(resp.payload)
+    except MessageError as e:
+        raise MessageError(
+            f"ResponseHandler.ParseResponse: failed to parse {expected} payload: {e}"
+        ) from None
+
+
+def is_protocol_error(err: BaseException | None) -> bool:
+    """Go ``IsProtocolError``."""
+    return isinstance(err, ProtocolError)
+
+
+def get_protocol_error_code(err: BaseException | None) -> int:
+    """Go ``GetProtocolErrorCode``: the code, or 0 if ``err`` is not a ProtocolError."""
+    return err.code if isinstance(err, ProtocolError) else 0

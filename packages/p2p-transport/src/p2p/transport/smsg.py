@@ -1,0 +1,303 @@
+"""SMSG: the encrypted frame every post-handshake WebSocket message is (Borg ``pkg/smsg``).
+
+``frame = TRIX("SMSG", {"algorithm":"chacha20poly1305","version":"1.0"}, sigil(K, P))`` with
+``K = SHA-256(password)`` and ``P = {"body":<str>,"timestamp":<unix s>}`` as Go marshals it.
+For a link between two nodes the password is ``base64(shared_secret)``
+(:func:`password_for_secret`). We send exactly what Go sends (v1, uncompressed, the fixed
+header) and accept what a Go receiver accepts (SMSG.md §6): unknown header keys, ``v2``
+framing, gzip and — when a zstd library is importable — zstd, and a ``checksum`` header.
+Sizes are bounded before anything is allocated: frame, header, decompressed plaintext.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import struct
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from p2p.transport import sigil, trix
+from p2p.transport._gojson import go_string, to_utf8
+from p2p.transport._jsonscan import scan_object
+from p2p.transport.errors import (
+    SigilError,
+    SmsgDecryptError,
+    SmsgError,
+    SmsgFormatError,
+    SmsgHeaderError,
+    SmsgValueError,
+    TrixError,
+)
+
+try:  # Python 3.14+
+    from compression import zstd as _zstd_mod  # type: ignore[import-not-found]
+except ImportError:
+    _zstd_mod = None
+try:
+    import zstandard as _zstandard  # type: ignore[import-not-found]
+except ImportError:
+    _zstandard = None
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_PLAINTEXT",
+    "HEADER_JSON",
+    "MAGIC",
+    "ZSTD_AVAILABLE",
+    "SmsgDecryptError",
+    "SmsgError",
+    "SmsgFormatError",
+    "SmsgHeaderError",
+    "SmsgMessage",
+    "SmsgValueError",
+    "decrypt",
+    "encrypt",
+    "password_for_secret",
+]
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"SMSG"
+HEADER_JSON = b'{"algorithm":"chacha20poly1305","version":"1.0"}'
+"""The header Go writes on every frame (its map, marshalled: sorted keys, compact)."""
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+"""Largest frame :func:`decrypt` looks at, and largest :func:`encrypt` produces."""
+
+DEFAULT_MAX_PLAINTEXT = 16 * 1024 * 1024
+"""Largest plaintext after decompression (a decompression bomb stops here)."""
+
+ZSTD_AVAILABLE = _zstd_mod is not None or _zstandard is not None
+"""Whether zstd-compressed frames can be read (install the ``zstd`` extra)."""
+
+_PREFIX = MAGIC + struct.pack(">BI", trix.VERSION, len(HEADER_JSON)) + HEADER_JSON
+_HDR_END = len(_PREFIX)
+_V2_LEN = struct.Struct(">I")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_CHECKSUMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512, "sha1": hashlib.sha1}
+
+
+@dataclass(slots=True)
+class SmsgMessage:
+    """A decrypted SMSG message (Borg ``smsg.Message``). ``body`` is the go-p2p Message
+    JSON for transport frames; ``timestamp`` is Unix seconds and is never checked by Go."""
+
+    body: str
+    timestamp: int = 0
+    subject: str = ""
+    from_: str = ""
+    attachments: list[Any] = field(default_factory=list)
+    reply_key: dict[str, Any] | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    format: str = "v1"
+    """``"v1"`` or ``"v2"``: how the plaintext was framed (from the header)."""
+    compression: str = ""
+    """``""``, ``"gzip"`` or ``"zstd"`` (from the header)."""
+
+
+@lru_cache(maxsize=256)
+def _key(password: str) -> bytes:
+    return sigil.derive_key(password)
+
+
+def password_for_secret(secret: bytes) -> str:
+    """The SMSG password of a link: standard padded base64 of the 32-byte shared secret."""
+    return base64.b64encode(bytes(secret)).decode("ascii")
+
+
+def encrypt(
+    body: str,
+    password: str,
+    *,
+    nonce: bytes | None = None,
+    timestamp: int | None = None,
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> bytes:
+    """Encrypt ``body`` into one SMSG frame, byte-for-byte what Go's ``smsg.Encrypt`` makes.
+
+    ``timestamp`` defaults to now (Go also replaces 0 with now); ``nonce`` (24 bytes)
+    defaults to fresh random bytes and must only be fixed for tests and vectors.
+    """
+    if not body:
+        raise SmsgValueError("message cannot be empty")
+    if not password:
+        raise SmsgValueError("password is required")
+    if nonce is not None and len(nonce) != sigil.NONCE_SIZE:
+        raise SmsgValueError(f"nonce must be {sigil.NONCE_SIZE} bytes, got {len(nonce)}")
+    if not timestamp:
+        timestamp = int(time.time())
+    elif not _INT64[0] <= timestamp <= _INT64[1]:
+        raise SmsgValueError("timestamp out of int64 range")
+    plain = to_utf8(f'{{"body":{go_string(body)},"timestamp":{int(timestamp)}}}')
+    if len(plain) + _HDR_END + sigil.OVERHEAD > max_frame:
+        raise SmsgValueError(
+            f"a {len(plain)}-byte plaintext exceeds the {max_frame}-byte frame limit"
+        )
+    return _PREFIX + sigil.seal(_key(password), plain, nonce=nonce)
+
+
+def decrypt(
+    data: bytes,
+    password: str,
+    *,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    max_plaintext: int = DEFAULT_MAX_PLAINTEXT,
+) -> SmsgMessage:
+    """Decrypt one SMSG frame. Raises a :class:`SmsgError` subclass for anything a Go
+    receiver would drop, plus our bounds (``max_frame``, ``max_plaintext``)."""
+    n = len(data)
+    if n > max_frame:
+        raise SmsgHeaderError(f"frame of {n} bytes exceeds the {max_frame}-byte limit")
+    if not password:
+        raise SmsgValueError("password is required")
+    data = bytes(data)
+    if data.startswith(_PREFIX):  # what every Go sender writes: nothing in the header to act on
+        payload = data[_HDR_END:]
+        header: Mapping[str, Any] = {}
+    else:
+        try:
+            c = trix.decode(data, MAGIC, max_header=min(trix.MAX_HEADER, max_frame))
+        except TrixError as e:
+            raise SmsgHeaderError(f"invalid SMSG container: {e}") from None
+        header, payload = c.header, c.payload
+        _verify_checksum(header, payload)
+    if len(payload) < sigil.OVERHEAD:
+        raise SmsgDecryptError(f"payload of {len(payload)} bytes is shorter than nonce + tag")
+    try:
+        plain = sigil.open(_key(password), payload)
+    except SigilError:
+        raise SmsgDecryptError("decryption failed (wrong password?)") from None
+    compression = header.get("compression")
+    compression = compression if compression in ("gzip", "zstd") else ""
+    if compression:
+        plain = _decompress(plain, compression, max_plaintext)
+    fmt = "v2" if header.get("format") == "v2" else "v1"
+    if fmt == "v2":
+        if len(plain) < 4:
+            raise SmsgFormatError("v2 plaintext shorter than its length prefix")
+        (jlen,) = _V2_LEN.unpack_from(plain)
+        if jlen > len(plain) - 4:
+            raise SmsgFormatError(f"v2 JSON length {jlen} runs past the plaintext")
+        plain = plain[4 : 4 + jlen]
+    msg = _parse_plaintext(plain)
+    msg.format = fmt
+    msg.compression = compression
+    return msg
+
+
+def _verify_checksum(header: Mapping[str, Any], payload: bytes) -> None:
+    want = header.get("checksum")
+    if not isinstance(want, str):
+        return
+    algo = header.get("checksum_algo")
+    if not isinstance(algo, str):
+        raise SmsgHeaderError("checksum without checksum_algo")
+    if algo == "md5":
+        got = hashlib.md5(payload, usedforsecurity=False).hexdigest()
+    elif algo == "lthn":
+        raise SmsgHeaderError("unsupported checksum algorithm 'lthn'")
+    else:  # Go: sha256/sha512/sha1 by name, anything else falls back to sha256
+        got = _CHECKSUMS.get(algo, hashlib.sha256)(payload).hexdigest()
+    if not hmac.compare_digest(got, want):
+        raise SmsgHeaderError("payload checksum mismatch")
+
+
+def _decompress(data: bytes, kind: str, limit: int) -> bytes:
+    if kind == "gzip":
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out = d.decompress(data, limit + 1)
+        except zlib.error as e:
+            raise SmsgFormatError(f"gzip: {e}") from None
+        if len(out) > limit:
+            raise SmsgFormatError(f"decompressed plaintext exceeds {limit} bytes")
+        if not d.eof:
+            raise SmsgFormatError("gzip: truncated stream")
+        return out
+    return _zstd_decompress(data, limit)
+
+
+def _zstd_decompress(data: bytes, limit: int) -> bytes:
+    if _zstandard is not None:
+        try:
+            dobj = _zstandard.ZstdDecompressor().decompressobj()
+            out: bytes = dobj.decompress(data[: len(data)])
+        except _zstandard.ZstdError as e:
+            raise SmsgFormatError(f"zstd: {e}") from None
+    elif _zstd_mod is not None:  # pragma: no cover - Python 3.14
+        try:
+            d = _zstd_mod.ZstdDecompressor()
+            out = d.decompress(data, max_length=limit + 1)
+        except _zstd_mod.ZstdError as e:
+            raise SmsgFormatError(f"zstd: {e}") from None
+    else:
+        raise SmsgFormatError("zstd frame but no zstd library (install p2p-transport[zstd])")
+    if len(out) > limit:
+        raise SmsgFormatError(f"decompressed plaintext exceeds {limit} bytes")
+    return out
+
+
+def _parse_plaintext(plain: bytes) -> SmsgMessage:
+    """Go ``json.Unmarshal`` into ``smsg.Message``: keys case-insensitive, last duplicate
+    wins, unknown keys ignored, wrong types rejected."""
+    text = plain.decode("utf-8", "replace")
+    try:
+        members = scan_object(text)
+    except (ValueError, RecursionError) as e:
+        raise SmsgFormatError(f"plaintext is not a JSON object: {e}") from None
+    msg = SmsgMessage("")
+    for key, value, _, _ in members or ():
+        name = key if key in _FIELDS else key.casefold()
+        if name == "body":
+            if value is not None:
+                msg.body = _str(value, "body")
+        elif name == "timestamp":
+            if value is not None:
+                if type(value) is not int or not _INT64[0] <= value <= _INT64[1]:
+                    raise SmsgFormatError("timestamp is not an int64")
+                msg.timestamp = value
+        elif name == "subject":
+            if value is not None:
+                msg.subject = _str(value, "subject")
+        elif name == "from":
+            if value is not None:
+                msg.from_ = _str(value, "from")
+        elif name == "attachments":
+            if value is None:
+                msg.attachments = []
+            elif not isinstance(value, list) or not all(
+                a is None or isinstance(a, dict) for a in value
+            ):
+                raise SmsgFormatError("attachments is not an array of objects")
+            else:
+                msg.attachments = value
+        elif name == "reply_key":
+            if value is not None and not isinstance(value, dict):
+                raise SmsgFormatError("reply_key is not an object")
+            msg.reply_key = value
+        elif name == "meta":
+            if value is None:
+                msg.meta = {}
+            elif not isinstance(value, dict) or not all(
+                v is None or isinstance(v, str) for v in value.values()
+            ):
+                raise SmsgFormatError("meta is not an object of strings")
+            else:
+                msg.meta = {k: v or "" for k, v in value.items()}
+    return msg
+
+
+_FIELDS = frozenset(("body", "timestamp", "subject", "from", "attachments", "reply_key", "meta"))
+
+
+def _str(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise SmsgFormatError(f"{name} is not a string")
+    return value
