@@ -188,3 +188,35 @@ def test_json_round_trip(  # noqa: PLR0917 (one argument per hypothesis strategy
     assert back.to_json(indent=indent) == data  # stable after one pass
     # and the standard library reads the same strings (it is valid JSON)
     assert json.loads(data)["createdAt"] == ident.created_at.format()
+
+
+def _go_encode_reference(s: str) -> str:
+    """Go's encodeState.string, character by character (escapeHTML on, Go >= 1.22)."""
+    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r"}
+    short["\t"] = "\\t"
+    out = []
+    for c in s:
+        o = ord(c)
+        if c in short:
+            out.append(short[c])
+        elif o < 0x20 or c in "<>&" or c in "\u2028\u2029":
+            out.append(f"\\u{o:04x}")
+        elif 0xD800 <= o <= 0xDFFF:
+            out.append("\ufffd")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=30)
+    | st.lists(st.integers(0, 0x10FFFF), max_size=30).map(lambda cs: "".join(map(chr, cs)))
+    | st.lists(st.sampled_from('"\\<>&\b\f\n\r\t\x00\x1f\x7f\u2028\u2029\ud800\udfff a\u00e9')).map(
+        "".join
+    )
+)
+def test_string_encoding_matches_go(s: str) -> None:
+    ident = NodeIdentity("i", s, "p", GoTime.zero(), "r")
+    expected = '{"id":"i","name":' + _go_encode_reference(s) + ","
+    assert ident.to_json(indent=False).decode("utf-8").startswith(expected)

@@ -15,6 +15,8 @@ from typing import NoReturn
 
 from p2p.identity.errors import IdentityFormatError
 
+# Printable ASCII that Go writes unescaped: everything but '"', '\\', '<', '>' and '&'.
+_PLAIN = re.compile(r"[ !#-%'-;=?-\[\]-\x7f]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _GO_EXTRA = re.compile("[<>&\u2028\u2029]")
 _GO_EXTRA_ESC = {
@@ -36,6 +38,8 @@ def go_fix_string(s: str) -> str:
 
 def go_quote(s: str) -> str:
     """``s`` as a JSON string literal, byte-for-byte as Go's ``json.Marshal`` writes it."""
+    if _PLAIN.fullmatch(s):
+        return f'"{s}"'
     out = json.dumps(go_fix_string(s), ensure_ascii=False)
     return _GO_EXTRA.sub(lambda m: _GO_EXTRA_ESC[m.group()], out)
 
