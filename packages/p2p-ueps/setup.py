@@ -29,8 +29,10 @@ class OptionalBuildExt(build_ext):
 
     @staticmethod
     def _skip(e):
-        sys.stderr.write(f"p2p-ueps: building the Cython extension failed ({e}); "
-                         "installing the pure-Python implementation only\n")
+        sys.stderr.write(
+            f"p2p-ueps: building the Cython extension failed ({e}); "
+            "installing the pure-Python implementation only\n"
+        )
 
 
 def extensions():

@@ -55,11 +55,15 @@ def main() -> None:
     secret = os.urandom(32)
     block = sha_block_ns(quick)
     backend = _speedups.sha256_backend() if _speedups else "n/a"
-    print(f"python {sys.version.split()[0]}, SHA-256 floor {block:.1f} ns/block (hashlib, 1 MiB),"
-          f" native backend: {backend}")
+    print(
+        f"python {sys.version.split()[0]}, SHA-256 floor {block:.1f} ns/block (hashlib, 1 MiB),"
+        f" native backend: {backend}"
+    )
     print()
-    hdr = (f"{'op':<16}{'payload':>8}{'cython ns':>11}{'pure ns':>10}{'floor ns':>10}"
-           f"{'go ns':>9}{'cy/floor':>10}{'go/cy':>8}{'pure/cy':>9}")
+    hdr = (
+        f"{'op':<16}{'payload':>8}{'cython ns':>11}{'pure ns':>10}{'floor ns':>10}"
+        f"{'go ns':>9}{'cy/floor':>10}{'go/cy':>8}{'pure/cy':>9}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for op in ("marshal_and_sign", "read_and_verify"):
@@ -75,15 +79,19 @@ def main() -> None:
                     b = mod.PacketBuilder(0x20, payload)
                     res[name] = best_ns(lambda b=b: b.marshal_and_sign(secret), quick)
                 else:
-                    res[name] = best_ns(lambda m=mod: m.read_and_verify(frame, secret), quick)
+                    res[name] = best_ns(lambda m=mod, f=frame: m.read_and_verify(f, secret), quick)
             floor = hmac_blocks(size) * block
             go = (GO_MARSHAL if op == "marshal_and_sign" else GO_READ)[size]
             cy = res["cython"]
-            print(f"{op:<16}{size:>8}{cy:>11.0f}{res['pure']:>10.0f}{floor:>10.0f}{go:>9}"
-                  f"{cy / floor:>10.2f}{go / cy:>8.1f}{res['pure'] / cy:>9.1f}")
+            print(
+                f"{op:<16}{size:>8}{cy:>11.0f}{res['pure']:>10.0f}{floor:>10.0f}{go:>9}"
+                f"{cy / floor:>10.2f}{go / cy:>8.1f}{res['pure'] / cy:>9.1f}"
+            )
     print()
-    print(f"{'keystream_xor':<16}{'bytes':>8}{'cython MB/s':>13}{'pure MB/s':>11}"
-          f"{'floor MB/s':>12}{'floor/cy':>10}")
+    print(
+        f"{'keystream_xor':<16}{'bytes':>8}{'cython MB/s':>13}{'pure MB/s':>11}"
+        f"{'floor MB/s':>12}{'floor/cy':>10}"
+    )
     nonce = os.urandom(24)
     floor_mbs = 32 / block * 1e3
     for size in (1024, 65_536):
@@ -93,10 +101,12 @@ def main() -> None:
             if mod is None:
                 rates[name] = float("nan")
                 continue
-            ns = best_ns(lambda m=mod: m.keystream_xor(nonce, data), quick)
+            ns = best_ns(lambda m=mod, d=data: m.keystream_xor(nonce, d), quick)
             rates[name] = size / ns * 1e3
-        print(f"{'':<16}{size:>8}{rates['cython']:>13.0f}{rates['pure']:>11.0f}"
-              f"{floor_mbs:>12.0f}{floor_mbs / rates['cython']:>10.2f}")
+        print(
+            f"{'':<16}{size:>8}{rates['cython']:>13.0f}{rates['pure']:>11.0f}"
+            f"{floor_mbs:>12.0f}{floor_mbs / rates['cython']:>10.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,7 @@ import asyncio
 from types import ModuleType
 
 import pytest
-
-import p2p.ueps as ueps
+from p2p import ueps
 
 SECRET = b"s" * 32
 
@@ -67,5 +66,9 @@ def test_nil_packet_and_bad_intent() -> None:
 
 def test_constants() -> None:
     assert (ueps.INTENT_HANDSHAKE, ueps.INTENT_COMPUTE, ueps.INTENT_REHAB, ueps.INTENT_CUSTOM) == (
-        0x01, 0x20, 0x30, 0xFF)
+        0x01,
+        0x20,
+        0x30,
+        0xFF,
+    )
     assert ueps.THREAT_SCORE_THRESHOLD == 50_000

@@ -15,8 +15,13 @@ def _implementation(env_value: str | None) -> str:
     env.pop("P2P_NO_EXTENSIONS", None)
     if env_value is not None:
         env["P2P_NO_EXTENSIONS"] = env_value
-    out = subprocess.run([sys.executable, "-c", "import p2p.ueps as u; print(u.IMPLEMENTATION)"],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import p2p.ueps as u; print(u.IMPLEMENTATION)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 

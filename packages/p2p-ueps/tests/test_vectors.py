@@ -6,8 +6,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
-import p2p.ueps as ueps
+from p2p import ueps
 from p2p.ueps import errors
 
 
@@ -16,8 +15,10 @@ def _hx(s: str | None) -> bytes:
 
 
 def _fields(h: Any) -> dict[str, int]:
-    return {k: getattr(h, k) for k in
-            ("version", "current_layer", "target_layer", "intent_id", "threat_score")}
+    return {
+        k: getattr(h, k)
+        for k in ("version", "current_layer", "target_layer", "intent_id", "threat_score")
+    }
 
 
 def _expected_error(read: dict[str, Any]) -> type[Exception]:

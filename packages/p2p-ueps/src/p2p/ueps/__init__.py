@@ -25,8 +25,8 @@ from p2p.ueps.errors import (
 if TYPE_CHECKING:
     from p2p.ueps._pure import (
         FrameReader,
-        HmacKey,
         Header,
+        HmacKey,
         PacketBuilder,
         ParsedPacket,
         build,
@@ -60,12 +60,12 @@ else:
     read_and_verify = _impl.read_and_verify
     del _impl
 
-from p2p.ueps._pure import (  # noqa: E402  (constants are shared by both implementations)
+from p2p.ueps._pure import (
     MAX_BYTES_BEFORE_PAYLOAD,
     MAX_FRAME_SIZE,
     MAX_TLVS_BEFORE_PAYLOAD,
 )
-from p2p.ueps.dispatcher import (  # noqa: E402
+from p2p.ueps.dispatcher import (
     INTENT_COMPUTE,
     INTENT_CUSTOM,
     INTENT_HANDSHAKE,

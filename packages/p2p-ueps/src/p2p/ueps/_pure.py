@@ -73,11 +73,27 @@ def _header_bytes(h: Header) -> bytes:
         raise ValueTooLargeError(f"header field threat_score must be 0..65535, got {ts!r}")
     return bytes(
         (
-            TAG_VERSION, 0, 1, _check_byte("version", h.version),
-            TAG_CURRENT_LAYER, 0, 1, _check_byte("current_layer", h.current_layer),
-            TAG_TARGET_LAYER, 0, 1, _check_byte("target_layer", h.target_layer),
-            TAG_INTENT, 0, 1, _check_byte("intent_id", h.intent_id),
-            TAG_THREAT_SCORE, 0, 2, ts >> 8, ts & 0xFF,
+            TAG_VERSION,
+            0,
+            1,
+            _check_byte("version", h.version),
+            TAG_CURRENT_LAYER,
+            0,
+            1,
+            _check_byte("current_layer", h.current_layer),
+            TAG_TARGET_LAYER,
+            0,
+            1,
+            _check_byte("target_layer", h.target_layer),
+            TAG_INTENT,
+            0,
+            1,
+            _check_byte("intent_id", h.intent_id),
+            TAG_THREAT_SCORE,
+            0,
+            2,
+            ts >> 8,
+            ts & 0xFF,
         )
     )
 
@@ -167,8 +183,9 @@ def build(
 _NEED_MORE = -1
 
 
-def _parse(data: bytes | bytearray | memoryview, pos: int, end: int, secret: bytes,
-           final: bool) -> tuple[ParsedPacket, int] | None:
+def _parse(
+    data: bytes | bytearray | memoryview, pos: int, end: int, secret: bytes, final: bool
+) -> tuple[ParsedPacket, int] | None:
     """Parse one frame starting at ``pos``. Returns (packet, next_pos); ``None`` when the
     frame is incomplete and ``final`` is false; raises ``UEPSError`` otherwise."""
     signed = bytearray()

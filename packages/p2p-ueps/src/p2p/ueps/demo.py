@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from typing import TextIO
 
-import p2p.ueps as ueps
+from p2p import ueps
 
 
-def main(out: object = None) -> int:
+def main(out: TextIO | None = None) -> int:
     """Run the demo, writing to ``out`` (stdout by default). Returns the exit status."""
     stream = out if out is not None else sys.stdout
 
     def say(text: str) -> None:
-        print(text, file=stream)  # noqa: T201 - this is a command's output, not library logging
+        print(text, file=stream)
 
     secret = os.urandom(32)
     say(f"p2p.ueps demo — implementation: {ueps.IMPLEMENTATION}")
@@ -31,8 +32,10 @@ def main(out: object = None) -> int:
     ]
     for f in frames:
         p = ueps.read_and_verify(f, secret)
-        say(f"  built frame: intent 0x{p.header.intent_id:02x}, threat {p.header.threat_score}, "
-            f"{len(f)} bytes, HMAC {f[24:32].hex()}…")
+        say(
+            f"  built frame: intent 0x{p.header.intent_id:02x}, threat {p.header.threat_score}, "
+            f"{len(f)} bytes, HMAC {f[24:32].hex()}…"
+        )
 
     wire = b"".join(frames)
     reader = ueps.FrameReader(secret)

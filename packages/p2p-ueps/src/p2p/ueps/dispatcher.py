@@ -77,7 +77,9 @@ class Dispatcher:
         if hdr.threat_score > self.threshold:
             log.warning(
                 "packet rejected: threat score %d exceeds safety threshold (%d), intent 0x%02x",
-                hdr.threat_score, self.threshold, hdr.intent_id,
+                hdr.threat_score,
+                self.threshold,
+                hdr.intent_id,
             )
             raise ThreatScoreExceeded(
                 f"packet rejected: threat score exceeds safety threshold ({self.threshold})"
