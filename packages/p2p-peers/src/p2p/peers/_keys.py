@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
+from p2p.identity import IdentityError, node_id_from_public_key
 
 
 def node_id_for(public_key: str) -> str | None:
     """The node id a base64 X25519 public key derives to, or None if the key is malformed."""
-    if not isinstance(public_key, str) or len(public_key) != 44:
-        return None
     try:
-        raw = base64.b64decode(public_key, validate=True)
-    except (binascii.Error, ValueError):
+        return node_id_from_public_key(public_key)
+    except (IdentityError, ValueError, TypeError):
         return None
-    if len(raw) != 32:
-        return None
-    return hashlib.sha256(raw).digest()[:16].hex()

@@ -186,20 +186,24 @@ class SelectionIndex:
             self._norm[:n] = _distances(pts, None)
             self._alive[:n] = True
         self._hi = n
-        self.rebuild()
+        if n > self.min_rebuild:
+            self.rebuild()
+        else:  # small: served by the buffer scan, no tree (and no scipy import) needed
+            self._bslots[:n] = np.arange(n, dtype=np.int64)
+            self._bpos[:n] = np.arange(n, dtype=np.int64)
+            self._bnorm[:n] = self._norm[:n]
+            self._bn = n
 
     # -- tree ----------------------------------------------------------------------------
 
     def rebuild(self) -> None:
         """Fold every pending change into a fresh tree."""
-        from scipy.spatial import cKDTree  # noqa: PLC0415 (slow import, only needed here)
-
         slots = np.flatnonzero(self._alive[: self._hi]).astype(np.int64)
-        self._tree = (
-            cKDTree(self._pts[slots], balanced_tree=False, compact_nodes=False)
-            if len(slots)
-            else None
-        )
+        self._tree = None
+        if len(slots):
+            from scipy.spatial import cKDTree  # noqa: PLC0415 (slow import, needed here only)
+
+            self._tree = cKDTree(self._pts[slots], balanced_tree=False, compact_nodes=False)
         self._tree_slots = slots
         self._bpos[self._bslots[: self._bn]] = -1
         self._bn = 0

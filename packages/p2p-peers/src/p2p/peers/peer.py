@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
+from p2p.identity import GoTime, IdentityError
 from p2p.peers.errors import InvalidPeerError
 
 __all__ = [
@@ -26,12 +28,13 @@ __all__ = [
     "ZERO_TIME",
     "Peer",
     "format_time",
+    "now",
     "parse_time",
     "validate_peer_name",
 ]
 
 #: Go's zero ``time.Time`` (``0001-01-01T00:00:00Z``): "never".
-ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)
+ZERO_TIME = GoTime.zero()
 
 SCORE_MIN = 0.0
 SCORE_MAX = 100.0
@@ -51,9 +54,6 @@ _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_ ]{0,62}[a-zA-Z0-9]|[a-zA-Z0-9]"
 _NAME_CHARS_MSG = (
     "peer name contains invalid characters (use alphanumeric, hyphens, underscores, spaces)"
 )
-_TIME_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
-)
 
 
 def validate_peer_name(name: str) -> None:
@@ -69,46 +69,26 @@ def validate_peer_name(name: str) -> None:
         raise InvalidPeerError(_NAME_CHARS_MSG)
 
 
-def now() -> datetime:
-    """Current UTC time, the stamp for addedAt / lastSeen."""
-    return datetime.now(timezone.utc)
+def now() -> GoTime:
+    """Current time in the local zone, as Go's ``time.Now()`` marshals it (cheaper than
+    ``GoTime.now()``: this is on the metric-update path)."""
+    sec, nsec = divmod(time.time_ns(), 1_000_000_000)
+    return GoTime(sec, nsec, time.localtime(sec).tm_gmtoff)
 
 
-def format_time(dt: datetime) -> str:
-    """RFC3339Nano as Go writes it: trailing zeros of the fraction trimmed, Z for UTC."""
-    off = dt.utcoffset()
-    frac = f"{dt.microsecond:06d}".rstrip("0")
-    text = (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
-        f"{dt.second:02d}{'.' + frac if frac else ''}"
-    )
-    if off is None or off == timedelta(0):
-        return text + "Z"
-    minutes = int(off.total_seconds()) // 60
-    sign = "+" if minutes >= 0 else "-"
-    minutes = abs(minutes)
-    return f"{text}{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def parse_time(text: str) -> datetime:
-    """Parse RFC3339(Nano); nanoseconds are truncated to microseconds."""
-    m = _TIME_RE.fullmatch(text) if isinstance(text, str) else None
-    if m is None:
-        raise InvalidPeerError(f"bad RFC3339 time {str(text)[:40]!r}")
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    micro = int((m.group(7) or "").ljust(6, "0")[:6])
-    zone = m.group(8)
-    if zone in ("Z", "z"):
-        tz = timezone.utc
-    else:
-        mins = int(zone[1:3]) * 60 + int(zone[4:6])
-        if mins >= 24 * 60:
-            raise InvalidPeerError(f"bad RFC3339 offset {zone!r}")
-        tz = timezone(timedelta(minutes=-mins if zone[0] == "-" else mins))
+def parse_time(text: object) -> GoTime:
+    """RFC3339Nano as Go reads it (nanoseconds and offset kept). Raises InvalidPeerError."""
+    if not isinstance(text, str):
+        raise InvalidPeerError("time must be an RFC 3339 string")
     try:
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-    except ValueError as e:
-        raise InvalidPeerError(f"bad RFC3339 time {text[:40]!r}: {e}") from None
+        return GoTime.parse(text)
+    except (IdentityError, ValueError) as e:
+        raise InvalidPeerError(str(e)) from None
+
+
+def format_time(t: GoTime) -> str:
+    """RFC3339Nano as Go writes it."""
+    return t.format()
 
 
 def _str(key: str, value: object, limit: int) -> str:
@@ -141,12 +121,23 @@ def _int(key: str, value: object) -> int:
     return i
 
 
-def _time(key: str, value: object) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidPeerError(f"{key} must be a datetime")
-    if value.tzinfo is None:
-        raise InvalidPeerError(f"{key} must be timezone-aware")
-    return value
+def _time(key: str, value: object) -> GoTime:
+    if isinstance(value, GoTime):
+        try:
+            value.format()  # years outside 0000-9999 cannot be written back
+        except (IdentityError, ValueError):
+            raise InvalidPeerError(f"{key} out of range") from None
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidPeerError(f"{key} must be timezone-aware")
+        return GoTime.from_datetime(value)
+    raise InvalidPeerError(f"{key} must be a GoTime (or an aware datetime)")
+
+
+def _opt_time(value: object) -> GoTime:
+    """A missing or ``null`` time is Go's zero time."""
+    return ZERO_TIME if value is None else parse_time(value)
 
 
 def _go_number(x: float) -> float | int:
@@ -159,6 +150,9 @@ def _go_number(x: float) -> float | int:
 class Peer:
     """One known node: identity, dial address, measured metrics and reputation score.
 
+    ``added_at`` / ``last_seen`` are ``GoTime`` (nanoseconds and the writer's UTC offset
+    kept, so a Go-written peers.json round-trips byte for byte); zero means "never".
+
     ``connected`` is runtime state only (never persisted, False after a load).
     """
 
@@ -167,8 +161,8 @@ class Peer:
     public_key: str = ""
     address: str = ""
     role: str = ""
-    added_at: datetime = ZERO_TIME
-    last_seen: datetime = ZERO_TIME
+    added_at: GoTime = ZERO_TIME
+    last_seen: GoTime = ZERO_TIME
     ping_ms: float = 0.0
     hops: int = 0
     geo_km: float = 0.0
@@ -225,8 +219,8 @@ class Peer:
             public_key=_str("publicKey", g("publicKey", ""), MAX_PUBLIC_KEY_LEN),
             address=_str("address", g("address", ""), MAX_ADDRESS_LEN),
             role=_str("role", g("role", ""), MAX_ROLE_LEN),
-            added_at=parse_time(g("addedAt", "0001-01-01T00:00:00Z")),
-            last_seen=parse_time(g("lastSeen", "0001-01-01T00:00:00Z")),
+            added_at=_opt_time(g("addedAt")),
+            last_seen=_opt_time(g("lastSeen")),
             ping_ms=_float("pingMs", g("pingMs", 0.0)),
             hops=_int("hops", g("hops", 0)),
             geo_km=_float("geoKm", g("geoKm", 0.0)),
@@ -241,8 +235,8 @@ class Peer:
             "publicKey": self.public_key,
             "address": self.address,
             "role": self.role,
-            "addedAt": format_time(self.added_at),
-            "lastSeen": format_time(self.last_seen),
+            "addedAt": self.added_at.format(),
+            "lastSeen": self.last_seen.format(),
             "pingMs": _go_number(self.ping_ms),
             "hops": self.hops,
             "geoKm": _go_number(self.geo_km),

@@ -38,7 +38,6 @@ from p2p.peers.peer import (
     SCORE_DEFAULT,
     SCORE_MAX,
     SCORE_MIN,
-    ZERO_TIME,
     Peer,
     _float,
     _int,
@@ -185,7 +184,7 @@ class PeerRegistry:
             raise InvalidPeerError("peer ID is required")
         validate_peer_name(peer.name)
         rec = peer.validated()
-        if rec.added_at == ZERO_TIME:
+        if rec.added_at.is_zero():
             rec.added_at = now()
         if rec.score == 0:
             rec.score = SCORE_DEFAULT

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import platformdirs
+from p2p.identity import default_config_path
 from p2p.peers.errors import CorruptPeersFileError, InvalidPeerError, PeerStoreError
 from p2p.peers.peer import Peer
 
 __all__ = [
-    "APP_NAME",
     "LoadResult",
     "allowlist_path",
     "default_peers_path",
@@ -37,7 +36,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "lethean-desktop"
 #: Peers serialised per json.dumps call: keeps each GIL-holding C call short.
 _CHUNK = 1000
 
@@ -45,8 +43,7 @@ _CHUNK = 1000
 def default_peers_path() -> Path:
     """Where a Go node keeps peers.json: ``$XDG_CONFIG_HOME/lethean-desktop/peers.json``
     on Linux, ``~/Library/Application Support/…`` on macOS, ``%LOCALAPPDATA%\\…`` on Windows."""
-    base = platformdirs.user_config_path(APP_NAME, appauthor=False, roaming=False)
-    return base / "peers.json"
+    return default_config_path().parent / "peers.json"  # beside the identity's node.json
 
 
 def allowlist_path(peers_path: Path) -> Path:
