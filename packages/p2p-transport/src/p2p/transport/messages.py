@@ -734,6 +734,10 @@ class Message:
 
     def to_json(self) -> bytes:
         """The JSON Go's ``MarshalJSON`` writes for this message (no trailing newline)."""
+        return to_utf8(self.to_json_text())
+
+    def to_json_text(self) -> str:
+        """:meth:`to_json` as text (what an SMSG body holds)."""
         ts = self._ts_text
         if ts is None:
             if self._ts is None and self._ts_parsed is None:
@@ -752,10 +756,8 @@ class Message:
             f'"ts":"{ts}","payload":{"null" if p is None else p}'
         )
         if self.reply_to:
-            out += f',"replyTo":{go_string(self.reply_to, html=False)}}}'
-        else:
-            out += "}"
-        return to_utf8(out)
+            return out + f',"replyTo":{go_string(self.reply_to, html=False)}}}'
+        return out + "}"
 
     @classmethod
     def from_json(
@@ -832,7 +834,8 @@ class Message:
     # -- dunder -----------------------------------------------------------------------
 
     def _key(self) -> tuple[Any, ...]:
-        return (self.id, str(self.type), self.from_, self.to, self.ts, self.payload, self.reply_to)
+        payload = "null" if self.payload is None else self.payload  # both marshal as null
+        return (self.id, str(self.type), self.from_, self.to, self.ts, payload, self.reply_to)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):

@@ -1,0 +1,69 @@
+"""Message <-> encrypted frame in one call: what the transport does for every data message.
+
+A link's frames are SMSG containers whose body is the Message JSON, under the password
+``base64(shared_secret)``. :class:`FrameCodec` keeps that password for one link so the hot
+path does no per-frame base64 or key derivation (SMSG caches keys per password, too).
+"""
+
+from __future__ import annotations
+
+from p2p.transport import smsg
+from p2p.transport.messages import MAX_MESSAGE_SIZE, Message
+
+__all__ = ["FrameCodec", "open_message", "seal_message"]
+
+
+class FrameCodec:
+    """Seals and opens the data frames of one link (one shared secret).
+
+    ``open`` raises :class:`~p2p.transport.errors.SmsgError` for a frame that does not
+    decrypt and :class:`~p2p.transport.errors.MessageError` for a body that is not a
+    message; both are :class:`~p2p.transport.errors.TransportError` and mean: drop the
+    frame, keep the connection (what Go does).
+    """
+
+    __slots__ = ("_password", "max_frame", "max_message")
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        max_frame: int = smsg.DEFAULT_MAX_FRAME,
+        max_message: int = MAX_MESSAGE_SIZE,
+    ) -> None:
+        if len(secret) == 0:
+            raise ValueError("shared secret must not be empty")
+        self._password = smsg.password_for_secret(secret)
+        self.max_frame = max_frame
+        self.max_message = max_message
+
+    def seal(
+        self, msg: Message, *, nonce: bytes | None = None, timestamp: int | None = None
+    ) -> bytes:
+        """One SMSG frame carrying ``msg`` (fresh nonce, timestamp now unless given)."""
+        body = msg.to_json_text()
+        return smsg.encrypt(
+            body, self._password, nonce=nonce, timestamp=timestamp, max_frame=self.max_frame
+        )
+
+    def open(self, data: bytes) -> Message:
+        """The message inside one SMSG frame."""
+        m = smsg.decrypt(
+            data, self._password, max_frame=self.max_frame, max_plaintext=self.max_message
+        )
+        return Message.from_json(m.body, max_size=self.max_message)
+
+    def __repr__(self) -> str:  # never show the password
+        return f"FrameCodec(max_frame={self.max_frame}, max_message={self.max_message})"
+
+
+def seal_message(
+    msg: Message, secret: bytes, *, nonce: bytes | None = None, timestamp: int | None = None
+) -> bytes:
+    """``msg`` encrypted for the link whose shared secret is ``secret``."""
+    return FrameCodec(secret).seal(msg, nonce=nonce, timestamp=timestamp)
+
+
+def open_message(data: bytes, secret: bytes) -> Message:
+    """The message in a frame from the link whose shared secret is ``secret``."""
+    return FrameCodec(secret).open(data)
