@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pytest_p2p.transport_fixtures import *  # noqa: F403
 from pytest_p2p.vectors import find_vectors, load_vectors
 
 
@@ -36,7 +37,7 @@ def secret() -> bytes:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = []
     try:
-        import p2p.ueps as ueps
+        from p2p import ueps
 
         lines.append(f"p2p.ueps implementation: {ueps.IMPLEMENTATION}")
     except ImportError:

@@ -8,6 +8,53 @@ handshake state machines and the WebSocket shell.
 
 from __future__ import annotations
 
+from p2p.transport.config import ConfigError, TransportConfig
+from p2p.transport.connection import (
+    ConnectionClosedError,
+    MessageHandler,
+    PeerConnection,
+    RawFrameHandler,
+    SendTimeoutError,
+)
 from p2p.transport.errors import TransportError
+from p2p.transport.gate import AllowlistGate, OpenGate, PeerGate
+from p2p.transport.handshake import (
+    HandshakeError,
+    HandshakeInitiator,
+    HandshakeRejectedError,
+    HandshakeResponder,
+    HandshakeResult,
+)
+from p2p.transport.limits import DropReason
+from p2p.transport.transport import (
+    BroadcastResult,
+    ConnectError,
+    NotConnectedError,
+    NotRunningError,
+    Transport,
+)
 
-__all__ = ["TransportError"]
+__all__ = [
+    "AllowlistGate",
+    "BroadcastResult",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionClosedError",
+    "DropReason",
+    "HandshakeError",
+    "HandshakeInitiator",
+    "HandshakeRejectedError",
+    "HandshakeResponder",
+    "HandshakeResult",
+    "MessageHandler",
+    "NotConnectedError",
+    "NotRunningError",
+    "OpenGate",
+    "PeerConnection",
+    "PeerGate",
+    "RawFrameHandler",
+    "SendTimeoutError",
+    "Transport",
+    "TransportConfig",
+    "TransportError",
+]

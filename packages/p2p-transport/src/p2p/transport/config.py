@@ -115,9 +115,7 @@ class TransportConfig:
             _positive_int(name, getattr(self, name))
         _positive_int("max_message_size", self.max_message_size, upper=256 * MIB)
         _positive_int(
-            "max_handshake_message_size",
-            self.max_handshake_message_size,
-            upper=self.max_message_size,
+            "max_handshake_message_size", self.max_handshake_message_size, upper=256 * MIB
         )
         for name in (
             "ping_interval",
@@ -145,6 +143,11 @@ class TransportConfig:
     def tls_enabled(self) -> bool:
         """Whether the server side speaks TLS (both cert and key configured)."""
         return self.tls_cert_path is not None and self.tls_key_path is not None
+
+    @property
+    def handshake_size_limit(self) -> int:
+        """Largest handshake message accepted: the smaller of the two size limits."""
+        return min(self.max_handshake_message_size, self.max_message_size)
 
     @property
     def idle_timeout(self) -> float:

@@ -1,0 +1,579 @@
+"""The live WebSocket transport: listen, dial, handshake, then encrypted messages.
+
+A thin asyncio shell over the sans-I/O pieces (``handshake``, ``session``, ``limits``)
+using ``websockets``' asyncio API. Admission (path, origin, per-IP limits, MaxConns) is
+decided synchronously in ``process_request``, so check-and-reserve is atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from p2p.transport import envelope
+from p2p.transport.config import TransportConfig
+from p2p.transport.connection import (
+    DISCONNECT_NORMAL,
+    DISCONNECT_SHUTDOWN,
+    MessageHandler,
+    PeerConnection,
+    RawFrameHandler,
+    peer_address,
+    with_timeout,
+)
+from p2p.transport.errors import TransportError
+from p2p.transport.gate import OpenGate, PeerGate
+from p2p.transport.handshake import HandshakeError, HandshakeInitiator, HandshakeResponder
+from p2p.transport.limits import DedupTable, DropCounters, KeyedBuckets
+from p2p.transport.session import Session
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.http11 import Request, Response
+
+if TYPE_CHECKING:
+    from p2p.identity import NodeIdentity
+    from p2p.transport.messages import Message
+
+__all__ = [
+    "BroadcastResult",
+    "ConnectError",
+    "IdentityProvider",
+    "NotConnectedError",
+    "NotRunningError",
+    "Transport",
+]
+
+log = logging.getLogger(__name__)
+
+ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+TOO_MANY_CONNECTIONS = "Too many connections\n"
+
+
+class NotRunningError(TransportError):
+    """The transport is not started (or already stopped)."""
+
+
+class NotConnectedError(TransportError):
+    """No connection to ``peer_id``."""
+
+    def __init__(self, peer_id: str) -> None:
+        super().__init__(f"peer {peer_id} not connected")
+        self.peer_id = peer_id
+
+
+class ConnectError(TransportError):
+    """Dialing ``address`` failed (network, HTTP upgrade, or handshake: see ``__cause__``)."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"connect to {address} failed: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+class IdentityProvider(Protocol):
+    """What the transport needs from ``p2p.identity.NodeManager``."""
+
+    @property
+    def identity(self) -> NodeIdentity | None: ...
+
+    def derive_shared_secret(self, peer_public_key: str) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastResult:
+    """Per-peer outcome of :meth:`Transport.broadcast`."""
+
+    sent: tuple[str, ...]
+    failed: dict[str, BaseException]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class Transport:
+    """A node's WebSocket endpoint and its set of authenticated peer connections."""
+
+    def __init__(
+        self,
+        node_manager: IdentityProvider,
+        gate: PeerGate | None = None,
+        config: TransportConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node_manager = node_manager
+        self.gate: PeerGate = gate if gate is not None else OpenGate()
+        self.config = config if config is not None else TransportConfig()
+        self._clock = clock
+        self._wall = wall_clock
+        cfg = self.config
+        self.dedup = DedupTable(cfg.dedup_ttl, cfg.dedup_max_entries)
+        self.drop_counters = DropCounters()
+        self._conns: dict[str, PeerConnection] = {}
+        self._pending: dict[ServerConnection, str] = {}
+        self._ip_buckets = KeyedBuckets(
+            cfg.handshake_burst_per_ip, cfg.handshake_refill_per_ip_s, cfg.max_tracked_ips
+        )
+        self._subscribers: tuple[MessageHandler, ...] = ()
+        self._raw: RawFrameHandler | None = None
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._keepalive: asyncio.Task[None] | None = None
+        self._state = "new"
+        self._stopped = asyncio.Event()
+        self.rejected: dict[str, int] = {
+            "max_conns": 0,
+            "origin": 0,
+            "path": 0,
+            "ip_concurrent": 0,
+            "ip_rate": 0,
+            "handshake": 0,
+        }
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Listen on ``config.listen_host:listen_port`` (port 0 picks one; see :attr:`port`)."""
+        if self._state != "new":
+            raise NotRunningError(f"transport cannot start from state {self._state}")
+        self._own_identity()  # fail early without an identity
+        cfg = self.config
+        self._server = await serve(
+            self._serve,
+            cfg.listen_host,
+            cfg.listen_port,
+            process_request=self._admit,
+            ssl=self._server_ssl(),
+            compression=None,
+            ping_interval=None,
+            open_timeout=cfg.handshake_timeout,
+            close_timeout=cfg.close_timeout,
+            max_size=cfg.handshake_size_limit,
+            server_header=None,
+        )
+        self._keepalive = asyncio.get_running_loop().create_task(self._keepalive_loop())
+        self._state = "running"
+        log.info("transport listening on %s", self.address)
+
+    async def stop(self) -> None:
+        """Send ``disconnect`` (1004 "server shutdown") to every peer, close, wait. Idempotent."""
+        if self._state in ("stopping", "stopped"):
+            if self._state == "stopping":
+                await self._stopped.wait()
+            return
+        self._state = "stopping"
+        try:
+            if self._server is not None:
+                self._server.close(close_connections=False)
+            conns = list(self._conns.values())
+            await asyncio.gather(
+                *(c.graceful_close("server shutdown", DISCONNECT_SHUTDOWN) for c in conns),
+                return_exceptions=True,
+            )
+            for ws in list(self._pending):
+                ws.transport.abort()
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+            tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(
+                *tasks, *([self._keepalive] if self._keepalive else []), return_exceptions=True
+            )
+            if self._server is not None:
+                await self._server.wait_closed()
+        finally:
+            self._state = "stopped"
+            self._stopped.set()
+            log.info("transport stopped")
+
+    async def __aenter__(self) -> Transport:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`)."""
+        if self._server is None:
+            raise NotRunningError("transport not started")
+        sockets = self._server.sockets
+        return int(sockets[0].getsockname()[1])
+
+    @property
+    def address(self) -> str:
+        """``host:port`` others can dial (``127.0.0.1`` when listening on all interfaces)."""
+        host = self.config.listen_host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    # --- subscribers ----------------------------------------------------------------
+    def on_message(self, handler: MessageHandler) -> Callable[[], None]:
+        """Subscribe ``handler(conn, message)`` (sync or async); returns an unsubscribe."""
+        self._subscribers = (*self._subscribers, handler)
+
+        def unsubscribe() -> None:
+            self._subscribers = tuple(h for h in self._subscribers if h is not handler)
+
+        return unsubscribe
+
+    def on_raw_frame(self, handler: RawFrameHandler | None) -> None:
+        """Route binary frames that do not start with ``b"SMSG"`` to ``handler`` (one only).
+
+        Without a handler such frames are tried as SMSG (as Go does) and counted as
+        undecryptable.
+        """
+        self._raw = handler
+        for conn in self._conns.values():
+            conn.session.raw_frames_enabled = handler is not None
+
+    # --- connections ----------------------------------------------------------------
+    def connection(self, peer_id: str) -> PeerConnection | None:
+        return self._conns.get(peer_id)
+
+    def connections(self) -> list[PeerConnection]:
+        return list(self._conns.values())
+
+    @property
+    def connected_peers(self) -> list[str]:
+        return list(self._conns)
+
+    @property
+    def pending_handshakes(self) -> int:
+        return len(self._pending)
+
+    @property
+    def drops(self) -> dict[str, int]:
+        """Dropped inbound frames over all connections (ever), per reason."""
+        return self.drop_counters.as_dict()
+
+    async def connect(
+        self, address: str, *, expected_public_key: str | None = None
+    ) -> PeerConnection:
+        """Dial ``address`` (``host:port`` or a ``ws://``/``wss://`` URI) and handshake.
+
+        With ``expected_public_key`` the peer must answer with exactly that key.
+        """
+        self._require_running()
+        cfg = self.config
+        uri = self._uri_for(address)
+        own = self._own_identity()
+        initiator = HandshakeInitiator(
+            own,
+            self.node_manager.derive_shared_secret,
+            expected_public_key=expected_public_key,
+            features=cfg.features,
+        )
+        try:
+            ws = await ws_connect(
+                uri,
+                open_timeout=cfg.connect_timeout,
+                close_timeout=cfg.close_timeout,
+                compression=None,
+                ping_interval=None,
+                max_size=cfg.max_message_size,
+                proxy=None,
+                ssl=self._client_ssl(uri),
+                user_agent_header=None,
+            )
+        except InvalidStatus as exc:
+            raise ConnectError(address, f"HTTP {exc.response.status_code}") from exc
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise ConnectError(address, type(exc).__name__) from exc
+        try:
+            await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
+            reply = await with_timeout(ws.recv(), cfg.handshake_timeout)
+            result = initiator.receive_ack(reply)
+        except (HandshakeError, TimeoutError, ConnectionClosed) as exc:
+            ws.transport.abort()
+            reason = exc.reason if isinstance(exc, HandshakeError) else type(exc).__name__
+            raise ConnectError(address, f"handshake failed: {reason}") from exc
+        except BaseException:
+            ws.transport.abort()
+            raise
+        if not self.running:
+            ws.transport.abort()
+            raise NotRunningError("transport stopped during connect")
+        conn = self._establish(ws, result.peer, result.secret, result.features, outbound=True)
+        task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return conn
+
+    async def send(self, peer_id: str, message: Message) -> None:
+        """Send ``message`` to a connected peer (raises :class:`NotConnectedError`)."""
+        conn = self._conns.get(peer_id)
+        if conn is None:
+            raise NotConnectedError(peer_id)
+        await conn.send(message)
+
+    async def broadcast(self, message: Message, *, timeout: float | None = None) -> BroadcastResult:
+        """Send to every connected peer except ``message.from`` concurrently.
+
+        Each peer gets its own deadline (``timeout`` or ``config.broadcast_timeout``); the
+        result lists who got it and why the others did not.
+        """
+        sender = envelope.sender(message)
+        targets = [c for pid, c in self._conns.items() if pid != sender]
+        deadline = self.config.broadcast_timeout if timeout is None else timeout
+
+        async def one(conn: PeerConnection) -> None:
+            await with_timeout(conn.send(message), deadline)
+
+        outcomes = await asyncio.gather(*(one(c) for c in targets), return_exceptions=True)
+        sent: list[str] = []
+        failed: dict[str, BaseException] = {}
+        for conn, outcome in zip(targets, outcomes, strict=False):
+            if isinstance(outcome, BaseException):
+                failed[conn.peer_id] = outcome
+                log.info("broadcast to %s failed: %r", conn.peer_id, outcome)
+            else:
+                sent.append(conn.peer_id)
+        return BroadcastResult(tuple(sent), failed)
+
+    async def disconnect(self, peer_id: str, reason: str = "normal", code: int = 1000) -> None:
+        """Gracefully close the connection to ``peer_id`` if there is one."""
+        conn = self._conns.get(peer_id)
+        if conn is not None:
+            await conn.graceful_close(reason, code)
+
+    # --- hooks used by PeerConnection -------------------------------------------------
+    def _handlers(self) -> tuple[MessageHandler, ...]:
+        return self._subscribers
+
+    def _raw_handler(self) -> RawFrameHandler | None:
+        return self._raw
+
+    def _own_id(self) -> str:
+        return self._own_identity().id
+
+    def _connection_closed(self, conn: PeerConnection) -> None:
+        if self._conns.get(conn.peer_id) is conn:
+            del self._conns[conn.peer_id]
+            try:
+                self.gate.peer_disconnected(conn.peer_id)
+            except Exception:
+                log.exception("gate.peer_disconnected failed")
+
+    # --- server side ----------------------------------------------------------------
+    def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Path, origin, per-IP and MaxConns admission: synchronous, hence atomic."""
+        cfg = self.config
+        if self._state != "running":
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
+        if urlsplit(request.path).path != cfg.ws_path:
+            self.rejected["path"] += 1
+            return ws.respond(HTTPStatus.NOT_FOUND, "404 page not found\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and not _origin_allowed(origin):
+            self.rejected["origin"] += 1
+            return ws.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        # forget admitted sockets that died before their handler ran
+        for dead in [p for p in self._pending if p.transport.is_closing()]:
+            del self._pending[dead]
+        if len(self._conns) + len(self._pending) >= cfg.max_conns:
+            self.rejected["max_conns"] += 1
+            log.warning("rejecting connection: max_conns %d reached", cfg.max_conns)
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS)
+        ip = _remote_ip(ws)
+        if sum(1 for p in self._pending.values() if p == ip) >= cfg.max_handshakes_per_ip:
+            self.rejected["ip_concurrent"] += 1
+            return ws.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many pending handshakes\n")
+        if not self._ip_buckets.allow(ip, self._clock()):
+            self.rejected["ip_rate"] += 1
+            return ws.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many handshakes\n")
+        self._pending[ws] = ip
+        return None
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        cfg = self.config
+        try:
+            try:
+                own = self._own_identity()
+                responder = HandshakeResponder(
+                    own,
+                    self.node_manager.derive_shared_secret,
+                    self._is_allowed,
+                    features=cfg.features,
+                )
+                hello = await with_timeout(ws.recv(), cfg.handshake_timeout)
+                decision = responder.receive_hello(hello)
+                if decision.reply is not None:
+                    await with_timeout(ws.send(envelope.to_text(decision.reply)), cfg.send_timeout)
+            except (TimeoutError, ConnectionClosed) as exc:
+                self.rejected["handshake"] += 1
+                log.info("inbound handshake from %s failed: %r", peer_address(ws), exc)
+                ws.transport.abort()
+                return
+            if decision.result is None:
+                self.rejected["handshake"] += 1
+                log.info(
+                    "inbound handshake from %s refused: %s",
+                    peer_address(ws),
+                    decision.error.reason if decision.error else "?",
+                )
+                ws.transport.abort()  # bare close after the reject ack, as Go does
+                return
+            if self._state != "running":
+                ws.transport.abort()
+                return
+            result = decision.result
+            conn = self._establish(ws, result.peer, result.secret, result.features, outbound=False)
+        finally:
+            self._pending.pop(ws, None)
+        await conn.run()
+
+    def _is_allowed(self, peer_id: str, public_key: str) -> bool:
+        try:
+            return bool(self.gate.is_peer_allowed(peer_id, public_key))
+        except Exception:
+            log.exception("gate.is_peer_allowed failed; refusing %s", peer_id)
+            return False
+
+    # --- shared ---------------------------------------------------------------------
+    def _establish(
+        self,
+        ws: Connection,
+        peer: NodeIdentity,
+        secret: bytes,
+        features: tuple[str, ...],
+        *,
+        outbound: bool,
+    ) -> PeerConnection:
+        ws.protocol.max_message_size = self.config.max_message_size
+        session = Session(
+            peer, secret, self.config, self.dedup, self._clock(), drops_parent=self.drop_counters
+        )
+        session.raw_frames_enabled = self._raw is not None
+        address = peer_address(ws)
+        conn = PeerConnection(
+            self,
+            ws,
+            session,
+            address=address,
+            outbound=outbound,
+            features=features,
+            clock=self._clock,
+            wall_clock=self._wall,
+        )
+        old = self._conns.get(peer.id)
+        self._conns[peer.id] = conn
+        if old is not None:
+            log.info("new connection for %s replaces the old one", peer.id)
+            self._spawn(old.graceful_close("replaced by a newer connection", DISCONNECT_NORMAL))
+        try:
+            self.gate.peer_connected(peer, address)
+        except Exception:
+            log.exception("gate.peer_connected failed")
+        log.info("peer %s connected (%s, %s)", peer.id, "out" if outbound else "in", address)
+        return conn
+
+    async def _run_outbound(self, conn: PeerConnection, ws: ClientConnection) -> None:
+        try:
+            await conn.run()
+        finally:
+            if ws.transport is not None and not ws.transport.is_closing():
+                await conn.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _keepalive_loop(self) -> None:
+        """One ticker for all connections: ping the quiet ones, drop the silent ones."""
+        cfg = self.config
+        tick = min(cfg.ping_interval, cfg.pong_timeout) / 4
+        while True:
+            await asyncio.sleep(tick)
+            now = self._clock()
+            for conn in list(self._conns.values()):
+                if now - conn.last_activity > cfg.idle_timeout:
+                    log.info(
+                        "peer %s silent for %.1f s: dropping",
+                        conn.peer_id,
+                        now - conn.last_activity,
+                    )
+                    self._spawn(conn.close("idle timeout"))
+                elif now - conn.last_ping_sent >= cfg.ping_interval:
+                    conn.last_ping_sent = now
+                    self._spawn(_quiet(conn.send_ping()))
+
+    def _own_identity(self) -> NodeIdentity:
+        identity = self.node_manager.identity
+        if identity is None:
+            raise NotRunningError("node identity not initialized")
+        return identity
+
+    def _require_running(self) -> None:
+        if self._state != "running":
+            raise NotRunningError(f"transport is {self._state}")
+
+    def _uri_for(self, address: str) -> str:
+        cfg = self.config
+        if "://" in address:
+            parts = urlsplit(address)
+            if parts.scheme not in ("ws", "wss"):
+                raise ConnectError(address, f"unsupported scheme {parts.scheme!r}")
+            return address if parts.path else f"{address.rstrip('/')}{cfg.ws_path}"
+        scheme = "wss" if (cfg.tls_cert_path or cfg.tls_ca_path) else "ws"
+        return f"{scheme}://{address}{cfg.ws_path}"
+
+    def _server_ssl(self) -> ssl.SSLContext | None:
+        cfg = self.config
+        if not cfg.tls_enabled:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
+        assert cfg.tls_cert_path is not None and cfg.tls_key_path is not None
+        ctx.load_cert_chain(cfg.tls_cert_path, cfg.tls_key_path)
+        return ctx
+
+    def _client_ssl(self, uri: str) -> ssl.SSLContext | None:
+        if not uri.startswith("wss://"):
+            return None
+        ctx = ssl.create_default_context(cafile=self.config.tls_ca_path)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+
+async def _quiet(coro: Any) -> None:
+    try:
+        await coro
+    except Exception as exc:
+        log.debug("keepalive ping failed: %r", exc)
+
+
+def _origin_allowed(origin: str) -> bool:
+    """Go's rule: the Origin's hostname is exactly localhost, 127.0.0.1 or ::1."""
+    try:
+        host = urlsplit(origin).hostname
+    except ValueError:
+        return False
+    return host in ALLOWED_ORIGIN_HOSTS
+
+
+def _remote_ip(ws: Connection) -> str:
+    remote = ws.remote_address
+    return str(remote[0]) if remote else "unknown"
