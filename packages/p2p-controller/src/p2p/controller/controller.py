@@ -1,0 +1,501 @@
+"""The Controller: requests to remote workers, correlated by ``replyTo``.
+
+Each request registers a future under its message id, is sent, and waits for the reply with
+the reference's per-operation timeout (CONTROLLER_WORKER.md §1). Differences from go-p2p,
+all invisible on the wire:
+- a reply is accepted only from the peer the request went to (others are logged, dropped);
+- delivering a reply and timing out cannot race (one event loop; a done future is skipped);
+- when the connection to a peer drops, its pending requests fail at once with
+  `ConnectionLostError` instead of waiting for their timeout;
+- concurrent auto-connects to one peer share one handshake;
+- `get_all_stats` is bounded and reports per-peer errors next to the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from p2p.controller.bundles import Bundle
+from p2p.controller.errors import ControllerError
+from p2p.transport.connection import with_timeout
+from p2p.transport.errors import MessageError, ProtocolError, ResponseError
+from p2p.transport.messages import (
+    DeployAckPayload,
+    DeployPayload,
+    GetLogsPayload,
+    LogsPayload,
+    Message,
+    MessageType,
+    MinerAckPayload,
+    Payload,
+    PingPayload,
+    StartMinerPayload,
+    StatsPayload,
+    StopMinerPayload,
+    validate_response,
+)
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=Payload)
+
+__all__ = [
+    "AllStats",
+    "ConnectionLostError",
+    "Controller",
+    "ControllerConfig",
+    "DeployFailedError",
+    "MinerCommandError",
+    "PeerNotFoundError",
+    "RequestError",
+    "RequestTimeout",
+    "UnexpectedResponseError",
+]
+
+
+class RequestError(ControllerError):
+    """A request to a remote peer could not be completed."""
+
+    def __init__(self, message: str, *, peer_id: str = "") -> None:
+        super().__init__(message)
+        self.peer_id = peer_id
+
+
+class PeerNotFoundError(RequestError):
+    """The peer is neither connected nor in the registry."""
+
+    def __init__(self, peer_id: str) -> None:
+        super().__init__(f"peer not found: {peer_id}", peer_id=peer_id)
+
+
+class RequestTimeout(RequestError, TimeoutError):
+    """No reply within the operation's timeout (the peer's timeout count was bumped)."""
+
+    def __init__(self, peer_id: str, request_type: str, timeout: float) -> None:
+        super().__init__(
+            f"request timeout ({request_type} to {peer_id} after {timeout:g} s)", peer_id=peer_id
+        )
+        self.request_type = request_type
+        self.timeout = timeout
+
+
+class ConnectionLostError(RequestError):
+    """The connection dropped while the request was in flight."""
+
+    def __init__(self, peer_id: str) -> None:
+        super().__init__(f"connection to {peer_id} lost before the reply", peer_id=peer_id)
+
+
+class UnexpectedResponseError(RequestError):
+    """The reply has the wrong type or an unparseable payload."""
+
+
+class MinerCommandError(RequestError):
+    """The worker acknowledged a start/stop with ``success: false``."""
+
+
+class DeployFailedError(RequestError):
+    """The worker acknowledged a deploy with ``success: false``."""
+
+
+def _bounded(name: str, value: float, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low < value <= high):
+        raise ValueError(f"{name} must be in ({low:g}, {high:g}], got {value!r}")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """Timeouts (seconds) and bounds. Defaults are the reference's."""
+
+    stats_timeout: float = 10.0
+    miner_timeout: float = 30.0
+    logs_timeout: float = 10.0
+    ping_timeout: float = 5.0
+    #: The reference has no deploy call; a ~1 MiB bundle over a slow link needs a while.
+    deploy_timeout: float = 60.0
+    #: Auto-connect: upgrade (10 s) + handshake (10 s), before the request timer starts.
+    connect_timeout: float = 20.0
+    #: Concurrent requests of one `get_all_stats`.
+    max_concurrent_stats: int = 32
+    #: Requests in flight at once (beyond that new requests fail fast).
+    max_pending: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in (
+            "stats_timeout",
+            "miner_timeout",
+            "logs_timeout",
+            "ping_timeout",
+            "deploy_timeout",
+            "connect_timeout",
+        ):
+            _bounded(name, getattr(self, name), 0.0, 3600.0)
+        if not 1 <= self.max_concurrent_stats <= 4096:
+            raise ValueError("max_concurrent_stats must be in 1..4096")
+        if not 1 <= self.max_pending <= 10_000_000:
+            raise ValueError("max_pending must be in 1..10000000")
+
+
+@dataclass
+class AllStats(Mapping[str, Any]):
+    """`get_all_stats` result: a mapping peer id -> stats payload, plus `errors`.
+
+    Iterating gives the peers that answered (as the reference's map does); `errors` holds
+    the exception of every connected peer that did not.
+    """
+
+    stats: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, Exception] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.stats[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stats)
+
+    def __len__(self) -> int:
+        return len(self.stats)
+
+
+@dataclass
+class _Pending:
+    peer_id: str
+    request_type: str
+    future: asyncio.Future[Message]
+
+
+class Controller:
+    """Drives remote workers: stats, miners, logs, ping, deploy.
+
+    `registry` is a `p2p.peers.PeerRegistry` (peer lookup for auto-connect, timeouts and
+    ping metrics); `transport` a started `p2p.transport.Transport`. The controller
+    subscribes to the transport for replies (messages with ``replyTo``).
+    """
+
+    def __init__(
+        self,
+        node_manager: Any,
+        registry: Any,
+        transport: Any,
+        config: ControllerConfig | None = None,
+    ) -> None:
+        self.node_manager = node_manager
+        self.registry = registry
+        self.transport = transport
+        self.config = config or ControllerConfig()
+        self._pending: dict[str, _Pending] = {}
+        self._by_peer: dict[str, set[str]] = {}
+        self._watched: dict[int, asyncio.Task[None]] = {}
+        self._connecting: dict[str, asyncio.Task[Any]] = {}
+        self._unsubscribe = transport.on_message(self.on_message)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _own_id(self) -> str:
+        identity = getattr(self.node_manager, "identity", None)
+        if identity is None:
+            raise ControllerError("node: node identity not initialized")
+        return str(identity.id)
+
+    @property
+    def pending_count(self) -> int:
+        """Requests currently waiting for a reply."""
+        return len(self._pending)
+
+    def on_message(self, conn: Any, message: Message) -> None:
+        """Transport callback: hand a reply to the request waiting for it."""
+        reply_to = message.reply_to
+        if not reply_to:
+            return
+        entry = self._pending.get(reply_to)
+        if entry is None:
+            log.debug("reply %s to an unknown or finished request", reply_to)
+            return
+        sender = conn.peer_id
+        if sender != entry.peer_id:
+            log.warning(
+                "reply to %s came from %s, not %s: ignored", reply_to, sender, entry.peer_id
+            )
+            return
+        self._forget(reply_to)
+        if not entry.future.done():
+            entry.future.set_result(message)
+
+    def _forget(self, msg_id: str) -> None:
+        entry = self._pending.pop(msg_id, None)
+        if entry is not None:
+            ids = self._by_peer.get(entry.peer_id)
+            if ids is not None:
+                ids.discard(msg_id)
+                if not ids:
+                    del self._by_peer[entry.peer_id]
+
+    def _watch(self, conn: Any) -> None:
+        """Fail this connection's pending requests as soon as it closes."""
+        key = id(conn)
+        if key in self._watched:
+            return
+        self._watched[key] = asyncio.get_running_loop().create_task(self._watcher(conn, key))
+
+    async def _watcher(self, conn: Any, key: int) -> None:
+        try:
+            await conn.wait_closed()
+        finally:
+            self._watched.pop(key, None)
+        peer_id = conn.peer_id
+        current = self.transport.connection(peer_id)
+        if current is not None and current is not conn and not current.closed:
+            return  # replaced by a newer connection that carries the requests now
+        for msg_id in list(self._by_peer.get(peer_id, ())):
+            entry = self._pending.get(msg_id)
+            self._forget(msg_id)
+            if entry is not None and not entry.future.done():
+                entry.future.set_exception(ConnectionLostError(peer_id))
+
+    async def _connection(self, peer_id: str) -> Any:
+        """The live connection to `peer_id`, connecting via the registry if needed."""
+        conn = self.transport.connection(peer_id)
+        if conn is not None and not conn.closed:
+            return conn
+        task = self._connecting.get(peer_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._dial(peer_id))
+            self._connecting[peer_id] = task
+            task.add_done_callback(lambda _t: self._connecting.pop(peer_id, None))
+        return await asyncio.shield(task)
+
+    async def _dial(self, peer_id: str) -> Any:
+        peer = self.registry.get(peer_id)
+        if peer is None:
+            raise PeerNotFoundError(peer_id)
+        if not peer.address:
+            raise RequestError(f"peer {peer_id} has no address", peer_id=peer_id)
+        connect = self.transport.connect(peer.address, expected_public_key=peer.public_key or None)
+        try:
+            conn = await with_timeout(connect, self.config.connect_timeout)
+        except TimeoutError:
+            raise RequestError(f"connect to {peer_id} timed out", peer_id=peer_id) from None
+        except Exception as exc:
+            raise RequestError(f"connect to {peer_id} failed: {exc}", peer_id=peer_id) from exc
+        if conn.peer_id != peer_id:
+            log.info("peer %s answered as %s", peer_id, conn.peer_id)
+        return conn
+
+    async def _request(
+        self,
+        peer_id: str,
+        msg_type: MessageType,
+        payload: Payload | None,
+        expected: MessageType,
+        timeout: float,
+    ) -> Message:
+        if len(self._pending) >= self.config.max_pending:
+            raise RequestError("too many requests in flight", peer_id=peer_id)
+        conn = await self._connection(peer_id)
+        target = conn.peer_id
+        message = Message.new(msg_type, self._own_id(), target, payload)
+        msg_id = message.id
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = _Pending(target, msg_type, future)
+        self._by_peer.setdefault(target, set()).add(msg_id)
+        self._watch(conn)
+        try:
+            try:
+                await conn.send(message)
+            except Exception as exc:
+                raise RequestError(f"failed to send message: {exc}", peer_id=peer_id) from exc
+            try:
+                reply: Message = await with_timeout(future, timeout)
+            except TimeoutError:
+                self._record_timeout(peer_id)
+                raise RequestTimeout(peer_id, msg_type, timeout) from None
+        finally:
+            self._forget(msg_id)
+            if not future.done():
+                future.cancel()
+        try:
+            validate_response(reply, expected)
+        except ResponseError as exc:
+            raise UnexpectedResponseError(str(exc), peer_id=peer_id) from None
+        return reply
+
+    def _record_timeout(self, peer_id: str) -> None:
+        record = getattr(self.registry, "record_timeout", None)
+        if record is None:
+            return
+        try:
+            record(peer_id)
+        except Exception as exc:  # the peer may have been removed meanwhile
+            log.debug("record_timeout(%s): %s", peer_id, exc)
+
+    # -- operations ------------------------------------------------------------------------
+
+    @staticmethod
+    def _payload(reply: Message, cls: type[P], peer_id: str) -> P:
+        try:
+            return reply.parse_payload(cls)
+        except MessageError as exc:
+            raise UnexpectedResponseError(
+                f"failed to parse {reply.type} payload: {exc}", peer_id=peer_id
+            ) from None
+
+    async def get_remote_stats(self, peer_id: str) -> StatsPayload:
+        """The worker's `stats` payload (node id/name, miners, uptime)."""
+        reply = await self._request(
+            peer_id, MessageType.GET_STATS, None, MessageType.STATS, self.config.stats_timeout
+        )
+        return self._payload(reply, StatsPayload, peer_id)
+
+    async def start_remote_miner(
+        self,
+        peer_id: str,
+        miner_type: str,
+        profile_id: str | None = None,
+        config: Any = None,
+    ) -> str:
+        """Start a miner on the worker; returns its name.
+
+        `config` (any JSON value) overrides the profile named by `profile_id`.
+        """
+        if not miner_type:
+            raise ControllerError("miner type is required")
+        raw_config = None
+        if config is not None:
+            try:
+                raw_config = json.dumps(config, separators=(",", ":"), ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise ControllerError(f"config is not JSON: {exc}") from None
+        payload = StartMinerPayload(miner_type, profile_id or "", raw_config)
+        reply = await self._request(
+            peer_id,
+            MessageType.START_MINER,
+            payload,
+            MessageType.MINER_ACK,
+            self.config.miner_timeout,
+        )
+        ack = self._payload(reply, MinerAckPayload, peer_id)
+        if not ack.success:
+            raise MinerCommandError(f"miner start failed: {ack.error}", peer_id=peer_id)
+        return ack.miner_name
+
+    async def stop_remote_miner(self, peer_id: str, miner_name: str) -> None:
+        """Stop a miner on the worker."""
+        reply = await self._request(
+            peer_id,
+            MessageType.STOP_MINER,
+            StopMinerPayload(miner_name),
+            MessageType.MINER_ACK,
+            self.config.miner_timeout,
+        )
+        ack = self._payload(reply, MinerAckPayload, peer_id)
+        if not ack.success:
+            raise MinerCommandError(f"miner stop failed: {ack.error}", peer_id=peer_id)
+
+    async def get_remote_logs(
+        self,
+        peer_id: str,
+        miner_name: str,
+        lines: int,
+        since: datetime | int | None = None,
+    ) -> list[str]:
+        """Up to `lines` recent output lines of a remote miner (only those after `since`).
+
+        `since` is a datetime or Unix milliseconds (0/None: no limit).
+        """
+        since_ms = int(since.timestamp() * 1000) if isinstance(since, datetime) else since
+        payload = GetLogsPayload(miner_name, int(lines), max(0, int(since_ms or 0)))
+        reply = await self._request(
+            peer_id, MessageType.GET_LOGS, payload, MessageType.LOGS, self.config.logs_timeout
+        )
+        return self._payload(reply, LogsPayload, peer_id).lines or []
+
+    async def get_all_stats(self) -> AllStats:
+        """Stats of every connected peer, fetched concurrently (bounded)."""
+        peers = [p.id for p in self.registry.connected_peers()]
+        result = AllStats()
+        sem = asyncio.Semaphore(self.config.max_concurrent_stats)
+
+        async def one(pid: str) -> None:
+            async with sem:
+                try:
+                    result.stats[pid] = await self.get_remote_stats(pid)
+                except (ControllerError, ProtocolError, OSError) as exc:
+                    log.debug("stats of %s failed: %s", pid, exc)
+                    result.errors[pid] = exc
+
+        await asyncio.gather(*(one(pid) for pid in peers))
+        return result
+
+    async def ping_peer(self, peer_id: str) -> float:
+        """Round-trip time in milliseconds; stored as the peer's ping metric."""
+        start = time.monotonic()
+        await self._request(
+            peer_id,
+            MessageType.PING,
+            PingPayload(time.time_ns() // 1_000_000),
+            MessageType.PONG,
+            self.config.ping_timeout,
+        )
+        rtt_ms = (time.monotonic() - start) * 1000.0
+        peer = self.registry.get(peer_id)
+        if peer is not None:
+            try:
+                self.registry.update_metrics(peer_id, rtt_ms, peer.geo_km, peer.hops)
+            except Exception as exc:  # removed meanwhile
+                log.debug("ping metric of %s not stored: %s", peer_id, exc)
+        return rtt_ms
+
+    async def connect_to_peer(self, peer_id: str) -> Any:
+        """Connect to a registered peer (no-op if connected); returns the connection."""
+        return await self._connection(peer_id)
+
+    async def disconnect_from_peer(self, peer_id: str) -> None:
+        """Close the connection to `peer_id` (pending requests to it fail at once)."""
+        conn = self.transport.connection(peer_id)
+        if conn is None:
+            raise RequestError(f"peer {peer_id} not connected", peer_id=peer_id)
+        await conn.close()
+
+    async def deploy(self, peer_id: str, bundle: Bundle) -> str:
+        """Send a bundle; returns the name the worker deployed it under.
+
+        Encrypted bundles must be made with ``await controller.bundle_password(peer_id)``.
+        """
+        payload = DeployPayload(bundle.type.value, bundle.data, bundle.checksum, bundle.name)
+        reply = await self._request(
+            peer_id,
+            MessageType.DEPLOY,
+            payload,
+            MessageType.DEPLOY_ACK,
+            self.config.deploy_timeout,
+        )
+        ack = self._payload(reply, DeployAckPayload, peer_id)
+        if not ack.success:
+            raise DeployFailedError(f"deploy failed: {ack.error}", peer_id=peer_id)
+        return ack.name
+
+    async def bundle_password(self, peer_id: str) -> str:
+        """The password a worker decrypts our bundles with: base64(shared secret)."""
+        conn = await self._connection(peer_id)
+        secret = self.node_manager.derive_shared_secret(conn.identity.public_key)
+        return base64.b64encode(secret).decode("ascii")
+
+    async def close(self) -> None:
+        """Unsubscribe and fail whatever is still pending."""
+        self._unsubscribe()
+        for msg_id, entry in list(self._pending.items()):
+            self._forget(msg_id)
+            if not entry.future.done():
+                entry.future.set_exception(RequestError("controller closed", peer_id=entry.peer_id))
+        for task in list(self._watched.values()):
+            task.cancel()
+        await asyncio.gather(*self._watched.values(), return_exceptions=True)
