@@ -15,6 +15,7 @@ from p2p.transport import (
     NotConnectedError,
     OpenGate,
     PeerConnection,
+    SendTimeoutError,
     Transport,
     envelope,
     smsg,
@@ -494,3 +495,17 @@ async def test_connected_gate_callbacks(make_transport: Any) -> None:
     assert gate.addresses[client_id].startswith("127.0.0.1:")
     await conn.graceful_close()
     await eventually(lambda: client_id not in gate.connected)
+
+
+async def test_send_timeout_drops_stuck_peer(make_transport: Any, raw_peer: Any) -> None:
+    server = await make_transport("server", send_timeout=0.3)
+    peer = await raw_peer(server)
+    peer.ws.transport.pause_reading()  # a peer that stops reading: our writes back up
+    conn = server.connection(peer.id)
+    server_id = server.node_manager.identity.id
+    big = envelope.new_message("get_stats", server_id, peer.id, {"blob": "x" * 200_000})
+    with pytest.raises(SendTimeoutError):
+        for _ in range(1000):
+            await conn.send(big)
+    assert conn.closed and conn.close_reason == "send timeout"
+    assert peer.id not in server.connected_peers

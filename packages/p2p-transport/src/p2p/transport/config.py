@@ -124,12 +124,12 @@ class TransportConfig:
             "connect_timeout",
             "send_timeout",
             "dedup_ttl",
-            "rate_refill_per_s",
-            "handshake_refill_per_ip_s",
             "broadcast_timeout",
             "close_timeout",
         ):
             _positive_float(name, getattr(self, name))
+        for name in ("rate_refill_per_s", "handshake_refill_per_ip_s"):
+            _positive_float(name, getattr(self, name), upper=1e9, unit="per second")
         if self.ts_window is not None:
             _positive_float("ts_window", self.ts_window)
         if (self.tls_cert_path is None) != (self.tls_key_path is None):
@@ -166,8 +166,10 @@ def _positive_int(name: str, value: object, *, upper: int = 1 << 31) -> None:
         raise ConfigError(name, f"must be an int in 1..{upper}, got {value!r}")
 
 
-def _positive_float(name: str, value: object, *, upper: float = 7 * 86400.0) -> None:
+def _positive_float(
+    name: str, value: object, *, upper: float = 7 * 86400.0, unit: str = "seconds"
+) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(name, f"must be a number of seconds, got {value!r}")
+        raise ConfigError(name, f"must be a number ({unit}), got {value!r}")
     if not math.isfinite(value) or not 0 < value <= upper:
-        raise ConfigError(name, f"must be in (0, {upper}] seconds, got {value!r}")
+        raise ConfigError(name, f"must be in (0, {upper:g}] {unit}, got {value!r}")

@@ -127,6 +127,8 @@ class PeerConnection:
         self._workers: set[asyncio.Task[None]] = set()
         self.close_reason: str | None = None
         self.handler_errors = 0
+        self._writes_pending = 0
+        self._write_progress = self.connected_at
 
     # --- public surface -------------------------------------------------------------
     @property
@@ -344,16 +346,36 @@ class PeerConnection:
 
     # --- internals ------------------------------------------------------------------
     async def _write(self, frame: bytes) -> None:
-        timeout = self._host.config.send_timeout
+        # The write deadline is enforced by the transport's ticker (write_stalled), not a
+        # timer per send: a send that does not block costs two attribute updates.
+        if self._writes_pending == 0:
+            self._write_progress = self._clock()
+        self._writes_pending += 1
         try:
-            await with_timeout(self._ws.send(frame), timeout)
-        except TimeoutError as exc:
-            log.warning("send to %s timed out: dropping the connection", self.peer_id)
-            self._mark_closed("send timeout")
-            self.abort()
-            raise SendTimeoutError(self.peer_id, timeout) from exc
+            await self._ws.send(frame)
         except ConnectionClosed as exc:
+            if self.close_reason == "send timeout":
+                raise SendTimeoutError(self.peer_id, self._host.config.send_timeout) from exc
             raise ConnectionClosedError(self.peer_id) from exc
+        else:
+            if self._closed and self.close_reason == "send timeout":
+                # aborted while waiting to drain: the frame may never have left
+                raise SendTimeoutError(self.peer_id, self._host.config.send_timeout)
+        finally:
+            self._writes_pending -= 1
+            self._write_progress = self._clock()
+
+    def write_stalled(self, now: float) -> bool:
+        """True if a write has made no progress for ``send_timeout`` seconds."""
+        return (
+            self._writes_pending > 0 and now - self._write_progress > self._host.config.send_timeout
+        )
+
+    def fail_stalled_write(self) -> None:
+        """Drop the connection whose writes are stuck (pending sends raise SendTimeoutError)."""
+        log.warning("send to %s timed out: dropping the connection", self.peer_id)
+        self._mark_closed("send timeout")
+        self.abort()
 
     def _mark_closed(self, reason: str) -> None:
         if not self._closed:

@@ -503,12 +503,14 @@ class Transport:
     async def _keepalive_loop(self) -> None:
         """One ticker for all connections: ping the quiet ones, drop the silent ones."""
         cfg = self.config
-        tick = min(cfg.ping_interval, cfg.pong_timeout) / 4
+        tick = min(cfg.ping_interval, cfg.pong_timeout, cfg.send_timeout) / 4
         while True:
             await asyncio.sleep(tick)
             now = self._clock()
             for conn in list(self._conns.values()):
-                if now - conn.last_activity > cfg.idle_timeout:
+                if conn.write_stalled(now):
+                    conn.fail_stalled_write()
+                elif now - conn.last_activity > cfg.idle_timeout:
                     log.info(
                         "peer %s silent for %.1f s: dropping",
                         conn.peer_id,
