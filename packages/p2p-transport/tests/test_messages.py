@@ -525,3 +525,55 @@ def test_random_json_values_in_fields(value: Any) -> None:
     with contextlib.suppress(MessageError):
         m = Message.from_json(doc)
         assert m.payload is not None and json.loads(m.payload) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"2025-01-02T03:04:05Z","payload":1,"id":5}',
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"2025-01-02T03:04:05Z","payload":1,'
+        '"replyTo":"r","ts":"bad"}',
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"junk","ts":"2025-01-02T03:04:05Z",'
+        '"payload":1}',
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"2025-01-02T03:04:05Z","payload":NaN}',
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"2025-01-02T03:04:05Z","payload":1}}',
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"2025-02-30T03:04:05Z","payload":1}',
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"2025-01-02T03:04:05Z","payload":1,'
+        '"replyTo":"r"} ',
+    ],
+)
+def test_go_ordered_but_invalid_inputs_rejected(text: str) -> None:
+    if text.endswith(" "):  # trailing whitespace is fine in Go
+        assert Message.from_json(text).reply_to == "r"
+        return
+    with pytest.raises(MessageError):
+        Message.from_json(text)
+
+
+def test_duplicate_keys_after_payload_take_the_last_value() -> None:
+    text = (
+        '{"id":"a","type":"ping","from":"f","to":"t","ts":"2025-01-02T03:04:05Z",'
+        '"payload":1,"payload":{"x": 2},"replyTo":"r","replyTo":"s"}'
+    )
+    m = Message.from_json(text)
+    assert (m.payload, m.reply_to) == ('{"x":2}', "s")
+
+
+@settings(max_examples=150, deadline=None)
+@given(_str, _str, _str, _str, _payloads, _str, st.integers(0, 2))
+def test_fast_and_general_decoders_agree(
+    id_: str, typ: str, frm: str, to: str, payload: str | None, reply_to: str, ws: int
+) -> None:
+    m = Message(
+        id=id_,
+        type=typ,
+        from_=frm,
+        to=to,
+        ts=GoTime(1735787045, 5, 3600),
+        payload=payload,
+        reply_to=reply_to,
+    )
+    text = m.to_json_text()
+    general = text.replace('{"id"', "{" + " \n\t"[ws] + '"id"', 1)  # not Go's exact form
+    a, b = Message.from_json(text), Message.from_json(general)
+    assert a == b and a.to_json() == b.to_json() == m.to_json()

@@ -15,7 +15,7 @@ import json.scanner
 import re
 from typing import Any
 
-__all__ = ["Member", "loads", "scan_object"]
+__all__ = ["Member", "loads", "scan_object", "scan_string", "scan_value"]
 
 Member = tuple[str, Any, int, int]
 """``(key, value, start, end)``: ``text[start:end]`` is the raw JSON of ``value``."""
@@ -28,6 +28,11 @@ def _reject_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _scan_once: Any = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]
 _scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
+scan_value: Any = _scan_once
+"""``scan_value(text, idx) -> (value, end)``: one JSON value at ``idx`` (C scanner);
+``StopIteration`` if none starts there, ``ValueError`` if it is malformed."""
+scan_string: Any = _scanstring
+"""``scan_string(text, idx_after_quote, True) -> (str, end_after_quote)``."""
 _ws = re.compile(r"[ \t\n\r]*").match
 _WS = " \t\n\r"
 

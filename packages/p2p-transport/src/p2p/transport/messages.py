@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 from p2p.identity import GoTime, IdentityError, NodeIdentity, NodeRole
 from p2p.transport._gojson import go_float, go_string, marshal, to_utf8
 from p2p.transport._gotime import parse_go_time
-from p2p.transport._jsonscan import loads, scan_object
+from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
 from p2p.transport.errors import MessageError, ProtocolError, ResponseError
 
 __all__ = [
@@ -598,9 +598,18 @@ PAYLOAD_TYPES: dict[MessageType, type[Payload] | None] = {
 _WS_OR_STRING = re.compile(r'("(?:[^"\\]|\\.)*")|[ \t\n\r]+', re.DOTALL)
 
 
+# Insignificant whitespace in valid JSON always touches a structural character or a quote
+# (or is a tab/newline, which strings cannot hold raw); strings rarely trip this check, and
+# when they do, the exact compaction below runs and changes nothing inside them.
+_MAYBE_INSIGNIFICANT = re.compile(r'[\t\n\r]|[{}\[\],:"] | [{}\[\],:"]')
+
+
 def _compact(raw: str) -> str:
     """Go's ``json.Compact`` (HTML escaping off) of valid JSON: drop insignificant space."""
     if " " not in raw and "\n" not in raw and "\t" not in raw and "\r" not in raw:
+        return raw
+    raw = raw.strip(" \t\n\r")
+    if _MAYBE_INSIGNIFICANT.search(raw) is None:
         return raw
     return _WS_OR_STRING.sub(lambda m: m.group(1) or "", raw)
 
@@ -621,6 +630,72 @@ def _payload_text(payload: Payload | Any) -> str | None:
 _ENVELOPE = {"id": 0, "type": 1, "from": 2, "to": 3, "ts": 4, "payload": 5, "replyto": 6}
 
 
+_TS_CANONICAL = re.compile(
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{0,8}[1-9])?"
+    r"(?:Z|[+-](?!00:00)(?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+
+
+def _set_ts(msg: Message, raw: str) -> None:
+    """Validate the raw ``ts`` text as Go would and store it (GoTime built lazily)."""
+    if _TS_CANONICAL.fullmatch(raw) is not None and raw[8:10] <= "28":
+        msg._ts, msg._ts_text = None, raw  # already exactly what Go would write
+        return
+    parsed = parse_go_time(raw)
+    if parsed is None:
+        raise MessageError(f"ts {raw[:64]!r} is not an RFC 3339 time")
+    msg._ts = GoTime(parsed[0], parsed[1], parsed[2])
+    msg._ts_text = raw if parsed[3] else None
+
+
+def _from_go_json(text: str) -> Message | None:
+    """Fast path for exactly what Go writes: the keys in Go's order, compact. Every member
+    is pinned in place by the C scanner, so duplicates or extra keys cannot slip through;
+    ``None`` sends anything else to the general decoder (which gives the same answers)."""
+    if not text.startswith('{"id":"'):
+        return None
+    try:
+        id_, i = scan_string(text, 7, True)
+        if not text.startswith(',"type":"', i):
+            return None
+        typ, i = scan_string(text, i + 9, True)
+        if not text.startswith(',"from":"', i):
+            return None
+        frm, i = scan_string(text, i + 9, True)
+        if not text.startswith(',"to":"', i):
+            return None
+        to, i = scan_string(text, i + 7, True)
+        if not text.startswith(',"ts":"', i):
+            return None
+        t0 = i + 7
+        _, i = scan_string(text, t0, True)
+        raw_ts = text[t0 : i - 1]
+        if not text.startswith(',"payload":', i):
+            return None
+        p0 = i + 11
+        _, i = scan_value(text, p0)
+        raw = text[p0:i]
+        last = len(text) - 1
+        reply_to = ""
+        if i != last:
+            if not text.startswith(',"replyTo":"', i):
+                return None
+            reply_to, i = scan_string(text, i + 12, True)
+            if i != last:
+                return None
+        if text[last] != "}":
+            return None
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    msg = Message.__new__(Message)
+    msg.id, msg.from_, msg.to, msg.reply_to = id_, frm, to, reply_to
+    msg.payload = _compact(raw)
+    msg.type = _TYPES.get(typ, typ)
+    _set_ts(msg, raw_ts)
+    return msg
+
+
 def _now() -> tuple[int, int]:
     return divmod(time.time_ns(), 1_000_000_000)
 
@@ -635,7 +710,6 @@ class Message:
 
     __slots__ = (
         "_ts",
-        "_ts_parsed",
         "_ts_text",
         "from_",
         "id",
@@ -668,8 +742,7 @@ class Message:
         self.from_ = from_
         self.to = to
         self._ts: GoTime | None = ts
-        self._ts_parsed: tuple[int, int, int] | None = None
-        self._ts_text: str | None = None
+        self._ts_text: str | None = None  # Go's text of ts when known; ts then built lazily
         self.payload = payload
         self.reply_to = reply_to
 
@@ -679,15 +752,15 @@ class Message:
         """The timestamp (zero time when the message had none)."""
         ts = self._ts
         if ts is None:
-            p = self._ts_parsed
-            ts = GoTime.zero() if p is None else GoTime(p[0], p[1], p[2])
+            text = self._ts_text
+            parsed = None if text is None else parse_go_time(text)
+            ts = GoTime.zero() if parsed is None else GoTime(parsed[0], parsed[1], parsed[2])
             self._ts = ts
         return ts
 
     @ts.setter
     def ts(self, value: GoTime) -> None:
         self._ts = value
-        self._ts_parsed = None
         self._ts_text = None
 
     # -- construction -----------------------------------------------------------------
@@ -740,7 +813,7 @@ class Message:
         """:meth:`to_json` as text (what an SMSG body holds)."""
         ts = self._ts_text
         if ts is None:
-            if self._ts is None and self._ts_parsed is None:
+            if self._ts is None:
                 ts = _ZERO_TS
             else:
                 try:
@@ -772,6 +845,9 @@ class Message:
         if len(data) > max_size:
             raise MessageError(f"message of {len(data)} bytes exceeds {max_size}")
         text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")
+        fast = _from_go_json(text)
+        if fast is not None:
+            return fast
         try:
             members = scan_object(text)
         except (ValueError, RecursionError) as e:
@@ -780,7 +856,7 @@ class Message:
         msg.id = msg.from_ = msg.to = msg.reply_to = ""
         msg.type = ""
         msg.payload = None
-        msg._ts = msg._ts_parsed = msg._ts_text = None
+        msg._ts = msg._ts_text = None
         for key, value, start, end in members or ():
             idx = _ENVELOPE.get(key)
             if idx is None:
@@ -804,13 +880,8 @@ class Message:
             elif idx == 3:
                 msg.to = value
             elif idx == 4:
-                raw = text[start + 1 : end - 1]  # Go parses the raw text, escapes undecoded
-                parsed = parse_go_time(raw)
-                if parsed is None:
-                    raise MessageError(f"ts {raw[:64]!r} is not an RFC 3339 time")
-                msg._ts = None
-                msg._ts_parsed = parsed[:3]
-                msg._ts_text = raw if parsed[3] else None
+                # Go parses the raw text between the quotes: escapes are not decoded
+                _set_ts(msg, text[start + 1 : end - 1])
             else:
                 msg.reply_to = value
         return msg

@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json.decoder
 import logging
+import re
 import struct
 import time
 import zlib
@@ -248,6 +250,16 @@ def _parse_plaintext(plain: bytes) -> SmsgMessage:
     """Go ``json.Unmarshal`` into ``smsg.Message``: keys case-insensitive, last duplicate
     wins, unknown keys ignored, wrong types rejected."""
     text = plain.decode("utf-8", "replace")
+    if text.startswith('{"body":"'):  # what Go sends: {"body":"...","timestamp":N}
+        try:
+            body, end = _scanstring(text, 9, True)
+        except ValueError:
+            body, end = "", -1
+        m = _TS_TAIL.fullmatch(text, end) if end > 0 else None
+        if m is not None:
+            ts = int(m.group(1))
+            if _INT64[0] <= ts <= _INT64[1]:
+                return SmsgMessage(body, ts)
     try:
         members = scan_object(text)
     except (ValueError, RecursionError) as e:
@@ -294,6 +306,8 @@ def _parse_plaintext(plain: bytes) -> SmsgMessage:
     return msg
 
 
+_TS_TAIL = re.compile(r',"timestamp":(-?(?:0|[1-9][0-9]{0,18}))\}')
+_scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
 _FIELDS = frozenset(("body", "timestamp", "subject", "from", "attachments", "reply_key", "meta"))
 
 
