@@ -55,7 +55,9 @@ class ProfileManager(Protocol):
         """The profile's JSON value; raises (any exception) when it does not exist."""
         ...
 
-    def save_profile(self, profile: Any) -> None: ...
+    def save_profile(self, profile: Any) -> object:
+        """Store `profile` (any return value is ignored); raises on failure."""
+        ...
 
 
 def sanitise_name(name: str) -> str:
