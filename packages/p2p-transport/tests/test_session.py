@@ -89,7 +89,7 @@ def _now_s() -> float:
 
 
 def test_seal_and_receive_between_two_sessions(link: Any) -> None:
-    at_a, at_b, a, b, secret = link
+    at_a, at_b, a, b, _secret = link
     frame = at_a.seal(envelope.new_message("get_stats", a.id, b.id, None))
     verdict = at_b.receive(frame, 0.1, _now_s())
     assert isinstance(verdict, Delivery) and verdict.message.from_ == a.id
@@ -98,7 +98,7 @@ def test_seal_and_receive_between_two_sessions(link: Any) -> None:
 
 
 def test_rate_limit_continuous_refill(link: Any) -> None:
-    at_a, at_b, a, b, secret = link
+    at_a, at_b, a, b, _secret = link
     now = _now_s()
     frames = [at_a.seal(envelope.new_message("get_stats", a.id, b.id, None)) for _ in range(6)]
     verdicts = [at_b.receive(f, 0.0, now) for f in frames[:4]]
@@ -110,7 +110,7 @@ def test_rate_limit_continuous_refill(link: Any) -> None:
 
 
 def test_undecryptable_run_raises_at_threshold(link: Any) -> None:
-    at_a, at_b, a, b, secret = link
+    at_a, at_b, a, b, _secret = link
     now = _now_s()
     bad = smsg.encrypt("{}", "not the link password")
     t = 0.0
@@ -129,7 +129,7 @@ def test_undecryptable_run_raises_at_threshold(link: Any) -> None:
 
 
 def test_raw_frames_routed_only_when_enabled(link: Any) -> None:
-    at_a, at_b, a, b, secret = link
+    at_a, at_b, a, b, _secret = link
     now = _now_s()
     ueps = b"\x09\x01\x01\x05payload"
     assert at_b.receive(ueps, 0.0, now) is None  # off: tried as SMSG (Go) and dropped
@@ -140,7 +140,7 @@ def test_raw_frames_routed_only_when_enabled(link: Any) -> None:
 
 
 def test_missing_ts_is_stale_when_checking(link: Any) -> None:
-    at_a, at_b, a, b, secret = link
+    _at_a, at_b, _a, _b, secret = link
     body = '{"id":"x1","type":"get_stats","from":"a","to":"b","payload":null}'
     frame = smsg.encrypt(body, smsg.password_for_secret(secret))
     assert at_b.receive(frame, 0.0, _now_s()) is None
