@@ -1,0 +1,118 @@
+"""The selection index answers exactly like a brute-force scan (sorted by distance, then id),
+through inserts, moves, removals, lazy rebuilds and ties, at 10^4 points."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from p2p.peers.index import SelectionIndex, distance, point
+
+Row = tuple[float, int, float, float]
+
+
+def _brute(data: dict[str, Row], n: int, target: tuple[float, ...] | None = None) -> list[str]:
+    tgt = target or (0.0, 0.0, 0.0, 0.0)
+    ranked = sorted((distance(point(*v), tgt), pid) for pid, v in data.items())
+    return [pid for _, pid in ranked[: max(n, 0)]]
+
+
+def _row(rng: random.Random, coarse: bool) -> Row:
+    if coarse:  # few distinct values: many exact ties
+        return (
+            float(rng.choice([0, 10, 20])),
+            rng.randint(0, 2),
+            float(rng.choice([0, 100])),
+            float(rng.choice([50, 60, 100])),
+        )
+    return (rng.uniform(0, 500), rng.randint(0, 20), rng.uniform(0, 20000), rng.uniform(0, 100))
+
+
+@pytest.mark.parametrize("coarse", [False, True], ids=["continuous", "ties"])
+def test_matches_brute_force_at_10k_through_updates(coarse: bool) -> None:
+    rng = random.Random(1234 + coarse)
+    idx = SelectionIndex(rebuild_fraction=0.05, min_rebuild=64)
+    data: dict[str, Row] = {}
+    ids: list[str] = []
+    for _ in range(10_000):
+        pid = f"{rng.getrandbits(64):016x}"
+        ids.append(pid)
+        data[pid] = _row(rng, coarse)
+        idx.set(pid, *data[pid])
+    assert idx.nearest(10) == _brute(data, 10)  # first query builds the tree
+    assert idx.rebuilds == 1
+    queries = 0
+    served_with_pending = 0
+    for step in range(4000):
+        r = rng.random()
+        if r < 0.6:  # move a point (often the same one again)
+            pid = rng.choice(ids) if step % 7 else ids[0]
+            data[pid] = _row(rng, coarse)
+            idx.set(pid, *data[pid])
+        elif r < 0.75:  # remove one
+            k = rng.randrange(len(ids))
+            ids[k], ids[-1] = ids[-1], ids[k]
+            pid = ids.pop()
+            del data[pid]
+            idx.remove(pid)
+        else:  # add one
+            pid = f"{rng.getrandbits(64):016x}"
+            ids.append(pid)
+            data[pid] = _row(rng, coarse)
+            idx.set(pid, *data[pid])
+        if step % 40 == 0:
+            n = rng.choice([1, 2, 5, 10, 37, 200])
+            target = None
+            if rng.random() < 0.3:
+                target = (rng.uniform(0, 300), 1.4, rng.uniform(0, 4000), rng.uniform(0, 60))
+            served_with_pending += idx.pending > 0
+            assert idx.nearest(n, target) == _brute(data, n, target), (step, n, target)
+            queries += 1
+    assert len(idx) == len(data)
+    assert idx.rebuilds > 1  # the lazy rebuild happened, and many answers merged the buffer
+    assert served_with_pending > queries // 2
+
+
+def test_small_index_never_builds_a_tree() -> None:
+    idx = SelectionIndex()
+    for i in range(100):
+        idx.set(f"p{i:03d}", float(i % 7), i % 3, 0.0, 50.0)
+    assert idx.nearest(3) == _brute(
+        {f"p{i:03d}": (float(i % 7), i % 3, 0.0, 50.0) for i in range(100)}, 3
+    )
+    assert idx.rebuilds == 0
+
+
+def test_edge_cases() -> None:
+    idx = SelectionIndex(min_rebuild=1)
+    assert idx.nearest(5) == []
+    idx.set("b", 1.0, 0, 0.0, 100.0)
+    idx.set("a", 1.0, 0, 0.0, 100.0)  # exact tie: id decides
+    assert idx.nearest(0) == [] and idx.nearest(-3) == []
+    assert idx.nearest(10) == ["a", "b"]
+    idx.remove("a")
+    idx.remove("missing")
+    assert idx.nearest(1) == ["b"] and "a" not in idx and len(idx) == 1
+    idx.set("a", 0.0, 0, 0.0, 100.0)  # re-added into a freed slot
+    assert idx.nearest(1) == ["a"]
+
+
+def test_bulk_load_then_updates() -> None:
+    rng = random.Random(7)
+    rows = {f"{i:05d}": _row(rng, False) for i in range(3000)}
+    idx = SelectionIndex(min_rebuild=100)
+    idx.bulk_load([(pid, *v) for pid, v in rows.items()])
+    assert idx.rebuilds == 1 and idx.pending == 0
+    assert idx.nearest(25) == _brute(rows, 25)
+    for pid in list(rows)[:50]:
+        rows[pid] = (0.0, 0, 0.0, 100.0 - rng.random())
+        idx.set(pid, *rows[pid])
+    assert idx.pending == 50
+    assert idx.nearest(60) == _brute(rows, 60)
+
+
+def test_invalid_parameters() -> None:
+    with pytest.raises(ValueError):
+        SelectionIndex(rebuild_fraction=0)
+    with pytest.raises(ValueError):
+        SelectionIndex(min_rebuild=0)

@@ -1,0 +1,256 @@
+"""Registry behaviour: CRUD, copies, score bookkeeping, selection freshness, the allowlist
+and the transport's PeerGate hooks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from conftest import Ident, make_ident
+from p2p.peers import (
+    AuthMode,
+    InvalidPeerError,
+    Peer,
+    PeerExistsError,
+    PeerNotFoundError,
+    PeerRegistry,
+    RegistryFullError,
+)
+
+
+def test_add_get_update_remove(reg: PeerRegistry) -> None:
+    reg.add(Peer(id="a", name="alpha", ping_ms=5.0))
+    got = reg.get("a")
+    assert got is not None and got.name == "alpha" and got.score == 50
+    assert not got.added_at.is_zero()  # stamped on add
+    assert reg.count == 1 and len(reg) == 1 and "a" in reg
+    with pytest.raises(PeerExistsError):
+        reg.add(Peer(id="a"))
+    got.name = "renamed"
+    got.score = 7.0
+    reg.update(got)
+    after = reg.get("a")
+    assert after is not None and after.name == "renamed" and after.score == 7.0
+    with pytest.raises(PeerNotFoundError):
+        reg.update(Peer(id="zz"))
+    reg.remove("a")
+    assert reg.get("a") is None and reg.count == 0
+    with pytest.raises(PeerNotFoundError):
+        reg.remove("a")
+
+
+def test_getters_return_copies(reg: PeerRegistry) -> None:
+    reg.add(Peer(id="a", score=60.0))
+    for view in (reg.get("a"), reg.peers()[0], reg.by_score()[0], reg.select_optimal()):
+        assert view is not None
+        view.score = 1.0
+        view.name = "mutated"
+    got = reg.get("a")
+    assert got is not None and got.score == 60.0 and got.name == ""
+
+
+def test_add_keeps_no_reference_to_the_callers_object(reg: PeerRegistry) -> None:
+    p = Peer(id="a", ping_ms=1.0)
+    reg.add(p)
+    p.ping_ms = 999.0
+    assert reg.get("a").ping_ms == 1.0  # type: ignore[union-attr]
+
+
+def test_add_validates_fields(reg: PeerRegistry) -> None:
+    with pytest.raises(InvalidPeerError):
+        reg.add(Peer(id="a", ping_ms=float("nan")))
+    with pytest.raises(InvalidPeerError, match="too long"):
+        reg.add(Peer(id="a", name="x" * 65))
+    assert reg.count == 0
+
+
+def test_update_skips_the_name_rule_like_the_reference(reg: PeerRegistry) -> None:
+    reg.add(Peer(id="a"))
+    reg.update(Peer(id="a", name="odd.name"))
+    assert reg.get("a").name == "odd.name"  # type: ignore[union-attr]
+
+
+def test_score_deltas_and_clamping(reg: PeerRegistry) -> None:
+    reg.add(Peer(id="a", score=99.5))
+    before = reg.get("a").last_seen  # type: ignore[union-attr]
+    assert reg.record_success("a")
+    a = reg.get("a")
+    assert a is not None and a.score == 100.0 and a.last_seen > before
+    reg.update_score("a", 6.0)
+    reg.record_failure("a")
+    assert reg.get("a").score == 1.0  # type: ignore[union-attr]
+    reg.record_timeout("a")
+    assert reg.get("a").score == 0.0  # type: ignore[union-attr]
+    reg.record_failure("a")
+    assert reg.get("a").score == 0.0  # type: ignore[union-attr]
+    reg.update_score("a", 1e9)
+    assert reg.get("a").score == 100.0  # type: ignore[union-attr]
+    reg.update_score("a", -1e9)
+    assert reg.get("a").score == 0.0  # type: ignore[union-attr]
+    with pytest.raises(InvalidPeerError):
+        reg.update_score("a", float("nan"))
+    with pytest.raises(PeerNotFoundError):
+        reg.update_score("nobody", 5.0)
+    # the reference silently ignores score events for unknown peers
+    assert not reg.record_success("nobody")
+    assert not reg.record_failure("nobody")
+    assert not reg.record_timeout("nobody")
+
+
+def test_score_events_reach_selection_immediately(reg: PeerRegistry) -> None:
+    """The reference does not rebuild its tree on score events, so it keeps selecting on
+    stale scores; here the very next selection sees them."""
+    reg.add(Peer(id="a", ping_ms=10.0, score=100.0))
+    reg.add(Peer(id="b", ping_ms=10.5, score=100.0))
+    assert reg.select_optimal().id == "a"  # type: ignore[union-attr]
+    reg.record_failure("a")
+    assert reg.select_optimal().id == "b"  # type: ignore[union-attr]
+    assert [p.id for p in reg.select_nearest(2)] == ["b", "a"]
+    for _ in range(5):
+        reg.record_success("a")
+    assert reg.select_optimal().id == "a"  # type: ignore[union-attr]
+    reg.record_timeout("a")
+    assert reg.select_optimal().id == "b"  # type: ignore[union-attr]
+
+
+def test_metrics_update(reg: PeerRegistry) -> None:
+    reg.add(Peer(id="a", ping_ms=100.0))
+    reg.add(Peer(id="b", ping_ms=50.0))
+    assert reg.select_optimal().id == "b"  # type: ignore[union-attr]
+    reg.update_metrics("a", 1.0, 2.0, 3)
+    a = reg.get("a")
+    assert a is not None and (a.ping_ms, a.geo_km, a.hops) == (1.0, 2.0, 3)
+    assert not a.last_seen.is_zero()
+    assert reg.select_optimal().id == "a"  # type: ignore[union-attr]
+    with pytest.raises(InvalidPeerError):
+        reg.update_metrics("a", float("inf"), 0.0, 0)
+    with pytest.raises(PeerNotFoundError):
+        reg.update_metrics("zz", 1.0, 1.0, 1)
+
+
+def test_selection_basics_and_ties(reg: PeerRegistry) -> None:
+    assert reg.select_optimal() is None and reg.select_nearest(3) == []
+    for pid in ("c", "a", "b"):
+        reg.add(Peer(id=pid, ping_ms=5.0, score=90.0))
+    reg.add(Peer(id="far", ping_ms=500.0))
+    assert [p.id for p in reg.select_nearest(10)] == ["a", "b", "c", "far"]  # ties by id
+    assert reg.select_nearest(0) == [] and reg.select_nearest(-1) == []
+    assert [p.id for p in reg.by_score()] == ["a", "b", "c", "far"]
+    near = reg.select_nearest(1, target=(500.0, 0.0, 0.0, 60.0))
+    assert [p.id for p in near] == ["far"]
+    with pytest.raises(InvalidPeerError):
+        reg.select_nearest(1, target=(1.0, 2.0))
+    with pytest.raises(TypeError):
+        reg.select_nearest(1.5)  # type: ignore[arg-type]
+
+
+def test_connected_flags(reg: PeerRegistry) -> None:
+    reg.add(Peer(id="a"))
+    reg.add(Peer(id="b"))
+    assert reg.connected_peers() == []
+    assert reg.set_connected("a", True)
+    assert [p.id for p in reg.connected_peers()] == ["a"]
+    assert not reg.get("a").last_seen.is_zero()  # type: ignore[union-attr]
+    assert reg.set_connected("a", False)
+    assert reg.connected_peers() == []
+    assert not reg.set_connected("nobody", True)
+    reg.set_connected("b", True)
+    reg.remove("b")
+    assert reg.connected_peers() == []
+
+
+def test_max_peers_bound(tmp_path: Path) -> None:
+    reg = PeerRegistry(tmp_path / "p.json", max_peers=2, save_delay=3600)
+    reg.add(Peer(id="a"))
+    reg.add(Peer(id="b"))
+    with pytest.raises(RegistryFullError):
+        reg.add(Peer(id="c"))
+    reg.close()
+
+
+# -- allowlist and auth --------------------------------------------------------------------
+
+
+def test_open_mode_allows_everyone(reg: PeerRegistry, ident: Ident) -> None:
+    assert reg.auth_mode is AuthMode.OPEN
+    assert reg.is_peer_allowed(ident.id, ident.public_key)
+
+
+def test_allowlist_mode(reg: PeerRegistry, ident: Ident) -> None:
+    reg.set_auth_mode(AuthMode.ALLOWLIST)
+    assert not reg.is_peer_allowed(ident.id, ident.public_key)
+    reg.allow_public_key(ident.public_key)
+    assert reg.is_public_key_allowed(ident.public_key)
+    assert reg.allowed_public_keys() == [ident.public_key]
+    assert reg.is_peer_allowed(ident.id, ident.public_key)
+    reg.revoke_public_key(ident.public_key)
+    reg.revoke_public_key(ident.public_key)  # idempotent
+    assert not reg.is_peer_allowed(ident.id, ident.public_key)
+    with pytest.raises(InvalidPeerError):
+        reg.allow_public_key("")
+
+
+def test_allowlist_binds_registered_id_to_its_key(reg: PeerRegistry) -> None:
+    """The reference admits any registered id in allowlist mode whatever key it presents
+    (TRANSPORT.md §10 #1). Here the presented key must be the registered one."""
+    known = make_ident("known")
+    attacker = make_ident("attacker")
+    reg.add(Peer(id=known.id, name="known", public_key=known.public_key))
+    reg.set_auth_mode(AuthMode.ALLOWLIST)
+    assert reg.is_peer_allowed(known.id, known.public_key)
+    # the registered id presented with another key: refused
+    assert not reg.is_peer_allowed(known.id, attacker.public_key)
+    # even an allowlisted key cannot claim an id it does not derive to
+    reg.allow_public_key(attacker.public_key)
+    assert not reg.is_peer_allowed(known.id, attacker.public_key)
+    assert reg.is_peer_allowed(attacker.id, attacker.public_key)
+    assert not reg.is_peer_allowed(known.id, "not base64!")
+
+
+# -- the transport's PeerGate ----------------------------------------------------------------
+
+
+def test_gate_auto_registers_a_new_peer(reg: PeerRegistry, ident: Ident) -> None:
+    reg.peer_connected(ident, "127.0.0.1:9091")
+    p = reg.get(ident.id)
+    assert p is not None
+    assert (p.name, p.public_key, p.role, p.address) == (
+        ident.name,
+        ident.public_key,
+        "worker",
+        "127.0.0.1:9091",
+    )
+    assert p.score == 50 and p.connected and not p.added_at.is_zero()
+    assert [c.id for c in reg.connected_peers()] == [ident.id]
+    reg.peer_disconnected(ident.id)
+    assert reg.connected_peers() == [] and reg.get(ident.id) is not None
+    reg.peer_disconnected("unknown")  # harmless
+
+
+def test_gate_reconnect_keeps_the_record(reg: PeerRegistry, ident: Ident) -> None:
+    reg.add(Peer(id=ident.id, name="mine", public_key=ident.public_key, score=80.0))
+    reg.peer_connected(ident, "10.1.1.1:1")
+    p = reg.get(ident.id)
+    assert p is not None and p.name == "mine" and p.score == 80.0 and p.connected
+    assert p.address == "10.1.1.1:1"  # filled in because it was empty
+    reg.peer_connected(ident, "10.9.9.9:9")
+    assert reg.get(ident.id).address == "10.1.1.1:1"  # type: ignore[union-attr]
+
+
+def test_gate_does_not_register_malformed_identities(
+    reg: PeerRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad_name = make_ident("bad.name")
+    other = make_ident()
+    wrong_id = Ident(other.id, "ok", make_ident().public_key)
+    with caplog.at_level(logging.INFO, logger="p2p.peers.registry"):
+        reg.peer_connected(bad_name, "")  # the connection goes on; just not registered
+        reg.peer_connected(wrong_id, "")
+    assert reg.count == 0
+    assert "not registered" in caplog.text
+
+
+def test_registry_satisfies_the_transport_gate_protocol(reg: PeerRegistry) -> None:
+    gate = pytest.importorskip("p2p.transport.gate")
+    assert isinstance(reg, gate.PeerGate)
