@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from p2p.controller.bundles import Bundle
 from p2p.controller.errors import ControllerError
@@ -43,6 +43,11 @@ from p2p.transport.messages import (
     StopMinerPayload,
     validate_response,
 )
+
+if TYPE_CHECKING:
+    from p2p.peers import PeerRegistry
+    from p2p.transport import PeerConnection, Transport
+    from p2p.transport.transport import IdentityProvider
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +151,17 @@ class ControllerConfig:
 
 
 @dataclass
-class AllStats(Mapping[str, Any]):
+class AllStats(Mapping[str, StatsPayload]):
     """`get_all_stats` result: a mapping peer id -> stats payload, plus `errors`.
 
     Iterating gives the peers that answered (as the reference's map does); `errors` holds
     the exception of every connected peer that did not.
     """
 
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, StatsPayload] = field(default_factory=dict)
     errors: dict[str, Exception] = field(default_factory=dict)
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> StatsPayload:
         return self.stats[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -183,9 +188,9 @@ class Controller:
 
     def __init__(
         self,
-        node_manager: Any,
-        registry: Any,
-        transport: Any,
+        node_manager: IdentityProvider,
+        registry: PeerRegistry,
+        transport: Transport,
         config: ControllerConfig | None = None,
     ) -> None:
         self.node_manager = node_manager
@@ -195,7 +200,7 @@ class Controller:
         self._pending: dict[str, _Pending] = {}
         self._by_peer: dict[str, set[str]] = {}
         self._watched: dict[int, asyncio.Task[None]] = {}
-        self._connecting: dict[str, asyncio.Task[Any]] = {}
+        self._connecting: dict[str, asyncio.Task[PeerConnection]] = {}
         self._unsubscribe = transport.on_message(self.on_message)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -211,7 +216,7 @@ class Controller:
         """Requests currently waiting for a reply."""
         return len(self._pending)
 
-    def on_message(self, conn: Any, message: Message) -> None:
+    def on_message(self, conn: PeerConnection, message: Message) -> None:
         """Transport callback: hand a reply to the request waiting for it."""
         reply_to = message.reply_to
         if not reply_to:
@@ -239,14 +244,14 @@ class Controller:
                 if not ids:
                     del self._by_peer[entry.peer_id]
 
-    def _watch(self, conn: Any) -> None:
+    def _watch(self, conn: PeerConnection) -> None:
         """Fail this connection's pending requests as soon as it closes."""
         key = id(conn)
         if key in self._watched:
             return
         self._watched[key] = asyncio.get_running_loop().create_task(self._watcher(conn, key))
 
-    async def _watcher(self, conn: Any, key: int) -> None:
+    async def _watcher(self, conn: PeerConnection, key: int) -> None:
         try:
             await conn.wait_closed()
         finally:
@@ -261,7 +266,7 @@ class Controller:
             if entry is not None and not entry.future.done():
                 entry.future.set_exception(ConnectionLostError(peer_id))
 
-    async def _connection(self, peer_id: str) -> Any:
+    async def _connection(self, peer_id: str) -> PeerConnection:
         """The live connection to `peer_id`, connecting via the registry if needed."""
         conn = self.transport.connection(peer_id)
         if conn is not None and not conn.closed:
@@ -270,10 +275,16 @@ class Controller:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._dial(peer_id))
             self._connecting[peer_id] = task
-            task.add_done_callback(lambda _t: self._connecting.pop(peer_id, None))
+            task.add_done_callback(lambda t: self._dialled(peer_id, t))
         return await asyncio.shield(task)
 
-    async def _dial(self, peer_id: str) -> Any:
+    def _dialled(self, peer_id: str, task: asyncio.Task[PeerConnection]) -> None:
+        if self._connecting.get(peer_id) is task:
+            del self._connecting[peer_id]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter gets it through the shield
+
+    async def _dial(self, peer_id: str) -> PeerConnection:
         peer = self.registry.get(peer_id)
         if peer is None:
             raise PeerNotFoundError(peer_id)
@@ -281,7 +292,7 @@ class Controller:
             raise RequestError(f"peer {peer_id} has no address", peer_id=peer_id)
         connect = self.transport.connect(peer.address, expected_public_key=peer.public_key or None)
         try:
-            conn = await with_timeout(connect, self.config.connect_timeout)
+            conn: PeerConnection = await with_timeout(connect, self.config.connect_timeout)
         except TimeoutError:
             raise RequestError(f"connect to {peer_id} timed out", peer_id=peer_id) from None
         except Exception as exc:
@@ -454,7 +465,7 @@ class Controller:
                 log.debug("ping metric of %s not stored: %s", peer_id, exc)
         return rtt_ms
 
-    async def connect_to_peer(self, peer_id: str) -> Any:
+    async def connect_to_peer(self, peer_id: str) -> PeerConnection:
         """Connect to a registered peer (no-op if connected); returns the connection."""
         return await self._connection(peer_id)
 

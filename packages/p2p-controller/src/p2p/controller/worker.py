@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 from p2p.controller import bundles
@@ -51,6 +51,11 @@ from p2p.transport.messages import (
     StatsPayload,
     StopMinerPayload,
 )
+
+if TYPE_CHECKING:
+    from p2p.identity import NodeIdentity
+    from p2p.transport import PeerConnection, Transport
+    from p2p.transport.transport import IdentityProvider
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +137,8 @@ class Worker:
 
     def __init__(
         self,
-        node_manager: Any,
-        transport: Any = None,
+        node_manager: IdentityProvider,
+        transport: Transport | None = None,
         miners: MinerManager | None = None,
         profiles: ProfileManager | None = None,
         *,
@@ -162,8 +167,8 @@ class Worker:
 
     # -- identity --------------------------------------------------------------------------
 
-    def _identity(self) -> Any:
-        identity = getattr(self.node_manager, "identity", None)
+    def _identity(self) -> NodeIdentity:
+        identity = self.node_manager.identity
         if identity is None:
             raise _Sentinel(ERR_IDENTITY_NOT_INITIALIZED)
         return identity
@@ -200,7 +205,7 @@ class Worker:
             return self._error_reply(message, f"Worker: internal error: {type(exc).__name__}")
 
     def _error_reply(self, request: Message, text: str) -> Message:
-        identity = getattr(self.node_manager, "identity", None)
+        identity = self.node_manager.identity
         own = identity.id if identity is not None else request.to
         return request.error_reply(own, ErrorCode.OPERATION_FAILED, text)
 
@@ -378,7 +383,7 @@ class Worker:
 
     # -- transport shell -------------------------------------------------------------------
 
-    def attach(self, transport: Any) -> None:
+    def attach(self, transport: Transport) -> None:
         """Serve requests arriving on `transport` (replaces an earlier attachment)."""
         self.detach()
         self._unsubscribe = transport.on_message(self.on_message)
@@ -388,7 +393,7 @@ class Worker:
             self._unsubscribe()
         self._unsubscribe = None
 
-    def on_message(self, conn: Any, message: Message) -> Awaitable[None] | None:
+    def on_message(self, conn: PeerConnection, message: Message) -> Awaitable[None] | None:
         """Transport callback: a coroutine for requests (the connection runs it in its
         bounded handler pool), None for everything else.
 
@@ -399,14 +404,14 @@ class Worker:
             return None
         return self._serve(conn, message)
 
-    def _secret_for(self, conn: Any) -> bytes | None:
+    def _secret_for(self, conn: PeerConnection) -> bytes | None:
         try:
             return bytes(self.node_manager.derive_shared_secret(conn.identity.public_key))
         except Exception as exc:
-            log.warning("no shared secret for %s: %s", getattr(conn, "peer_id", conn), exc)
+            log.warning("no shared secret for %s: %s", conn.peer_id, exc)
             return None
 
-    async def _serve(self, conn: Any, message: Message) -> None:
+    async def _serve(self, conn: PeerConnection, message: Message) -> None:
         async with self._sem:
             secret = self._secret_for(conn) if message.type == MessageType.DEPLOY else None
             reply = await self.handle(message, shared_secret=secret)
