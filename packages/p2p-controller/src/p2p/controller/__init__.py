@@ -6,6 +6,65 @@ profiles and miner binaries as encrypted bundles (`p2p.controller.bundles`).
 
 from __future__ import annotations
 
+from p2p.controller.controller import (
+    AllStats,
+    ConnectionLostError,
+    Controller,
+    ControllerConfig,
+    DeployFailedError,
+    MinerCommandError,
+    PeerNotFoundError,
+    RequestError,
+    RequestTimeout,
+    UnexpectedResponseError,
+)
 from p2p.controller.errors import ControllerError
+from p2p.controller.miners import (
+    JsonFileStats,
+    MinerError,
+    MinerInstance,
+    MinerManager,
+    MinerNotFoundError,
+    MinerSpec,
+    ProcessMiner,
+    ProcessMinerManager,
+    RegexStats,
+    UnknownMinerTypeError,
+)
+from p2p.controller.profiles import (
+    DirectoryProfileManager,
+    ProfileError,
+    ProfileManager,
+    ProfileNotFoundError,
+)
+from p2p.controller.worker import Worker, WorkerError
 
-__all__ = ["ControllerError"]
+__all__ = [
+    "AllStats",
+    "ConnectionLostError",
+    "Controller",
+    "ControllerConfig",
+    "ControllerError",
+    "DeployFailedError",
+    "DirectoryProfileManager",
+    "JsonFileStats",
+    "MinerCommandError",
+    "MinerError",
+    "MinerInstance",
+    "MinerManager",
+    "MinerNotFoundError",
+    "MinerSpec",
+    "PeerNotFoundError",
+    "ProcessMiner",
+    "ProcessMinerManager",
+    "ProfileError",
+    "ProfileManager",
+    "ProfileNotFoundError",
+    "RegexStats",
+    "RequestError",
+    "RequestTimeout",
+    "UnexpectedResponseError",
+    "UnknownMinerTypeError",
+    "Worker",
+    "WorkerError",
+]
