@@ -418,6 +418,9 @@ class Transport:
                 )
                 hello = await with_timeout(ws.recv(), cfg.handshake_timeout)
                 decision = responder.receive_hello(hello)
+                if decision.result is not None:
+                    # lift the handshake size cap before the peer can react to our ack
+                    ws.protocol.max_message_size = cfg.max_message_size
                 if decision.reply is not None:
                     await with_timeout(ws.send(envelope.to_text(decision.reply)), cfg.send_timeout)
             except (TimeoutError, ConnectionClosed) as exc:
