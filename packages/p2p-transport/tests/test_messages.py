@@ -577,3 +577,18 @@ def test_fast_and_general_decoders_agree(
     general = text.replace('{"id"', "{" + " \n\t"[ws] + '"id"', 1)  # not Go's exact form
     a, b = Message.from_json(text), Message.from_json(general)
     assert a == b and a.to_json() == b.to_json() == m.to_json()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(max_codepoint=0x80), max_size=40) | st.text(max_size=40),
+    st.booleans(),
+)
+def test_go_string_matches_go_rules(s: str, html: bool) -> None:
+    from p2p.transport._gojson import go_string
+
+    want = json.dumps(s, ensure_ascii=False)
+    want = want.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    if html:
+        want = want.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    assert go_string(s, html=html) == want

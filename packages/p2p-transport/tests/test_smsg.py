@@ -269,7 +269,7 @@ def test_plaintext_decoding_is_gos() -> None:
         b'"attachments":[{"name":"a"}],"reply_key":{"k":1},"unknown":[1,2]}'
     )
     assert (m.body, m.timestamp, m.subject, m.from_, m.meta) == ("b", 4, "s", "f", {"k": "v"})
-    assert m.attachments == [{"name": "a"}] and m.reply_key == {"k": 1}
+    assert m.attachments == ({"name": "a"},) and m.reply_key == {"k": 1}
     assert dec(b'{"body":"a","body":"b"}').body == "b"
     assert dec(b'{"body":null,"timestamp":null}').body == ""
     assert dec(b"null").body == ""

@@ -18,6 +18,9 @@ from typing import Any
 __all__ = ["go_float", "go_string", "marshal", "to_utf8"]
 
 _encode_basestring: Any = getattr(_enc, "c_encode_basestring", None) or _enc.py_encode_basestring
+_encode_basestring_ascii: Any = (
+    getattr(_enc, "c_encode_basestring_ascii", None) or _enc.py_encode_basestring_ascii
+)
 _HTML = re.compile("[<>&\u2028\u2029]")
 _LINESEP = re.compile("[\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -36,7 +39,10 @@ def _esc(m: re.Match[str]) -> str:
 
 def go_string(s: str, *, html: bool = True) -> str:
     """``s`` as a quoted JSON string the way Go's encoder writes it."""
-    out: str = _encode_basestring(s)
+    if s.isascii() and "\x7f" not in s:  # the C ASCII encoder is faster; same bytes here
+        out: str = _encode_basestring_ascii(s)
+    else:
+        out = _encode_basestring(s)
     if html:
         if "<" in out or ">" in out or "&" in out or "\u2028" in out or "\u2029" in out:
             out = _HTML.sub(_esc, out)

@@ -21,8 +21,8 @@ import struct
 import time
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from p2p.transport import sigil, trix
@@ -86,22 +86,64 @@ _INT64 = (-(1 << 63), (1 << 63) - 1)
 _CHECKSUMS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512, "sha1": hashlib.sha1}
 
 
-@dataclass(slots=True)
 class SmsgMessage:
     """A decrypted SMSG message (Borg ``smsg.Message``). ``body`` is the go-p2p Message
-    JSON for transport frames; ``timestamp`` is Unix seconds and is never checked by Go."""
+    JSON for transport frames; ``timestamp`` is Unix seconds and is never checked by Go.
+    ``format`` (``"v1"``/``"v2"``) and ``compression`` (``""``/``"gzip"``/``"zstd"``) say
+    how the frame was packed."""
 
-    body: str
-    timestamp: int = 0
-    subject: str = ""
-    from_: str = ""
-    attachments: list[Any] = field(default_factory=list)
-    reply_key: dict[str, Any] | None = None
-    meta: dict[str, str] = field(default_factory=dict)
-    format: str = "v1"
-    """``"v1"`` or ``"v2"``: how the plaintext was framed (from the header)."""
-    compression: str = ""
-    """``""``, ``"gzip"`` or ``"zstd"`` (from the header)."""
+    __slots__ = (
+        "attachments",
+        "body",
+        "compression",
+        "format",
+        "from_",
+        "meta",
+        "reply_key",
+        "subject",
+        "timestamp",
+    )
+
+    def __init__(  # noqa: PLR0917 - mirrors the Go struct; all but body have defaults
+        self,
+        body: str,
+        timestamp: int = 0,
+        subject: str = "",
+        from_: str = "",
+        attachments: tuple[Any, ...] = (),
+        reply_key: dict[str, Any] | None = None,
+        meta: Mapping[str, str] | None = None,
+        format: str = "v1",
+        compression: str = "",
+    ) -> None:
+        self.body = body
+        self.timestamp = timestamp
+        self.subject = subject
+        self.from_ = from_
+        self.attachments = attachments
+        self.reply_key = reply_key
+        self.meta: Mapping[str, str] = _NO_META if meta is None else meta
+        self.format = format
+        self.compression = compression
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SmsgMessage):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"SmsgMessage(body=<{len(self.body)} chars>, timestamp={self.timestamp}, "
+            f"format={self.format!r}, compression={self.compression!r})"
+        )
+
+
+_NO_META: Mapping[str, str] = MappingProxyType({})
 
 
 @lru_cache(maxsize=256)
@@ -142,7 +184,7 @@ def encrypt(
         raise SmsgValueError(
             f"a {len(plain)}-byte plaintext exceeds the {max_frame}-byte frame limit"
         )
-    return _PREFIX + sigil.seal(_key(password), plain, nonce=nonce)
+    return _PREFIX + sigil._seal(_key(password), plain, None if nonce is None else bytes(nonce))
 
 
 def decrypt(
@@ -173,7 +215,7 @@ def decrypt(
     if len(payload) < sigil.OVERHEAD:
         raise SmsgDecryptError(f"payload of {len(payload)} bytes is shorter than nonce + tag")
     try:
-        plain = sigil.open(_key(password), payload)
+        plain = sigil._open(_key(password), payload)
     except SigilError:
         raise SmsgDecryptError("decryption failed (wrong password?)") from None
     compression = header.get("compression")
@@ -283,20 +325,20 @@ def _parse_plaintext(plain: bytes) -> SmsgMessage:
                 msg.from_ = _str(value, "from")
         elif name == "attachments":
             if value is None:
-                msg.attachments = []
+                msg.attachments = ()
             elif not isinstance(value, list) or not all(
                 a is None or isinstance(a, dict) for a in value
             ):
                 raise SmsgFormatError("attachments is not an array of objects")
             else:
-                msg.attachments = value
+                msg.attachments = tuple(value)
         elif name == "reply_key":
             if value is not None and not isinstance(value, dict):
                 raise SmsgFormatError("reply_key is not an object")
             msg.reply_key = value
         elif name == "meta":
             if value is None:
-                msg.meta = {}
+                msg.meta = _NO_META
             elif not isinstance(value, dict) or not all(
                 v is None or isinstance(v, str) for v in value.values()
             ):
