@@ -43,6 +43,14 @@ print("hashing", flush=True)
 time.sleep(60)
 """
 
+STUBBORN_SCRIPT = """
+import signal, time
+signal.signal(signal.SIGTERM, lambda *a: print("TERM ignored", flush=True))
+print("running", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
 
 @dataclass
 class Node:
@@ -99,6 +107,8 @@ async def mesh(
         made.append(m)
         script = tmp_path / "miner.py"
         script.write_text(MINER_SCRIPT)
+        stubborn = tmp_path / "stubborn.py"
+        stubborn.write_text(STUBBORN_SCRIPT)
         for i in range(n):
             t = await make_transport(f"worker-{i}", **changes)
             node = Node(t, None)
@@ -107,7 +117,8 @@ async def mesh(
                 spec = MinerSpec(
                     [sys.executable, "-u", str(script)], stats=JsonFileStats(), stop_grace=2
                 )
-                node.miners = ProcessMinerManager({"sim": spec}, base / "run")
+                slow = MinerSpec([sys.executable, "-u", str(stubborn)], stop_grace=3)
+                node.miners = ProcessMinerManager({"sim": spec, "stubborn": slow}, base / "run")
                 node.profiles = DirectoryProfileManager(base / "profiles")
                 node.worker = Worker(
                     t.node_manager, t, node.miners, node.profiles, data_dir=base / "data"
@@ -363,3 +374,18 @@ async def test_deploy_profile_and_miner(mesh: MakeMesh, tmp_path: Path) -> None:
     wrong = bundles.create_profile_bundle(b"{}", "wrong", "not-the-secret")
     with pytest.raises(ProtocolError, match="failed to extract profile bundle"):
         await ctl.deploy(w.id, wrong)
+
+
+async def test_slow_request_does_not_block_the_next(mesh: MakeMesh) -> None:
+    m = await mesh(1)
+    ctl, w = m.controller, m.workers[0]
+    assert await ctl.start_remote_miner(w.id, "stubborn", config={}) == "stubborn"
+    await eventually(lambda: logged(w, "stubborn") >= 1)
+    stopping = asyncio.create_task(ctl.stop_remote_miner(w.id, "stubborn"))
+    await eventually(lambda: logged(w, "stubborn") >= 2)  # got SIGTERM, ignores it
+    # The worker answers while the stop (SIGKILL after a 3 s grace) is still running.
+    stats = await ctl.get_remote_stats(w.id)
+    assert not stopping.done()
+    assert stats.miners is not None and [i.name for i in stats.miners] == ["stubborn"]
+    await stopping
+    assert w.miners is not None and w.miners.list_miners() == []
