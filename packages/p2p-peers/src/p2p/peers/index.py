@@ -147,7 +147,8 @@ class SelectionIndex:
         if slot is None:
             slot = self._alloc(peer_id)
         d = distance(p)
-        self._pts[slot] = p
+        pts = self._pts
+        pts[slot, 0], pts[slot, 1], pts[slot, 2], pts[slot, 3] = p
         self._norm[slot] = d
         self._touch(slot, d)
 

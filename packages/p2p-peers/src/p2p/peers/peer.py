@@ -35,6 +35,9 @@ __all__ = [
 
 #: Go's zero ``time.Time`` (``0001-01-01T00:00:00Z``): "never".
 ZERO_TIME = GoTime.zero()
+# instants writable as RFC 3339 in any UTC offset (a day of margin each side)
+_MIN_UNIX = GoTime.parse("0000-01-02T00:00:00Z").unix_seconds
+_MAX_UNIX = GoTime.parse("9999-12-30T23:59:59Z").unix_seconds
 
 SCORE_MIN = 0.0
 SCORE_MAX = 100.0
@@ -72,8 +75,17 @@ def validate_peer_name(name: str) -> None:
 def now() -> GoTime:
     """Current time in the local zone, as Go's ``time.Now()`` marshals it (cheaper than
     ``GoTime.now()``: this is on the metric-update path)."""
+    global _offset_minute, _offset
     sec, nsec = divmod(time.time_ns(), 1_000_000_000)
-    return GoTime(sec, nsec, time.localtime(sec).tm_gmtoff)
+    minute = sec // 60
+    if minute != _offset_minute:  # zone offsets change on minute boundaries at most
+        _offset = time.localtime(sec).tm_gmtoff
+        _offset_minute = minute
+    return GoTime(sec, nsec, _offset)
+
+
+_offset_minute = -1
+_offset = 0
 
 
 def parse_time(text: object) -> GoTime:
@@ -100,6 +112,8 @@ def _str(key: str, value: object, limit: int) -> str:
 
 
 def _float(key: str, value: object) -> float:
+    if type(value) is float and -MAX_ABS_METRIC <= value <= MAX_ABS_METRIC:
+        return value  # the common case, fast (NaN fails the comparison)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidPeerError(f"{key} must be a number")
     f = float(value)
@@ -123,10 +137,9 @@ def _int(key: str, value: object) -> int:
 
 def _time(key: str, value: object) -> GoTime:
     if isinstance(value, GoTime):
-        try:
-            value.format()  # years outside 0000-9999 cannot be written back
-        except (IdentityError, ValueError):
-            raise InvalidPeerError(f"{key} out of range") from None
+        # years outside 0000-9999 cannot be written back as RFC 3339
+        if not _MIN_UNIX <= value.unix_seconds <= _MAX_UNIX:
+            raise InvalidPeerError(f"{key} out of range")
         return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
