@@ -1,0 +1,247 @@
+"""Pure helpers of the `p2p-node` command: output formatting, time parsing, exit codes.
+
+Nothing here touches the network or the event loop, so each rule (what exit code an error
+means, how a table lines up, what ``--since 5m`` is) is tested on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from p2p.controller import controller as ctl
+from p2p.controller.config import NodeConfigError
+from p2p.controller.errors import BundleError
+from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
+from p2p.identity.errors import IdentityError
+from p2p.peers import PeerError
+from p2p.transport.errors import ProtocolError, TransportError
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_REMOTE",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "CliError",
+    "classify",
+    "human_bytes",
+    "human_duration",
+    "parse_since",
+    "print_json",
+    "short_id",
+    "stats_dict",
+    "stats_text",
+    "table",
+]
+
+EXIT_OK = 0
+#: A local failure: unreadable files, a corrupt identity, an unexpected error.
+EXIT_ERROR = 1
+#: Bad arguments, an unknown or ambiguous PEER, a bad config file.
+EXIT_USAGE = 2
+#: The peer could not be reached, the handshake failed, or it did not answer in time.
+EXIT_UNREACHABLE = 3
+#: The peer answered with an error (or a failed miner/deploy acknowledgement).
+EXIT_REMOTE = 4
+
+_MAX_SINCE_TEXT = 64
+
+
+class CliError(Exception):
+    """An error the command reports as one sentence with a hint, and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.hint = hint
+
+    def sentence(self) -> str:
+        text = str(self)
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+def print_json(obj: Any, out: TextIO) -> None:
+    """One JSON object on one line (what ``--json`` promises)."""
+    out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n")
+    out.flush()
+
+
+def short_id(peer_id: str, n: int = 12) -> str:
+    return peer_id[:n] + "…" if len(peer_id) > n else peer_id
+
+
+def human_duration(seconds: float) -> str:
+    if not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024 or unit == "MiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Left-aligned columns separated by two spaces; numbers right-aligned."""
+    cells = [[str(h) for h in headers]]
+    numeric = [True] * len(headers)
+    for row in rows:
+        texts = []
+        for i, value in enumerate(row):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                numeric[i] = False
+            texts.append(str(value))
+        cells.append(texts)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r_i, row_texts in enumerate(cells):
+        parts = []
+        for i, text in enumerate(row_texts):
+            right = numeric[i] and r_i > 0
+            parts.append(text.rjust(widths[i]) if right else text.ljust(widths[i]))
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+_REL = re.compile(r"^(\d{1,9})(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_since(text: str, *, now_ms: int | None = None) -> int:
+    """``--since``: Unix milliseconds, an ISO 8601 time, or an age (``90s``, ``5m``, ``2h``)."""
+    value = text.strip()
+    if not value or len(value) > _MAX_SINCE_TEXT:
+        raise CliError(
+            f"--since {text!r} is not a time",
+            EXIT_USAGE,
+            "use Unix milliseconds, an ISO time or an age such as 5m",
+        )
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    m = _REL.match(value)
+    if m is not None:
+        return max(0, now - int(m.group(1)) * _UNIT_MS[m.group(2)])
+    if value.isdigit():
+        return int(value)
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"--since {text!r} is not a time",
+            EXIT_USAGE,
+            "use Unix milliseconds, an ISO time or an age such as 5m",
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.astimezone()  # local time, as a person typing it means
+    return int(stamp.astimezone(timezone.utc).timestamp() * 1000)
+
+
+def stats_dict(stats: Any) -> dict[str, Any]:
+    """A `stats` payload (dataclass, Payload or mapping) as the wire's JSON object."""
+    to_json = getattr(stats, "to_json", None)
+    if callable(to_json):
+        doc = json.loads(to_json())
+        if isinstance(doc, dict):
+            return doc
+    if isinstance(stats, Mapping):
+        return dict(stats)
+    if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+        return dataclasses.asdict(stats)
+    raise TypeError(f"not a stats payload: {type(stats).__name__}")
+
+
+def stats_text(peer_label: str, stats: Mapping[str, Any]) -> str:
+    """A person's view of one worker's stats."""
+    name = stats.get("nodeName") or "?"
+    node_id = str(stats.get("nodeId") or "")
+    uptime = stats.get("uptime") or 0
+    head = f"{name} ({short_id(node_id)})  up {human_duration(float(uptime))}"
+    if peer_label and peer_label not in (name, node_id):
+        head = f"{peer_label}: {head}"
+    miners = stats.get("miners") or []
+    if not miners:
+        return f"{head}\n  no miners running"
+    rows = []
+    for m in miners:
+        rows.append(
+            (
+                str(m.get("name", "")),
+                str(m.get("type", "")),
+                f"{float(m.get('hashrate') or 0):.1f} H/s",
+                int(m.get("shares") or 0),
+                int(m.get("rejected") or 0),
+                human_duration(float(m.get("uptime") or 0)),
+            )
+        )
+    body = table(("MINER", "TYPE", "HASHRATE", "SHARES", "REJECTED", "UPTIME"), rows)
+    return head + "\n" + "\n".join("  " + line for line in body.splitlines())
+
+
+def classify(exc: BaseException) -> CliError:
+    """Map any exception from a command to its exit code and one clear sentence."""
+    if isinstance(exc, CliError):
+        return exc
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, UnknownPeerError):
+        return CliError(
+            text,
+            EXIT_USAGE,
+            "run `p2p-node peers list`, or give an address such as ws://HOST:PORT/ws",
+        )
+    if isinstance(exc, AmbiguousPeerError):
+        return CliError(text, EXIT_USAGE, "give more characters of the id, or the full id")
+    if isinstance(exc, NodeConfigError):
+        return CliError(text, EXIT_USAGE, "fix the value in the config file or the flag")
+    if isinstance(exc, ctl.PeerNotFoundError):
+        return CliError(text, EXIT_USAGE, "add it first with `p2p-node peers add ADDRESS`")
+    if isinstance(exc, ProtocolError):
+        return CliError(f"the peer answered with an error: {text}", EXIT_REMOTE)
+    if isinstance(exc, (ctl.MinerCommandError, ctl.DeployFailedError, ctl.UnexpectedResponseError)):
+        return CliError(f"the peer refused: {text}", EXIT_REMOTE)
+    if isinstance(exc, (ctl.RequestTimeout, TimeoutError)):
+        return CliError(
+            f"no answer in time ({text})",
+            EXIT_UNREACHABLE,
+            "check that the peer runs `p2p-node serve`, or raise --timeout",
+        )
+    if isinstance(exc, (ctl.RequestError, TransportError, ConnectionError)):
+        return CliError(
+            f"peer unreachable: {text}",
+            EXIT_UNREACHABLE,
+            "check the address and that the peer runs `p2p-node serve`",
+        )
+    if isinstance(exc, BundleError):
+        return CliError(f"bundle problem: {text}", EXIT_USAGE)
+    if isinstance(exc, PeerError):
+        return CliError(text, EXIT_USAGE)
+    if isinstance(exc, IdentityError):
+        return CliError(
+            f"identity problem: {text}",
+            EXIT_ERROR,
+            "check --data-dir, or run `p2p-node identity init`",
+        )
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return CliError(f"{exc.strerror or text}{where}", EXIT_ERROR)
+    return CliError(
+        f"unexpected {type(exc).__name__}: {text}",
+        EXIT_ERROR,
+        "run again with -v and report the log if it persists",
+    )

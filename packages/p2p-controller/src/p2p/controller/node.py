@@ -1,0 +1,411 @@
+"""Node: one object that is a whole mesh node (identity, peers, transport, worker, controller).
+
+::
+
+    async with Node("./node-a", listen="127.0.0.1:0") as node:
+        peer = await node.add_peer("ws://127.0.0.1:9091/ws")
+        print(await node.controller.ping_peer(peer.id))
+
+Start-up order: identity (load or create) -> peer registry (the transport's gate) ->
+miner and profile managers -> worker and controller -> one message router -> transport.
+Shutdown runs the reverse, every step even if an earlier one failed: the transport says
+goodbye to every peer (``disconnect``, code 1004), our miner processes are stopped and
+reaped, and the registry writes its pending changes.
+
+Routing (CONTROLLER_WORKER.md §0): the reference's transport has one handler slot, so a Go
+node is a controller or a worker. Here a reply (non-empty ``replyTo``) goes to the
+controller's pending requests and everything else to the worker, so every Node is both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from p2p.controller.config import NodeConfig, NodePaths, parse_host_port
+from p2p.controller.controller import Controller, ControllerConfig
+from p2p.controller.errors import ControllerError
+from p2p.controller.miners import MinerManager, ProcessMinerManager
+from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
+from p2p.controller.worker import Worker
+from p2p.identity import NodeIdentity, NodeManager, load_or_create
+from p2p.peers import AuthMode, Peer, PeerRegistry, validate_peer_name
+from p2p.transport import PeerConnection, Transport, TransportConfig
+
+if TYPE_CHECKING:
+    from p2p.transport.messages import Message
+
+__all__ = [
+    "AmbiguousPeerError",
+    "Node",
+    "NodeError",
+    "NodeStateError",
+    "UnknownPeerError",
+    "peer_address_of",
+]
+
+log = logging.getLogger(__name__)
+
+#: Longest PEER reference accepted (an address with a long host name fits).
+MAX_PEER_REF = 512
+
+
+class NodeError(ControllerError):
+    """A Node operation failed (lifecycle, peer lookup)."""
+
+
+class NodeStateError(NodeError):
+    """The node is not running (not started yet, or already closed)."""
+
+
+class UnknownPeerError(NodeError, LookupError):
+    """No known peer matches the given id, id prefix, name or address."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no known peer matches {ref!r}")
+        self.ref = ref
+
+
+class AmbiguousPeerError(NodeError, LookupError):
+    """Several peers match a prefix or name; `candidates` holds their ids."""
+
+    def __init__(self, ref: str, candidates: list[str]) -> None:
+        shown = ", ".join(c[:16] for c in candidates[:5])
+        super().__init__(f"{ref!r} matches {len(candidates)} peers ({shown})")
+        self.ref = ref
+        self.candidates = candidates
+
+
+def peer_address_of(address: str) -> str:
+    """The address as the registry (and a Go node) stores it.
+
+    ``ws://host:port/ws`` becomes ``host:port`` (Go dials ``ws://<address>/ws``); anything
+    Go could not dial that way (``wss://``, another path) is kept whole.
+    """
+    text = address.strip()
+    if "://" not in text:
+        return text
+    parts = urlsplit(text)
+    if parts.scheme == "ws" and parts.path in ("", "/ws") and not parts.query:
+        return parts.netloc
+    return text
+
+
+def _is_address(ref: str) -> bool:
+    return "://" in ref or (":" in ref and ref.rpartition(":")[2].isdigit())
+
+
+@dataclass(frozen=True)
+class _Parts:
+    node_manager: NodeManager
+    registry: PeerRegistry
+    transport: Transport
+    miners: MinerManager | None
+    profiles: ProfileManager | None
+    worker: Worker
+    controller: Controller
+
+
+class Node:
+    """A running node: ``async with Node(data_dir) as node: ...``.
+
+    `data_dir` (or ``$P2P_NODE_DIR``) holds every file (see `NodePaths`); ``None`` uses
+    the Go node's locations. `config` is what `p2p-node serve` reads from TOML; `listen`
+    overrides its listen address (``"127.0.0.1:0"`` picks a free port; see `address`).
+    `miners` / `profiles` replace the process- and directory-backed managers built from
+    the config. ``persist=False`` keeps the peer registry in memory.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        config: NodeConfig | None = None,
+        listen: str | None = None,
+        name: str | None = None,
+        transport_config: TransportConfig | None = None,
+        controller_config: ControllerConfig | None = None,
+        miners: MinerManager | None = None,
+        profiles: ProfileManager | None = None,
+        persist: bool = True,
+    ) -> None:
+        self.paths = NodePaths.from_env(data_dir)
+        self.config = config if config is not None else NodeConfig(listen="127.0.0.1:0")
+        if name is not None:
+            self.config = self.config.replace(name=name)
+        self._listen = listen
+        self._transport_config = transport_config
+        self._controller_config = controller_config
+        self._miners_arg = miners
+        self._profiles_arg = profiles
+        self._persist = persist
+        self._parts: _Parts | None = None
+        self._own_miners = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closed = asyncio.Event()
+        self._state = "new"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Load (or create) the identity, open the registry, start listening."""
+        if self._state != "new":
+            raise NodeStateError(f"node cannot start from state {self._state}")
+        self._state = "starting"
+        cfg = self.config
+        paths = self.paths
+        cleanups: list[Callable[[], Awaitable[None]]] = []
+        try:
+            node_manager = await asyncio.to_thread(
+                load_or_create, paths.key, paths.identity, name=cfg.name
+            )
+            auth = AuthMode.ALLOWLIST if cfg.auth_mode == "allowlist" else AuthMode.OPEN
+            registry = await PeerRegistry.open(paths.peers, auth_mode=auth, persist=self._persist)
+            cleanups.append(registry.aclose)
+            if registry.load_error is not None:
+                log.warning("peers file problem (a copy was kept): %s", registry.load_error)
+            for key in cfg.allowlist:
+                registry.allow_public_key(key)
+            miners = self._miners_arg
+            if miners is None:
+                manager = ProcessMinerManager(cfg.miner_specs(), run_dir=paths.miners)
+                miners = manager
+                self._own_miners = True
+                cleanups.append(manager.close)
+            profiles = self._profiles_arg
+            if profiles is None:
+                directory = cfg.profile_dir if cfg.profile_dir is not None else paths.profiles
+                profiles = DirectoryProfileManager(directory)
+            tcfg = self._transport_config
+            if tcfg is None:
+                tcfg = cfg.transport_config(listen=self._listen)
+            elif self._listen is not None:
+                host, port = _split_listen(self._listen)
+                tcfg = tcfg.replace(listen_host=host, listen_port=port)
+            transport = Transport(node_manager, registry, tcfg)
+            worker = Worker(node_manager, None, miners, profiles, data_dir=paths.worker_data)
+            controller = Controller(node_manager, registry, transport, self._controller_config)
+            cleanups.append(controller.close)
+            self._parts = _Parts(
+                node_manager, registry, transport, miners, profiles, worker, controller
+            )
+            self._unsubscribe = transport.on_message(self._route)
+            await transport.start()
+        except BaseException:
+            for cleanup in reversed(cleanups):
+                with contextlib.suppress(Exception):
+                    await cleanup()
+            self._state = "closed"
+            self._closed.set()
+            raise
+        self._state = "running"
+        log.info("node %s listening on %s", self.id, self.address)
+
+    async def close(self) -> None:
+        """Graceful stop: disconnect peers, stop our miners, flush the registry. Idempotent."""
+        if self._state in ("closing", "closed", "new"):
+            if self._state == "closing":
+                await self._closed.wait()
+            self._state = "closed"
+            self._closed.set()
+            return
+        self._state = "closing"
+        parts = self._parts
+        assert parts is not None
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("controller", parts.controller.close),
+            ("transport", parts.transport.stop),
+            ("worker", parts.worker.close),
+        ]
+        if self._own_miners:
+            close_miners = getattr(parts.miners, "close", None)
+            if close_miners is not None:
+                steps.append(("miners", close_miners))
+        steps.append(("registry", parts.registry.aclose))
+        try:
+            for what, step in steps:
+                try:
+                    await step()
+                except Exception:
+                    log.exception("closing the %s failed", what)
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+        finally:
+            self._state = "closed"
+            self._closed.set()
+            log.info("node %s stopped", self.id)
+
+    async def wait_closed(self) -> None:
+        """Return once `close` has finished."""
+        await self._closed.wait()
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def _route(self, conn: PeerConnection, message: Message) -> Awaitable[None] | None:
+        """Replies go to the controller, requests to the worker (one place decides)."""
+        parts = self._parts
+        if parts is None:
+            return None
+        if message.reply_to:
+            # The controller's own subscription delivers it to the waiting request.
+            return None
+        return parts.worker.on_message(conn, message)
+
+    # -- parts -----------------------------------------------------------------------------
+
+    def _require(self) -> _Parts:
+        if self._parts is None:
+            raise NodeStateError("node not started: use `async with Node(...)` or start()")
+        return self._parts
+
+    @property
+    def node_manager(self) -> NodeManager:
+        return self._require().node_manager
+
+    @property
+    def identity(self) -> NodeIdentity:
+        return self._require().node_manager.require_identity()
+
+    @property
+    def id(self) -> str:
+        return self.identity.id if self._parts is not None else ""
+
+    @property
+    def registry(self) -> PeerRegistry:
+        return self._require().registry
+
+    @property
+    def transport(self) -> Transport:
+        return self._require().transport
+
+    @property
+    def controller(self) -> Controller:
+        return self._require().controller
+
+    @property
+    def worker(self) -> Worker:
+        return self._require().worker
+
+    @property
+    def miners(self) -> MinerManager | None:
+        return self._require().miners
+
+    @property
+    def profiles(self) -> ProfileManager | None:
+        return self._require().profiles
+
+    @property
+    def address(self) -> str:
+        """``ws://host:port/ws`` (``wss://`` with TLS) that peers dial."""
+        transport = self.transport
+        scheme = "wss" if transport.config.tls_enabled else "ws"
+        return f"{scheme}://{transport.address}{transport.config.ws_path}"
+
+    def info(self) -> dict[str, str]:
+        """``{"id", "publicKey", "address"}``: what `p2p-node serve` prints once listening."""
+        ident = self.identity
+        return {"id": ident.id, "publicKey": ident.public_key, "address": self.address}
+
+    # -- peers -----------------------------------------------------------------------------
+
+    async def add_peer(
+        self, address: str, *, public_key: str | None = None, name: str | None = None
+    ) -> Peer:
+        """Connect to `address`, complete the handshake and store the peer.
+
+        With `public_key` the peer must prove exactly that key (pinning); without, its key
+        is trusted on first use and stored. The stored address is the one dialled.
+        """
+        if name:
+            validate_peer_name(name)
+        parts = self._require()
+        conn = await parts.transport.connect(address, expected_public_key=public_key)
+        peer_id = conn.peer_id
+        ident = conn.identity
+        stored = parts.registry.get(peer_id)
+        record = stored if stored is not None else Peer(id=peer_id)
+        record.public_key = ident.public_key
+        record.address = peer_address_of(address)
+        record.role = str(getattr(ident.role, "value", ident.role) or "")
+        record.name = name or record.name or ident.name
+        record.connected = True
+        if stored is None:
+            parts.registry.add(record)
+        else:
+            parts.registry.update(record)
+        await parts.registry.flush()
+        got = parts.registry.get(peer_id)
+        assert got is not None
+        return got
+
+    def resolve_peer(self, ref: str) -> Peer:
+        """The known peer named by an id, a unique id prefix, a name, or an address."""
+        return resolve_peer(self.registry.peers(), ref)
+
+    async def connect(self, ref: str) -> tuple[Peer | None, PeerConnection]:
+        """A live connection to the peer `ref` names (a known peer, or any address)."""
+        parts = self._require()
+        try:
+            peer = self.resolve_peer(ref)
+        except UnknownPeerError:
+            if not _is_address(ref):
+                raise
+            conn = await parts.transport.connect(ref)
+            return parts.registry.get(conn.peer_id), conn
+        conn = await parts.controller.connect_to_peer(peer.id)
+        return peer, conn
+
+
+def resolve_peer(peers: list[Peer], ref: str) -> Peer:
+    """Pick one of `peers` by exact id, exact name, address, or unique id prefix."""
+    text = ref.strip()
+    if not text or len(text) > MAX_PEER_REF:
+        raise UnknownPeerError(ref[:64])
+    for p in peers:
+        if p.id == text:
+            return p
+    named = [p for p in peers if p.name and p.name == text]
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise AmbiguousPeerError(ref, [p.id for p in named])
+    if _is_address(text):
+        want = peer_address_of(text)
+        located = [p for p in peers if p.address and peer_address_of(p.address) == want]
+        if len(located) == 1:
+            return located[0]
+        if len(located) > 1:
+            raise AmbiguousPeerError(ref, [p.id for p in located])
+    prefixed = [p for p in peers if p.id.startswith(text.lower())]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if len(prefixed) > 1:
+        raise AmbiguousPeerError(ref, [p.id for p in prefixed])
+    raise UnknownPeerError(ref)
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    return parse_host_port(listen)
