@@ -6,6 +6,7 @@ profiles and miner binaries as encrypted bundles (`p2p.controller.bundles`).
 
 from __future__ import annotations
 
+from p2p.controller.config import NodeConfig, NodeConfigError, NodePaths
 from p2p.controller.controller import (
     AllStats,
     ConnectionLostError,
@@ -31,6 +32,13 @@ from p2p.controller.miners import (
     RegexStats,
     UnknownMinerTypeError,
 )
+from p2p.controller.node import (
+    AmbiguousPeerError,
+    Node,
+    NodeError,
+    NodeStateError,
+    UnknownPeerError,
+)
 from p2p.controller.profiles import (
     DirectoryProfileManager,
     ProfileError,
@@ -41,6 +49,7 @@ from p2p.controller.worker import Worker, WorkerError
 
 __all__ = [
     "AllStats",
+    "AmbiguousPeerError",
     "ConnectionLostError",
     "Controller",
     "ControllerConfig",
@@ -54,6 +63,12 @@ __all__ = [
     "MinerManager",
     "MinerNotFoundError",
     "MinerSpec",
+    "Node",
+    "NodeConfig",
+    "NodeConfigError",
+    "NodeError",
+    "NodePaths",
+    "NodeStateError",
     "PeerNotFoundError",
     "ProcessMiner",
     "ProcessMinerManager",
@@ -65,6 +80,7 @@ __all__ = [
     "RequestTimeout",
     "UnexpectedResponseError",
     "UnknownMinerTypeError",
+    "UnknownPeerError",
     "Worker",
     "WorkerError",
 ]
