@@ -152,7 +152,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for (label, _, target), us in zip(rows, times, strict=True):
         tgt = f"{target:.1f}" if target else "—"
-        ratio = f"{us / target:.2f}×" if target else "—"
+        ratio = f"{us / target:.2f}x" if target else "—"
         print(f"| {label} | {us:.2f} | {tgt} | {ratio} |")
 
 

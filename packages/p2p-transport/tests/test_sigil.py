@@ -95,3 +95,44 @@ def test_bad_sizes(key: bytes, nonce: bytes | None, data: bytes | None) -> None:
 def test_random_bytes_raise_only_sigil_error(data: bytes) -> None:
     with contextlib.suppress(SigilError):
         sigil.open(bytes(32), data)
+
+
+def test_nonces_unique_across_threads() -> None:
+    import threading
+
+    got: list[bytes] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        mine = [sigil.random_nonce() for _ in range(400)]
+        with lock:
+            got.extend(mine)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 1600 and len(set(got)) == 1600
+    assert all(len(n) == sigil.NONCE_SIZE for n in got)
+
+
+def test_forked_child_never_repeats_parent_nonces() -> None:
+    sigil.random_nonce()  # make sure the parent holds a partly used pool
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report the nonces it would use
+        try:
+            os.write(w, b"".join(sigil.random_nonce() for _ in range(8)))
+        finally:
+            os._exit(0)
+    os.close(w)
+    child = b""
+    while chunk := os.read(r, 4096):
+        child += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    parent = b"".join(sigil.random_nonce() for _ in range(8))
+    assert len(child) == 8 * 24
+    kids = {child[i : i + 24] for i in range(0, len(child), 24)}
+    assert kids.isdisjoint({parent[i : i + 24] for i in range(0, len(parent), 24)})
