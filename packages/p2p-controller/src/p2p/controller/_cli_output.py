@@ -167,14 +167,14 @@ def stats_dict(stats: Any) -> dict[str, Any]:
     raise TypeError(f"not a stats payload: {type(stats).__name__}")
 
 
-def stats_text(peer_label: str, stats: Mapping[str, Any]) -> str:
-    """A person's view of one worker's stats."""
-    name = stats.get("nodeName") or "?"
+def stats_text(local_name: str, stats: Mapping[str, Any]) -> str:
+    """A person's view of one worker's stats (`local_name`: what we call that peer)."""
+    name = str(stats.get("nodeName") or "?")
     node_id = str(stats.get("nodeId") or "")
     uptime = stats.get("uptime") or 0
     head = f"{name} ({short_id(node_id)})  up {human_duration(float(uptime))}"
-    if peer_label and peer_label not in (name, node_id):
-        head = f"{peer_label}: {head}"
+    if local_name and local_name != name:
+        head = f"{local_name} = {head}"
     miners = stats.get("miners") or []
     if not miners:
         return f"{head}\n  no miners running"

@@ -682,7 +682,7 @@ async def cmd_stats(ctx: _Ctx) -> int:
             peer, conn = await node.connect(a.peer)
             stats = stats_dict(await node.controller.get_remote_stats(conn.peer_id))
             ctx.emit(stats)
-            ctx.say(stats_text(_label(peer, conn.peer_id), stats))
+            ctx.say(stats_text(peer.name if peer is not None else "", stats))
             return EXIT_OK
         peers = [p for p in node.registry.peers() if p.address]
         if not peers:
@@ -708,7 +708,8 @@ async def cmd_stats(ctx: _Ctx) -> int:
     ctx.emit({"stats": got, "errors": errors})
     names = {p.id: p for p in peers}
     for pid, s in got.items():
-        ctx.say(stats_text(_label(names.get(pid), pid), s))
+        known = names.get(pid)
+        ctx.say(stats_text(known.name if known is not None else "", s))
     for pid, text in errors.items():
         ctx.say(f"{_label(names.get(pid), pid)}: {text}")
     ctx.note(f"{len(got)} answered, {len(errors)} failed")
