@@ -1,0 +1,363 @@
+"""The live UEPS channel: a thin asyncio shell putting :mod:`ueps_channel` on a Transport.
+
+It needs nothing but the transport's public hooks: ``config.features`` (advertise
+``ueps/1``), ``PeerConnection.features`` (what the peer advertised), ``on_raw_frame`` (binary
+frames that do not start with ``b"SMSG"``, after the transport's size limit and per-peer
+rate limit), ``send_raw``, and the :class:`~p2p.transport.gate.PeerGate` it wraps to learn
+of new connections and to refuse peers in their cool-down. Handlers run through the
+connection's bounded handler pool, exactly like message handlers.
+
+Attach the service *before* connecting peers: each side's setup frame is sent when the
+connection is established.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from p2p.transport.connection import DISCONNECT_PROTOCOL_ERROR, PeerConnection, with_timeout
+from p2p.transport.transport import NotConnectedError
+from p2p.transport.ueps_channel import (
+    Accept,
+    ReasonCounters,
+    Reject,
+    RejectReason,
+    ThreatTracker,
+    UepsConfig,
+    UepsError,
+    UepsNotNegotiatedError,
+    UepsSession,
+    UepsSessionError,
+    advertises_ueps,
+)
+from p2p.transport.ueps_frames import BoundPacket
+from p2p.ueps import THREAT_SCORE_THRESHOLD, Dispatcher, ThreatScoreExceeded, UnknownIntent
+
+if TYPE_CHECKING:
+    from p2p.identity import NodeIdentity
+    from p2p.transport.gate import PeerGate
+    from p2p.transport.transport import Transport
+
+__all__ = [
+    "FailureRecorder",
+    "PeerDispatcher",
+    "PeerPacketHandler",
+    "PeerRefusedError",
+    "UepsNotEnabledError",
+    "UepsService",
+]
+
+log = logging.getLogger(__name__)
+
+PeerPacketHandler = Callable[[PeerConnection, BoundPacket], "Awaitable[None] | None"]
+"""``handler(peer_connection, packet)``; a plain function or ``async def``."""
+FailureRecorder = Callable[[str], object]
+"""``record_failure(peer_id)`` (e.g. ``PeerRegistry.record_failure``)."""
+
+
+class UepsNotEnabledError(UepsError):
+    """The transport's config does not advertise ``ueps/1``."""
+
+
+class PeerRefusedError(UepsError):
+    """``peer_id`` tripped the threat breaker and is refused for ``seconds`` more."""
+
+    def __init__(self, peer_id: str, seconds: float) -> None:
+        super().__init__(f"peer {peer_id} refused for {seconds:.0f} s more (UEPS threat)")
+        self.peer_id = peer_id
+        self.seconds = seconds
+
+
+class PeerDispatcher:
+    """Intent routing for the channel: :class:`p2p.ueps.Dispatcher`'s rules (one handler
+    per intent, threat score > threshold refused before lookup), handlers get the peer."""
+
+    def __init__(self, threshold: int = THREAT_SCORE_THRESHOLD) -> None:
+        self._inner = Dispatcher(threshold)
+
+    @property
+    def threshold(self) -> int:
+        return self._inner.threshold
+
+    def register(self, intent_id: int, handler: PeerPacketHandler) -> None:
+        """Route ``intent_id`` to ``handler`` (replacing any earlier one)."""
+        self._inner.register(intent_id, cast(Any, handler))
+
+    def unregister(self, intent_id: int) -> None:
+        self._inner.unregister(intent_id)
+
+    def handlers(self) -> dict[int, PeerPacketHandler]:
+        return {k: cast(PeerPacketHandler, v) for k, v in self._inner.handlers().items()}
+
+    def route(self, packet: BoundPacket) -> PeerPacketHandler:
+        """The handler for ``packet`` (raises ``ThreatScoreExceeded`` / ``UnknownIntent``)."""
+        return cast(PeerPacketHandler, self._inner.route(packet))
+
+
+class _Channel:
+    __slots__ = ("closed", "conn", "ready", "session")
+
+    def __init__(self, conn: PeerConnection, session: UepsSession) -> None:
+        self.conn = conn
+        self.session = session
+        self.ready = asyncio.Event()
+        self.closed = False
+
+    def update(self) -> None:
+        if self.session.ready:
+            self.ready.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.ready.set()  # wake senders; they see ``closed``
+
+
+class _BreakerGate:
+    """The transport's gate, plus the breaker's refusals and connection events."""
+
+    def __init__(self, inner: PeerGate, service: UepsService) -> None:
+        self.inner = inner
+        self._service = service
+
+    def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
+        if self._service.threats.refused(peer_id):
+            log.info("peer %s refused: UEPS threat cool-down", peer_id)
+            return False
+        return bool(self.inner.is_peer_allowed(peer_id, public_key))
+
+    def peer_connected(self, identity: NodeIdentity, address: str) -> None:
+        self.inner.peer_connected(identity, address)
+        self._service._connected(identity.id)
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        self.inner.peer_disconnected(peer_id)
+        self._service._disconnected(peer_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class UepsService:
+    """Session-bound UEPS frames over a :class:`Transport`, routed by a per-node dispatcher."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        config: UepsConfig | None = None,
+        dispatcher: PeerDispatcher | None = None,
+        record_failure: FailureRecorder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not advertises_ueps(transport.config.features):
+            raise UepsNotEnabledError(
+                "transport config does not advertise ueps/1 (use features=with_ueps())"
+            )
+        self.transport = transport
+        self.config = config if config is not None else UepsConfig()
+        self.dispatcher = (
+            dispatcher if dispatcher is not None else PeerDispatcher(self.config.dispatch_threshold)
+        )
+        self.threats = ThreatTracker.from_config(self.config, clock)
+        self._record_failure = record_failure
+        self.counters = ReasonCounters()
+        self._peer_counters: OrderedDict[str, ReasonCounters] = OrderedDict()
+        self._channels: dict[str, _Channel] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.trips = 0
+        self._gate = _BreakerGate(transport.gate, self)
+        transport.gate = self._gate
+        transport.on_raw_frame(self._on_frame)
+        for conn in transport.connections():
+            self._connected(conn.peer_id)
+
+    # --- public ---------------------------------------------------------------------
+    def register(self, intent_id: int, handler: PeerPacketHandler) -> None:
+        """Shortcut for ``dispatcher.register``."""
+        self.dispatcher.register(intent_id, handler)
+
+    def speaks_ueps(self, peer_id: str) -> bool:
+        """Whether the connected peer advertised ``ueps/1``."""
+        conn = self.transport.connection(peer_id)
+        return conn is not None and advertises_ueps(conn.features)
+
+    def peer_counters(self, peer_id: str) -> dict[str, int]:
+        """Outcomes of frames from (and sent to) ``peer_id``."""
+        c = self._peer_counters.get(peer_id)
+        return c.as_dict() if c is not None else ReasonCounters().as_dict()
+
+    def session(self, peer_id: str) -> UepsSession | None:
+        """The live session with ``peer_id`` (for inspection and tests)."""
+        ch = self._channels.get(peer_id)
+        return ch.session if ch is not None else None
+
+    async def wait_ready(self, peer_id: str, timeout: float | None = None) -> UepsSession:
+        """Wait until the session with ``peer_id`` can carry data; returns it."""
+        conn = self.transport.connection(peer_id)
+        if conn is None:
+            raise NotConnectedError(peer_id)
+        left = self.threats.refused_for(peer_id)
+        if left > 0:
+            raise PeerRefusedError(peer_id, left)
+        ch = self._channels.get(peer_id)
+        if ch is None or ch.conn is not conn:
+            if not advertises_ueps(conn.features):
+                raise UepsNotNegotiatedError(peer_id)
+            raise UepsSessionError(f"no UEPS session with {peer_id} (connected before attach?)")
+        if not ch.ready.is_set():
+            deadline = self.config.setup_timeout if timeout is None else timeout
+            try:
+                await with_timeout(ch.ready.wait(), deadline)
+            except TimeoutError:
+                raise UepsSessionError(f"no UEPS setup from {peer_id} in {deadline:g} s") from None
+        if ch.closed:
+            raise UepsSessionError(f"UEPS session with {peer_id} closed")
+        return ch.session
+
+    async def send(
+        self, peer_id: str, intent_id: int, payload: bytes, *, threat_score: int = 0
+    ) -> None:
+        """Send one session-bound UEPS frame to a peer that advertised ``ueps/1``.
+
+        Raises :class:`~p2p.transport.NotConnectedError`, :class:`UepsNotNegotiatedError`
+        (e.g. a Go peer), :class:`PeerRefusedError`, :class:`UepsSessionError`.
+        """
+        session = await self.wait_ready(peer_id)
+        ch = self._channels[peer_id]
+        frame = session.seal(intent_id, payload, threat_score)  # no await until written
+        await ch.conn.send_raw(frame)
+        self._counters_for(peer_id).add("sent")
+
+    async def close(self) -> None:
+        """Detach from the transport (raw-frame hook and gate restored)."""
+        self.transport.on_raw_frame(None)
+        if self.transport.gate is self._gate:
+            self.transport.gate = self._gate.inner
+        for ch in self._channels.values():
+            ch.close()
+        self._channels.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- connection events (from the gate) ------------------------------------------------
+    def _connected(self, peer_id: str) -> None:
+        conn = self.transport.connection(peer_id)
+        if conn is None:
+            return
+        old = self._channels.pop(peer_id, None)
+        if old is not None:
+            old.close()
+        left = self.threats.refused_for(peer_id)
+        if left > 0:
+            log.warning("closing connection to %s: refused for %.0f s (UEPS)", peer_id, left)
+            self._spawn(conn.close("refused: UEPS threat cool-down"))
+            return
+        if not advertises_ueps(conn.features):
+            return
+        try:
+            secret = self.transport.node_manager.derive_shared_secret(conn.identity.public_key)
+        except Exception:
+            log.exception("cannot derive the UEPS key for %s", peer_id)
+            return
+        ch = _Channel(conn, UepsSession(secret, outbound=conn.outbound))
+        self._channels[peer_id] = ch
+        frame = ch.session.setup_frame()
+        self._spawn(self._send_setup(ch, frame))
+
+    def _disconnected(self, peer_id: str) -> None:
+        ch = self._channels.pop(peer_id, None)
+        if ch is not None:
+            ch.close()
+
+    async def _send_setup(self, ch: _Channel, frame: bytes) -> None:
+        try:
+            await ch.conn.send_raw(frame)
+        except Exception as exc:
+            log.info("UEPS setup to %s not sent: %r", ch.conn.peer_id, exc)
+            ch.close()
+            return
+        ch.update()
+
+    # --- inbound ----------------------------------------------------------------------
+    def _on_frame(self, conn: PeerConnection, frame: bytes) -> Awaitable[None] | None:
+        peer_id = conn.peer_id
+        counters = self._counters_for(peer_id)
+        ch = self._channels.get(peer_id)
+        if ch is None or ch.conn is not conn:
+            if self.threats.refused(peer_id):
+                counters.add(RejectReason.REFUSED)
+            elif not advertises_ueps(conn.features):
+                counters.add(RejectReason.NOT_NEGOTIATED)
+                log.info("non-SMSG binary frame from %s, which did not offer ueps/1", peer_id)
+            else:
+                counters.add(RejectReason.UNBOUND)
+            return None
+        if ch.closed:
+            counters.add(RejectReason.REFUSED)
+            return None
+        verdict = ch.session.receive(frame)
+        if isinstance(verdict, Reject):
+            counters.add(verdict.reason)
+            log.warning("UEPS frame from %s rejected: %s", peer_id, verdict.detail)
+            if verdict.violation:
+                self._violation(ch, verdict.reason)
+            return None
+        if not isinstance(verdict, Accept):  # the peer's setup frame
+            ch.update()
+            return None
+        packet = verdict.packet
+        try:
+            handler = self.dispatcher.route(packet)
+        except ThreatScoreExceeded:
+            counters.add(RejectReason.THREAT)
+            return None
+        except UnknownIntent:
+            counters.add(RejectReason.UNKNOWN_INTENT)
+            return None
+        counters.add("accepted")
+        return handler(conn, packet)
+
+    def _violation(self, ch: _Channel, reason: RejectReason) -> None:
+        peer_id = ch.conn.peer_id
+        if self._record_failure is not None:
+            try:
+                self._record_failure(peer_id)
+            except Exception:
+                log.exception("record_failure(%s) failed", peer_id)
+        if self.threats.record(peer_id):
+            self.trips += 1
+            log.warning(
+                "peer %s tripped the UEPS threat breaker (%s): disconnecting, refused %.0f s",
+                peer_id,
+                reason.value,
+                self.config.cooldown,
+            )
+            ch.close()
+            self._channels.pop(peer_id, None)
+            self._spawn(
+                ch.conn.graceful_close("UEPS threat threshold exceeded", DISCONNECT_PROTOCOL_ERROR)
+            )
+
+    # --- internals ------------------------------------------------------------------
+    def _counters_for(self, peer_id: str) -> ReasonCounters:
+        c = self._peer_counters.get(peer_id)
+        if c is None:
+            c = ReasonCounters(self.counters)
+            self._peer_counters[peer_id] = c
+            while len(self._peer_counters) > self.config.max_tracked_peers:
+                self._peer_counters.popitem(last=False)
+        else:
+            self._peer_counters.move_to_end(peer_id)
+        return c
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
