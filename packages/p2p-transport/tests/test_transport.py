@@ -167,7 +167,7 @@ async def test_not_allowed_rejected(make_transport: Any) -> None:
     assert not server.connected_peers and not client.connected_peers
     server.gate.allow(client.node_manager.identity.public_key)
     await client.connect(server.address)
-    assert server.connected_peers or await eventually(lambda: bool(server.connected_peers)) is None
+    await eventually(lambda: server.connected_peers == [client.node_manager.identity.id])
 
 
 @pytest.mark.parametrize(
@@ -224,6 +224,17 @@ async def test_stalled_handshake_times_out(make_transport: Any) -> None:
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 3)
     await eventually(lambda: server.pending_handshakes == 0)
+
+
+async def test_oversize_handshake_message_closed_1009(make_transport: Any) -> None:
+    server = await make_transport("server", max_handshake_message_size=4096)
+    ws = await raw_ws(server)
+    await ws.send("x" * 10_000)
+    with pytest.raises(ConnectionClosed) as info:
+        await asyncio.wait_for(ws.recv(), 2)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    await eventually(lambda: server.pending_handshakes == 0)
+    assert not server.connected_peers
 
 
 async def test_client_handshake_timeout_against_silent_server(make_transport: Any) -> None:

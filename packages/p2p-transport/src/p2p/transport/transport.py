@@ -298,7 +298,7 @@ class Transport:
             )
         except InvalidStatus as exc:
             raise ConnectError(address, f"HTTP {exc.response.status_code}") from exc
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
+        except (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConnectError(address, type(exc).__name__) from exc
         try:
             await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
