@@ -109,6 +109,16 @@ async def test_ping_answered_with_pong_regardless_of_role(
     assert pong["from"] == server.node_manager.identity.id
 
 
+async def test_auto_pong_can_be_turned_off(make_transport: Any, raw_peer: Any) -> None:
+    server = await make_transport("server", answer_pings=False)
+    pings = collector(server, ("ping",))
+    peer = await raw_peer(server)
+    await peer.ws.send(peer.frame("ping", {"sentAt": 1}, msg_id="p-2"))
+    await eventually(lambda: len(pings) == 1)  # still delivered to handlers
+    with pytest.raises((TimeoutError, asyncio.TimeoutError)):
+        await peer.recv_type("pong", timeout=0.3)
+
+
 async def test_keepalive_pings_and_drops_silent_peer(make_transport: Any, raw_peer: Any) -> None:
     server = await make_transport("server", ping_interval=0.2, pong_timeout=0.2)
     peer = await raw_peer(server)

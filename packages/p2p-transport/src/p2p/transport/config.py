@@ -86,6 +86,8 @@ class TransportConfig:
     """Messages waiting for a handler slot per connection before drops (reason ``overload``)."""
     broadcast_timeout: float = 10.0
     close_timeout: float = 2.0
+    answer_pings: bool = True
+    """The transport answers every ``ping`` with a ``pong`` itself (turn off if a Worker does)."""
     features: tuple[str, ...] = field(default_factory=tuple)
     """Extra handshake ``features`` to advertise (e.g. ``("ueps/1",)``); empty: field not sent."""
 

@@ -226,6 +226,7 @@ class PeerConnection:
         ws = self._ws
         session = self.session
         clock, wall = self._clock, self._wall
+        answer_pings = self._host.config.answer_pings
         try:
             while True:
                 data = await ws.recv()
@@ -241,7 +242,7 @@ class PeerConnection:
                     continue
                 if isinstance(verdict, Delivery):
                     message = verdict.message
-                    if message.type == envelope.PING:
+                    if message.type == envelope.PING and answer_pings:
                         await self._answer_ping(message)
                     self._dispatch(message)
                 elif isinstance(verdict, RawFrame):
