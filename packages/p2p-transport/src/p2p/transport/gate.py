@@ -27,7 +27,11 @@ class PeerGate(Protocol):
         ...
 
     def peer_connected(self, identity: NodeIdentity, address: str) -> None:
-        """A handshake with ``identity`` completed; ``address`` is the remote host:port."""
+        """A handshake with ``identity`` completed.
+
+        ``address`` is the address we dialled (outbound: where the peer listens) or ``""``
+        for an inbound connection, whose listening address is unknown (as in Go).
+        """
         ...
 
     def peer_disconnected(self, peer_id: str) -> None:

@@ -314,7 +314,9 @@ class Transport:
         if not self.running:
             ws.transport.abort()
             raise NotRunningError("transport stopped during connect")
-        conn = self._establish(ws, result.peer, result.secret, result.features, outbound=True)
+        conn = self._establish(
+            ws, result.peer, result.secret, result.features, outbound=True, dialled=address
+        )
         task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -462,6 +464,7 @@ class Transport:
         features: tuple[str, ...],
         *,
         outbound: bool,
+        dialled: str = "",
     ) -> PeerConnection:
         ws.protocol.max_message_size = self.config.max_message_size
         session = Session(
@@ -485,7 +488,8 @@ class Transport:
             log.info("new connection for %s replaces the old one", peer.id)
             self._spawn(old.graceful_close("replaced by a newer connection", DISCONNECT_NORMAL))
         try:
-            self.gate.peer_connected(peer, address)
+            # the address one can dial back: known for outbound, unknown ("") for inbound
+            self.gate.peer_connected(peer, dialled)
         except Exception:
             log.exception("gate.peer_connected failed")
         log.info("peer %s connected (%s, %s)", peer.id, "out" if outbound else "in", address)
