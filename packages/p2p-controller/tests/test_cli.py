@@ -1,0 +1,442 @@
+"""`p2p-node` in-process: argument parsing, config, output, exit codes, and client commands
+against a real node serving on 127.0.0.1 in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from p2p.controller import Node, NodeConfig, NodeConfigError
+from p2p.controller import controller as ctl
+from p2p.controller._cli_output import (
+    EXIT_ERROR,
+    EXIT_REMOTE,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CliError,
+    classify,
+    human_bytes,
+    human_duration,
+    parse_since,
+    table,
+)
+from p2p.controller.bundles import Bundle, extract_profile_bundle
+from p2p.controller.cli import main
+from p2p.controller.config import MinerConfig, parse_host_port
+from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
+from p2p.transport import ConnectError
+from p2p.transport.errors import ProtocolError
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_json(text: str) -> Any:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1, text
+    return json.loads(lines[0])
+
+
+# --- arguments and usage ----------------------------------------------------------------------
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run()[0] == EXIT_USAGE
+    assert run("frobnicate")[0] == EXIT_USAGE
+    assert run("ping")[0] == EXIT_USAGE
+    assert run("logs", "peer", "miner", "--lines", "0")[0] == EXIT_USAGE
+    assert run("--timeout", "-1", "ping", "x")[0] == EXIT_USAGE
+    code, _, err = run("--data-dir", str(tmp_path), "stats", "somepeer", "--all")
+    assert code == EXIT_USAGE and "not both" in err
+    assert run("--help")[0] == 0
+
+
+def test_identity_init_show_contract(tmp_path: Path) -> None:
+    d = str(tmp_path / "node")
+    code, out, err = run("--data-dir", d, "identity", "show")
+    assert code == EXIT_ERROR and "identity init" in err and out == ""
+    code, out, _ = run("--data-dir", d, "identity", "init", "--name", "n1", "--json")
+    assert code == 0
+    created = one_json(out)
+    code, out, _ = run("--data-dir", d, "identity", "show", "--json")
+    shown = one_json(out)
+    assert code == 0 and shown == created
+    assert set(shown) == {"id", "name", "publicKey", "createdAt", "role"}
+    assert shown["name"] == "n1" and shown["role"] == "dual"
+    # init again keeps it; --force replaces it
+    assert one_json(run("--data-dir", d, "identity", "init", "--json")[1])["id"] == shown["id"]
+    forced = one_json(run("--data-dir", d, "identity", "init", "--force", "--json")[1])
+    assert forced["id"] != shown["id"] and forced["name"] == "n1"
+    # human output names the key file under the data dir
+    code, out, _ = run("--data-dir", d, "identity", "show")
+    assert code == 0 and str(Path(d) / "node" / "private.key") in out
+
+
+def test_data_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("P2P_NODE_DIR", str(tmp_path / "envdir"))
+    assert run("identity", "init")[0] == 0
+    assert (tmp_path / "envdir" / "node.json").is_file()
+
+
+# --- config -----------------------------------------------------------------------------------
+
+FULL_TOML = """
+name = "server-a"
+listen = "127.0.0.1:0"
+auth_mode = "allowlist"
+allowlist = ["AAAA"]
+profile_dir = "profiles-here"
+log_format = "json"
+log_level = "debug"
+
+[tls]
+cert = "cert.pem"
+key = "/abs/key.pem"
+
+[transport]
+max_conns = 7
+ping_interval = 15.0
+
+[miners.xmrig]
+command = ["/usr/bin/xmrig", "--config", "{config}"]
+stats_regex = 'speed (?P<hashrate>[\\d.]+)'
+env = { A = "1" }
+stop_grace = 2
+"""
+
+
+def test_config_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "node.toml"
+    path.parent.mkdir()
+    path.write_text(FULL_TOML, encoding="utf-8")
+    cfg = NodeConfig.from_file(path)
+    assert cfg.name == "server-a" and cfg.auth_mode == "allowlist" and cfg.allowlist == ("AAAA",)
+    assert cfg.profile_dir == path.parent / "profiles-here"  # relative to the file
+    assert cfg.tls_cert == path.parent / "cert.pem" and cfg.tls_key == Path("/abs/key.pem")
+    assert cfg.log_format == "json" and cfg.log_level == "debug"
+    miner = cfg.miners["xmrig"]
+    assert miner.command == ("/usr/bin/xmrig", "--config", "{config}")
+    assert miner.env == {"A": "1"} and miner.stop_grace == 2.0
+    spec = miner.spec()
+    assert list(spec.command) == list(miner.command) and spec.stats is not None
+    tcfg = NodeConfig(listen="127.0.0.1:0", transport={"max_conns": 7}).transport_config()
+    assert tcfg.max_conns == 7 and tcfg.listen_host == "127.0.0.1" and tcfg.listen_port == 0
+    # flags override the file, None means "not given"
+    over = cfg.replace(listen="127.0.0.1:5555", name=None)
+    assert over.listen == "127.0.0.1:5555" and over.name == "server-a"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("bogus = 1", "file"),
+        ('auth_mode = "closed"', "auth_mode"),
+        ('listen = "nowhere"', "listen"),
+        ('listen = "1.2.3.4:99999"', "listen"),
+        ("allowlist = [1]", "allowlist"),
+        ('[tls]\ncert = "c"', "tls"),
+        ("[transport]\nno_such_knob = 1", "transport"),
+        ("[miners.x]\ncommand = []", "miners.x.command"),
+        ('[miners.x]\ncommand = ["a"]\nlog_lines = 0', "miners.x.log_lines"),
+        ('[miners.x]\ncommand = ["a"]\nstats_regex = "("', "miners.x.stats_regex"),
+        ('[miners.x]\ncommand = ["a"]\nsurprise = 1', "miners.x"),
+        ("this is not toml", None),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path: Path, text: str, key: str | None) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(NodeConfigError) as err:
+        NodeConfig.from_file(path)
+    if key is not None:
+        assert err.value.key == key
+
+
+def test_transport_values_are_validated_by_the_transport() -> None:
+    cfg = NodeConfig(listen="127.0.0.1:0", transport={"max_conns": 0})
+    with pytest.raises(NodeConfigError, match="max_conns"):
+        cfg.transport_config()
+
+
+def test_serve_refuses_a_bad_config_before_listening(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('auth_mode = "sometimes"', encoding="utf-8")
+    code, out, err = run("--data-dir", str(tmp_path / "d"), "serve", "--config", str(bad))
+    assert code == EXIT_USAGE and out == "" and "auth_mode" in err
+    code, _, err = run("--data-dir", str(tmp_path / "d"), "serve", "--miner", "noequals")
+    assert code == EXIT_USAGE and "TYPE=COMMAND" in err
+    # the data dir's config.toml is read by default
+    (tmp_path / "d").mkdir(exist_ok=True)
+    (tmp_path / "d" / "config.toml").write_text('listen = "x"', encoding="utf-8")
+    assert run("--data-dir", str(tmp_path / "d"), "serve")[0] == EXIT_USAGE
+
+
+def test_host_port_forms() -> None:
+    assert parse_host_port(":9091") == ("0.0.0.0", 9091)
+    assert parse_host_port("[::1]:80") == ("::1", 80)
+    assert parse_host_port("ws://h:1/ws") == ("h", 1)
+    with pytest.raises(NodeConfigError):
+        parse_host_port("http://h:1")
+    with pytest.raises(NodeConfigError):
+        MinerConfig.from_table("t", {"command": "x", "env": {"a": 1}})
+
+
+# --- output helpers ---------------------------------------------------------------------------
+
+
+def test_parse_since_forms() -> None:
+    now = 1_700_000_000_000
+    assert parse_since("5m", now_ms=now) == now - 300_000
+    assert parse_since("250ms", now_ms=now) == now - 250
+    assert parse_since("1700000000123", now_ms=now) == 1_700_000_000_123
+    assert parse_since("2023-11-14T22:13:20Z", now_ms=now) == 1_700_000_000_000
+    assert parse_since("2023-11-14T22:13:20+00:00", now_ms=now) == 1_700_000_000_000
+    for bad in ("", "yesterday", "5y", "9" * 100):
+        with pytest.raises(CliError) as err:
+            parse_since(bad, now_ms=now)
+        assert err.value.code == EXIT_USAGE
+
+
+def test_table_and_units() -> None:
+    text = table(("NAME", "N"), [("a", 1), ("long-name", 100)])
+    assert text.splitlines() == ["NAME       N", "a            1", "long-name  100"]
+    assert human_duration(59) == "59s" and human_duration(61) == "1m01s"
+    assert human_duration(7200) == "2h00m" and human_duration(90000) == "1d01h"
+    assert human_bytes(10) == "10 B" and human_bytes(2048) == "2.0 KiB"
+
+
+def test_exit_code_of_each_failure() -> None:
+    cases: list[tuple[BaseException, int]] = [
+        (UnknownPeerError("x"), EXIT_USAGE),
+        (AmbiguousPeerError("a", ["a1", "a2"]), EXIT_USAGE),
+        (NodeConfigError("listen", "bad"), EXIT_USAGE),
+        (ctl.PeerNotFoundError("x"), EXIT_USAGE),
+        (ConnectError("ws://h:1/ws", "refused"), EXIT_UNREACHABLE),
+        (ctl.RequestTimeout("p", "ping", 5.0), EXIT_UNREACHABLE),
+        (ctl.ConnectionLostError("p"), EXIT_UNREACHABLE),
+        (ProtocolError(1004, "nope"), EXIT_REMOTE),
+        (ctl.MinerCommandError("miner start failed: x"), EXIT_REMOTE),
+        (ctl.DeployFailedError("deploy failed: x"), EXIT_REMOTE),
+        (FileNotFoundError(2, "No such file", "f"), EXIT_ERROR),
+        (RuntimeError("boom"), EXIT_ERROR),
+    ]
+    for exc, code in cases:
+        failure = classify(exc)
+        assert failure.code == code, exc
+        sentence = failure.sentence()
+        assert sentence and "\n" not in sentence
+
+
+# --- peers and bundles without a network ------------------------------------------------------
+
+
+def test_peers_allow_revoke_raw_keys(tmp_path: Path) -> None:
+    d = str(tmp_path / "d")
+    key = base64.b64encode(bytes(range(32))).decode()
+    assert run("--data-dir", d, "peers", "allow", key)[0] == 0
+    listing = one_json(run("--data-dir", d, "peers", "list", "--json")[1])
+    assert listing == {"peers": [], "allowlist": [key]}
+    assert (tmp_path / "d" / "peers.json.allowlist.json").is_file()
+    assert run("--data-dir", d, "peers", "revoke", key)[0] == 0
+    assert one_json(run("--data-dir", d, "peers", "list", "--json")[1])["allowlist"] == []
+    code, _, err = run("--data-dir", d, "peers", "allow", "not-a-key")
+    assert code == EXIT_USAGE and "peers list" in err
+    code, out, err = run("--data-dir", d, "--json", "peers", "remove", "nobody")
+    assert code == EXIT_USAGE and one_json(out)["exitCode"] == EXIT_USAGE
+
+
+def test_bundle_create_offline(tmp_path: Path) -> None:
+    d = str(tmp_path / "d")
+    profile = tmp_path / "p1.json"
+    profile.write_text('{"id": "p1", "threads": 2}', encoding="utf-8")
+    out_file = tmp_path / "p1.bundle.json"
+    code, out, _ = run(
+        "--data-dir",
+        d,
+        "--json",
+        "bundle",
+        "create-profile",
+        str(profile),
+        "--password",
+        "pw",
+        "-o",
+        str(out_file),
+    )
+    assert code == 0 and one_json(out)["name"] == "p1"
+    bundle = Bundle.from_json(out_file.read_bytes())
+    assert json.loads(extract_profile_bundle(bundle, "pw")) == {"id": "p1", "threads": 2}
+    # to stdout, unencrypted
+    code, out, _ = run("--data-dir", d, "bundle", "create-profile", str(profile), "--unencrypted")
+    assert code == 0 and Bundle.from_json(out.encode()).data == profile.read_bytes()
+    # a miner bundle
+    binary = tmp_path / "miner.sh"
+    binary.write_bytes(b"#!/bin/sh\necho hi\n")
+    code, out, _ = run(
+        "--data-dir",
+        d,
+        "bundle",
+        "create-miner",
+        str(binary),
+        "--password",
+        "pw",
+        "--profile",
+        str(profile),
+    )
+    assert code == 0 and str(Bundle.from_json(out.encode()).type) == "miner"
+    # usage errors: nobody to encrypt for, unknown peer, bad JSON
+    assert run("--data-dir", d, "bundle", "create-profile", str(profile))[0] == EXIT_USAGE
+    assert (
+        run("--data-dir", d, "bundle", "create-profile", str(profile), "--peer", "who")[0]
+        == EXIT_USAGE
+    )
+    profile.write_text("{not json", encoding="utf-8")
+    assert (
+        run("--data-dir", d, "bundle", "create-profile", str(profile), "--password", "x")[0]
+        == EXIT_USAGE
+    )
+
+
+# --- client commands against a node served in a background thread -----------------------------
+
+
+class _Served:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.info: dict[str, str] = {}
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with Node(self.data_dir, config=NodeConfig(listen="127.0.0.1:0"), name="srv") as node:
+            self.info = node.info()
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._ready.wait(20)
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(20)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[_Served]:
+    node = _Served(tmp_path / "served")
+    node.start()
+    yield node
+    node.stop()
+
+
+def test_client_commands_against_a_node(tmp_path: Path, served: _Served) -> None:
+    d = str(tmp_path / "client")
+    info = served.info
+    code, out, err = run(
+        "--data-dir",
+        d,
+        "peers",
+        "add",
+        info["address"],
+        "--public-key",
+        info["publicKey"],
+        "--name",
+        "srv-a",
+    )
+    assert code == 0 and out.strip() == info["id"] and "key pinned" in err
+    code, out, _ = run("--data-dir", d, "ping", "srv-a", "--json")
+    pong = one_json(out)
+    assert code == 0 and pong["peer"] == info["id"] and pong["rttMs"] > 0
+    code, out, _ = run("--data-dir", d, "stats", info["id"][:8], "--json")
+    stats = one_json(out)
+    assert code == 0 and stats["nodeId"] == info["id"] and stats["nodeName"] == "srv"
+    code, out, _ = run("--data-dir", d, "stats", "--all", "--json")
+    assert code == 0 and list(one_json(out)["stats"]) == [info["id"]]
+    # deploy a plain profile JSON: the CLI encrypts it for this peer on the fly
+    profile = tmp_path / "p9.json"
+    profile.write_text('{"threads": 9}', encoding="utf-8")
+    code, out, _ = run("--data-dir", d, "deploy", "srv-a", str(profile), "--json")
+    assert code == 0 and one_json(out)["name"] == "p9"
+    saved = json.loads((served.data_dir / "profiles" / "p9.json").read_text())
+    assert saved == {"threads": 9, "id": "p9"}
+    # a bundle built offline for this peer deploys as-is
+    bundle_file = tmp_path / "b.json"
+    assert (
+        run(
+            "--data-dir",
+            d,
+            "bundle",
+            "create-profile",
+            str(profile),
+            "--peer",
+            "srv-a",
+            "--name",
+            "offline",
+            "-o",
+            str(bundle_file),
+        )[0]
+        == 0
+    )
+    assert run("--data-dir", d, "deploy", "srv-a", str(bundle_file))[0] == 0
+    assert (served.data_dir / "profiles" / "offline.json").is_file()
+    # remote errors exit 4, in one sentence
+    code, out, err = run("--data-dir", d, "logs", "srv-a", "nosuchminer", "--json")
+    assert code == EXIT_REMOTE and "miner not found" in one_json(out)["error"]
+    code, _, err = run("--data-dir", d, "miner", "start", "srv-a", "nosuchtype")
+    assert code == EXIT_REMOTE and "unknown miner type" in err
+    # listing shows the peer, its ping and the pinned key
+    listing = one_json(run("--data-dir", d, "peers", "list", "--json")[1])
+    (peer,) = listing["peers"]
+    assert peer["name"] == "srv-a" and peer["publicKey"] == info["publicKey"]
+    assert peer["pingMs"] > 0
+    # remove it: PEER by name
+    assert run("--data-dir", d, "peers", "remove", "srv-a")[0] == 0
+    assert one_json(run("--data-dir", d, "peers", "list", "--json")[1])["peers"] == []
+
+
+def test_unreachable_peer_exits_3(tmp_path: Path, served: _Served) -> None:
+    d = str(tmp_path / "client")
+    assert run("--data-dir", d, "peers", "add", served.info["address"], "--name", "s")[0] == 0
+    served.stop()
+    code, out, err = run("--data-dir", d, "--timeout", "2", "--json", "ping", "s")
+    assert code == EXIT_UNREACHABLE and one_json(out)["exitCode"] == EXIT_UNREACHABLE
+    assert "unreachable" in err or "in time" in err
+    wrong_key = base64.b64encode(bytes(32)).decode()
+    code, _, _ = run(
+        "--data-dir", d, "peers", "add", "ws://127.0.0.1:1/ws", "--public-key", wrong_key
+    )
+    assert code == EXIT_UNREACHABLE
+
+
+def test_demo_runs_in_process() -> None:
+    code, out, _ = run("demo", "--no-color")
+    assert code == 0
+    for marker in ("[1/8]", "[2/8]", "[6/8]", "log │ speed", "[8/8]", "removed"):
+        assert marker in out
