@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from p2p.identity import GoTime, IdentityError
@@ -88,10 +88,44 @@ _offset_minute = -1
 _offset = 0
 
 
+_FAST_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:Z|([+-])(\d\d):(\d\d))",
+    re.ASCII,
+)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _parse_time_fast(text: str) -> GoTime | None:
+    """The common shapes, ~3x faster than GoTime.parse (loading 10^6 peers parses 2x10^6
+    times); None means "let GoTime.parse decide" (it also produces the error)."""
+    m = _FAST_TIME.fullmatch(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = map(int, m.group(1, 2, 3, 4, 5, 6))
+    if year < 1 or hour > 23 or minute > 59 or second > 59:
+        return None
+    try:
+        days = date(year, month, day).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    frac = m.group(7)
+    offset = 0
+    if m.group(8):
+        oh, om = int(m.group(9)), int(m.group(10))
+        if oh > 23 or om > 59:
+            return None
+        offset = (oh * 3600 + om * 60) * (-1 if m.group(8) == "-" else 1)
+    local = days * 86_400 + hour * 3600 + minute * 60 + second
+    return GoTime(local - offset, int(frac.ljust(9, "0")) if frac else 0, offset)
+
+
 def parse_time(text: object) -> GoTime:
     """RFC3339Nano as Go reads it (nanoseconds and offset kept). Raises InvalidPeerError."""
     if not isinstance(text, str):
         raise InvalidPeerError("time must be an RFC 3339 string")
+    fast = _parse_time_fast(text)
+    if fast is not None:
+        return fast
     try:
         return GoTime.parse(text)
     except (IdentityError, ValueError) as e:
