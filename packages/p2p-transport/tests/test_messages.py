@@ -592,3 +592,26 @@ def test_go_string_matches_go_rules(s: str, html: bool) -> None:
     if html:
         want = want.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     assert go_string(s, html=html) == want
+
+
+def test_new_id_is_uuid4_and_ts_is_now() -> None:
+    import time
+
+    ids = {msgs.new_id() for _ in range(500)}
+    assert len(ids) == 500 and all(UUID4.fullmatch(i) for i in ids)
+    before = time.time_ns()
+    m = Message.new("ping", "a")
+    after = time.time_ns()
+    assert before // 1000 <= m.ts.timestamp_ns() // 1000 <= after // 1000 + 1
+    assert m.ts.offset_seconds == 0 and m.ts.format() == json.loads(m.to_json())["ts"]
+
+
+def test_lazy_ts_matches_full_parse(golden: dict[str, Any]) -> None:
+    from p2p.transport._gotime import parse_go_time
+
+    for c in golden["messages"]["timestamp_formats"]:
+        raw = json.loads(c["json"])["ts"]
+        parsed = parse_go_time(raw)
+        assert parsed is not None
+        ts = Message.from_json(c["json"]).ts
+        assert (ts.unix_seconds, ts.nanosecond, ts.offset_seconds) == parsed[:3]

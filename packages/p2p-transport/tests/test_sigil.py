@@ -136,3 +136,12 @@ def test_forked_child_never_repeats_parent_nonces() -> None:
     assert len(child) == 8 * 24
     kids = {child[i : i + 24] for i in range(0, len(child), 24)}
     assert kids.isdisjoint({parent[i : i + 24] for i in range(0, len(parent), 24)})
+
+
+def test_random_bytes_bounds() -> None:
+    from p2p.transport._random import random_bytes
+
+    assert len(random_bytes(1)) == 1 and len(random_bytes(4096)) == 4096
+    for n in (0, 4097):
+        with pytest.raises(ValueError):
+            random_bytes(n)

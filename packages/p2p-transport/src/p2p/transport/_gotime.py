@@ -10,10 +10,11 @@ except zone offsets of 24 h or more, which Go itself cannot marshal again.
 from __future__ import annotations
 
 import re
+import time
 
 from p2p.identity import GoTime
 
-__all__ = ["ParsedTime", "parse_go_time"]
+__all__ = ["ParsedTime", "format_utc", "parse_canonical", "parse_go_time"]
 
 _RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{1,2}):([0-9]{2}):([0-9]{2})"
@@ -72,3 +73,38 @@ def parse_go_time(text: str) -> ParsedTime | None:
 
 def to_go_time(parsed: ParsedTime) -> GoTime:
     return GoTime(parsed[0], parsed[1], parsed[2])
+
+
+_DAYS: dict[str, int] = {}
+
+
+def parse_canonical(text: str) -> tuple[int, int, int]:
+    """``(unix_seconds, nanosecond, offset_seconds)`` of text already known to be in Go's
+    canonical RFC3339Nano form (validated by the caller); fixed offsets, a per-date cache."""
+    days = _DAYS.get(text[:10])
+    if days is None:
+        if len(_DAYS) > 1024:
+            _DAYS.clear()
+        days = _DAYS[text[:10]] = _days_from_civil(int(text[:4]), int(text[5:7]), int(text[8:10]))
+    sec = days * _DAY + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+    if text[-1] == "Z":
+        offset, end = 0, len(text) - 1
+    else:
+        end = len(text) - 6
+        offset = int(text[end + 1 : end + 3]) * 3600 + int(text[end + 4 :]) * 60
+        if text[end] == "-":
+            offset = -offset
+    nanos = int(text[20:end].ljust(9, "0")) if end > 19 else 0
+    return sec - offset, nanos, offset
+
+
+def format_utc(sec: int, nsec: int) -> str:
+    """Go's RFC3339Nano text of a UTC instant (``sec`` within years 1970..9999)."""
+    tm = time.gmtime(sec)
+    out = (
+        f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}"
+        f"T{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+    )
+    if nsec:
+        return out + "." + f"{nsec:09d}".rstrip("0") + "Z"
+    return out + "Z"

@@ -21,15 +21,15 @@ import enum
 import math
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from p2p.identity import GoTime, IdentityError, NodeIdentity, NodeRole
 from p2p.transport._gojson import go_float, go_string, marshal, to_utf8
-from p2p.transport._gotime import parse_go_time
+from p2p.transport._gotime import format_utc, parse_canonical, parse_go_time
 from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
+from p2p.transport._random import random_bytes
 from p2p.transport.errors import MessageError, ProtocolError, ResponseError
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "get_protocol_error_code",
     "is_protocol_error",
     "is_protocol_version_supported",
+    "new_id",
     "parse_response",
     "reply",
     "validate_response",
@@ -696,8 +697,13 @@ def _from_go_json(text: str) -> Message | None:
     return msg
 
 
-def _now() -> tuple[int, int]:
-    return divmod(time.time_ns(), 1_000_000_000)
+def new_id() -> str:
+    """A random UUIDv4 in canonical form, as Go's ``uuid.New().String()``."""
+    b = bytearray(random_bytes(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class Message:
@@ -753,8 +759,7 @@ class Message:
         ts = self._ts
         if ts is None:
             text = self._ts_text
-            parsed = None if text is None else parse_go_time(text)
-            ts = GoTime.zero() if parsed is None else GoTime(parsed[0], parsed[1], parsed[2])
+            ts = GoTime.zero() if text is None else GoTime(*parse_canonical(text))
             self._ts = ts
         return ts
 
@@ -777,16 +782,17 @@ class Message:
     ) -> Message:
         """A fresh message (Go ``NewMessage``): random UUIDv4 ``id``, ``ts`` = now (UTC).
         ``payload`` is a :class:`Payload`, any JSON-able value, or ``None`` (null)."""
-        sec, nsec = _now()
-        return cls(
-            id=str(uuid.uuid4()),
+        msg = cls(
+            id=new_id(),
             type=type,
             from_=from_,
             to=to,
-            ts=GoTime(sec, nsec, 0),
             payload=_payload_text(payload),
             reply_to=reply_to,
         )
+        sec, nsec = divmod(time.time_ns(), 1_000_000_000)
+        msg._ts_text = format_utc(sec, nsec)  # the GoTime is built only if someone asks
+        return msg
 
     def reply(self, type: MessageType | str, payload: Payload | Any = None) -> Message:
         """Go ``Message.Reply``: new id and ts, ``from`` = this message's ``to``, ``to`` =

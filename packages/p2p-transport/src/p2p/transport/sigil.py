@@ -18,16 +18,16 @@ at import and by the tests); the fastest available is used:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-import os
-import threading
 from collections.abc import Callable
 
 import nacl.bindings as _nb
 import nacl.exceptions as _nacl_exc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from p2p.transport._random import random_bytes
 from p2p.transport.errors import SigilError
 from p2p.ueps import keystream_xor
 
@@ -232,46 +232,14 @@ def open_raw(key: bytes, nonce: bytes, sealed: bytes, *, backend: str | None = N
         raise SigilError("authentication failed (wrong key or tampered data)") from None
 
 
-class _NoncePool:
-    """24-byte random nonces cut from one ``os.urandom`` call per ~170 nonces (a syscall
-    per frame costs more than the rest of the nonce handling). Locked for threads, emptied
-    in a forked child so parent and child never hand out the same bytes. Nonces are public
-    (they travel in clear), so buffering them reveals nothing."""
-
-    __slots__ = ("_buf", "_lock", "_pos")
-
-    _SIZE = NONCE_SIZE * 170
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._buf = b""
-        self._pos = 0
-
-    def take(self) -> bytes:
-        with self._lock:
-            p = self._pos
-            if p + NONCE_SIZE > len(self._buf):
-                self._buf, p = os.urandom(self._SIZE), 0
-            self._pos = p + NONCE_SIZE
-            return self._buf[p : p + NONCE_SIZE]
-
-    def reset(self) -> None:
-        self._lock = threading.Lock()
-        self._buf, self._pos = b"", 0
-
-
-_nonces = _NoncePool()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_nonces.reset)
-
-random_nonce = _nonces.take
+random_nonce: Callable[[], bytes] = functools.partial(random_bytes, NONCE_SIZE)
 """A fresh random 24-byte nonce."""
 
 
 def _seal(key: bytes, plaintext: bytes, nonce: bytes | None) -> bytes:
     """:func:`seal` without argument checks (callers pass a 32-byte key, 24-byte nonce)."""
     if nonce is None:
-        nonce = _nonces.take()
+        nonce = random_bytes(NONCE_SIZE)
     if plaintext:
         return nonce + _aead_seal(key, nonce, keystream_xor(nonce, plaintext))
     return nonce + _aead_seal(key, nonce, b"")
