@@ -198,12 +198,12 @@ class UepsService:
 
     async def wait_ready(self, peer_id: str, timeout: float | None = None) -> UepsSession:
         """Wait until the session with ``peer_id`` can carry data; returns it."""
-        conn = self.transport.connection(peer_id)
-        if conn is None:
-            raise NotConnectedError(peer_id)
         left = self.threats.refused_for(peer_id)
         if left > 0:
             raise PeerRefusedError(peer_id, left)
+        conn = self.transport.connection(peer_id)
+        if conn is None:
+            raise NotConnectedError(peer_id)
         ch = self._channels.get(peer_id)
         if ch is None or ch.conn is not conn:
             if not advertises_ueps(conn.features):

@@ -1,0 +1,267 @@
+"""The UEPS channel on real sockets: two transports on 127.0.0.1, and a Go-like raw peer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from p2p.transport import ConnectError, PeerConnection, Transport, envelope
+from p2p.transport.ueps_channel import (
+    UepsConfig,
+    UepsNotNegotiatedError,
+    UepsSessionError,
+    with_ueps,
+)
+from p2p.transport.ueps_frames import BoundPacket
+from p2p.transport.ueps_service import (
+    PeerRefusedError,
+    UepsNotEnabledError,
+    UepsService,
+)
+from p2p.ueps import INTENT_COMPUTE, INTENT_REHAB
+from pytest_p2p.transport_fixtures import RawPeer, eventually
+
+MakeTransport = Callable[..., Awaitable[Transport]]
+FAST = {"features": with_ueps(), "rate_burst": 100_000, "rate_refill_per_s": 1e6}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@dataclass
+class Pair:
+    a: Transport
+    b: Transport
+    ua: UepsService
+    ub: UepsService
+    ab: PeerConnection
+
+    @property
+    def a_id(self) -> str:
+        identity = self.a.node_manager.identity
+        assert identity is not None
+        return identity.id
+
+    @property
+    def b_id(self) -> str:
+        return self.ab.peer_id
+
+
+async def _pair(make: MakeTransport, ub_kwargs: dict[str, Any] | None = None, **cfg: Any) -> Pair:
+    changes = {**FAST, **cfg}
+    a = await make("ueps-a", **changes)
+    b = await make("ueps-b", **changes)
+    ua = UepsService(a)
+    ub = UepsService(b, **(ub_kwargs or {}))
+    ab = await a.connect(b.address)
+    pair = Pair(a, b, ua, ub, ab)
+    await ua.wait_ready(pair.b_id)
+    await eventually(lambda: b.connection(pair.a_id) is not None)
+    await ub.wait_ready(pair.a_id)
+    return pair
+
+
+def _collector() -> tuple[list[tuple[str, BoundPacket]], Callable[..., Awaitable[None]]]:
+    got: list[tuple[str, BoundPacket]] = []
+
+    async def handler(conn: PeerConnection, packet: BoundPacket) -> None:
+        await asyncio.sleep(0)
+        got.append((conn.peer_id, packet))
+
+    return got, handler
+
+
+async def test_many_frames_in_flight_both_directions(make_transport: MakeTransport) -> None:
+    p = await _pair(make_transport)
+    got_b, handler_b = _collector()
+    got_a, handler_a = _collector()
+    p.ub.register(INTENT_COMPUTE, handler_b)
+    p.ua.dispatcher.register(INTENT_COMPUTE, handler_a)
+    n = 400
+    sends = [p.ua.send(p.b_id, INTENT_COMPUTE, b"a->b %d" % i) for i in range(n)]
+    sends += [p.ub.send(p.a_id, INTENT_COMPUTE, b"b->a %d" % i) for i in range(n)]
+    await asyncio.gather(*sends)
+    await eventually(lambda: len(got_a) == n and len(got_b) == n)
+    assert {pk.payload for _, pk in got_b} == {b"a->b %d" % i for i in range(n)}
+    assert {pk.payload for _, pk in got_a} == {b"b->a %d" % i for i in range(n)}
+    assert {peer for peer, _ in got_b} == {p.a_id} and {peer for peer, _ in got_a} == {p.b_id}
+    assert sorted(pk.counter or 0 for _, pk in got_b) == list(range(1, n + 1))
+    for service in (p.ua, p.ub):
+        assert service.counters["accepted"] == n and service.counters["sent"] == n
+        assert service.counters.rejected == 0
+    assert p.ub.peer_counters(p.a_id)["accepted"] == n
+
+
+async def test_sync_handler_and_unknown_intent(make_transport: MakeTransport) -> None:
+    p = await _pair(make_transport)
+    seen: list[bytes] = []
+    p.ub.register(INTENT_REHAB, lambda conn, pk: seen.append(pk.payload))
+    await p.ua.send(p.b_id, INTENT_REHAB, b"pause")
+    await p.ua.send(p.b_id, 0x42, b"nobody listens")
+    await p.ua.send(p.b_id, INTENT_REHAB, b"resume")
+    await eventually(lambda: len(seen) == 2)
+    assert seen == [b"pause", b"resume"]
+    assert p.ub.peer_counters(p.a_id)["unknown_intent"] == 1
+    assert p.ub.threats.score(p.a_id) == 0  # not a violation
+
+
+async def test_high_threat_frames_dropped_before_routing(make_transport: MakeTransport) -> None:
+    p = await _pair(make_transport)
+    got, handler = _collector()
+    p.ub.register(INTENT_COMPUTE, handler)
+    await p.ua.send(p.b_id, INTENT_COMPUTE, b"too hot", threat_score=50_001)
+    await p.ua.send(p.b_id, 0x77, b"hot, unknown intent", threat_score=65_535)
+    await p.ua.send(p.b_id, INTENT_COMPUTE, b"at the limit", threat_score=50_000)
+    await eventually(lambda: len(got) == 1)
+    assert got[0][1].payload == b"at the limit" and got[0][1].threat_score == 50_000
+    counters = p.ub.peer_counters(p.a_id)
+    assert counters["threat"] == 2 and counters["unknown_intent"] == 0
+    assert p.b.connection(p.a_id) is not None
+
+
+async def test_tampered_replayed_reordered_frames_rejected(make_transport: MakeTransport) -> None:
+    failures: list[str] = []
+    p = await _pair(make_transport, {"record_failure": failures.append})
+    got, handler = _collector()
+    p.ub.register(INTENT_COMPUTE, handler)
+    session = p.ua.session(p.b_id)
+    assert session is not None
+    good = session.seal(INTENT_COMPUTE, b"one")
+    tampered = bytearray(session.seal(INTENT_COMPUTE, b"two"))
+    tampered[-1] ^= 0x20
+    f3 = session.seal(INTENT_COMPUTE, b"three")
+    f4 = session.seal(INTENT_COMPUTE, b"four")
+    for frame in (good, bytes(tampered), good, f4, f3):
+        await p.ab.send_raw(frame)
+    await p.ua.send(p.b_id, INTENT_COMPUTE, b"five")
+    await eventually(lambda: len(got) == 3)
+    assert [pk.payload for _, pk in got] == [b"one", b"four", b"five"]
+    c = p.ub.peer_counters(p.a_id)
+    assert (c["integrity"], c["replay"], c["accepted"]) == (1, 2, 3)
+    assert failures == [p.a_id] * 3
+    assert p.ub.threats.score(p.a_id) > 0
+    assert p.b.connection(p.a_id) is not None  # below the breaker threshold
+
+
+async def test_frame_replayed_into_a_new_session(make_transport: MakeTransport) -> None:
+    p = await _pair(make_transport)
+    got, handler = _collector()
+    p.ub.register(INTENT_COMPUTE, handler)
+    session = p.ua.session(p.b_id)
+    assert session is not None
+    recorded = session.seal(INTENT_COMPUTE, b"pay 10")
+    await p.ab.send_raw(recorded)
+    await eventually(lambda: len(got) == 1)
+    await p.ab.graceful_close()
+    await eventually(lambda: p.b.connection(p.a_id) is None)
+    ab2 = await p.a.connect(p.b.address)
+    await p.ua.wait_ready(p.b_id)
+    await ab2.send_raw(recorded)  # same static key, same bytes, new session
+    await p.ua.send(p.b_id, INTENT_COMPUTE, b"fresh")
+    await eventually(lambda: len(got) == 2)
+    assert [pk.payload for _, pk in got] == [b"pay 10", b"fresh"]
+    assert p.ub.peer_counters(p.a_id)["wrong_session"] == 1
+
+
+async def test_threat_escalation_disconnects_and_refuses(make_transport: MakeTransport) -> None:
+    clock = Clock()
+    config = UepsConfig(breaker_threshold=250, cooldown=60)
+    failures: list[str] = []
+    p = await _pair(
+        make_transport,
+        {"config": config, "clock": clock, "record_failure": failures.append},
+    )
+    session = p.ua.session(p.b_id)
+    assert session is not None
+    for i in range(3):
+        bad = bytearray(session.seal(INTENT_COMPUTE, b"x%d" % i))
+        bad[30] ^= 1  # inside the session id: the HMAC no longer matches
+        await p.ab.send_raw(bytes(bad))
+    await eventually(lambda: p.b.connection(p.a_id) is None and p.a.connection(p.b_id) is None)
+    assert p.ub.trips == 1 and p.ub.threats.refused(p.a_id) and len(failures) == 3
+    # refused inbound: the handshake is rejected while the cool-down lasts
+    with pytest.raises(ConnectError, match="peer not authorized"):
+        await p.a.connect(p.b.address)
+    # refused outbound too: b's own dial to a is dropped at once
+    await p.b.connect(p.a.address)
+    await eventually(lambda: p.b.connection(p.a_id) is None)
+    with pytest.raises(PeerRefusedError):
+        await p.ub.send(p.a_id, INTENT_COMPUTE, b"no")
+    # after the cool-down a is welcome again, with a fresh session
+    clock.t += 61
+    await p.a.connect(p.b.address)
+    await p.ua.wait_ready(p.b_id)
+    got, handler = _collector()
+    p.ub.register(INTENT_COMPUTE, handler)
+    await p.ua.send(p.b_id, INTENT_COMPUTE, b"back")
+    await eventually(lambda: len(got) == 1)
+
+
+async def test_go_like_peer_never_receives_ueps(
+    make_transport: MakeTransport, raw_peer: Callable[..., Awaitable[RawPeer]]
+) -> None:
+    a = await make_transport("ueps-a", **FAST)
+    ua = UepsService(a)
+    raw = await raw_peer(a)  # completes the Go handshake by hand: no features
+    await eventually(lambda: a.connection(raw.id) is not None)
+    assert not ua.speaks_ueps(raw.id) and ua.session(raw.id) is None
+    with pytest.raises(UepsNotNegotiatedError):
+        await ua.send(raw.id, INTENT_COMPUTE, b"not for Go")
+    identity = a.node_manager.identity
+    assert identity is not None
+    await a.send(raw.id, envelope.ping(identity.id, raw.id, 0))
+    first = await raw.recv_message()  # the first frame it ever got after the ack is SMSG
+    assert first["type"] == "ping"
+    # a stray non-SMSG binary frame from a non-UEPS peer is counted, not routed
+    await raw.ws.send(b"\x01\x00\x01\x09not ueps")
+    await eventually(lambda: ua.peer_counters(raw.id)["not_negotiated"] == 1)
+    assert a.connection(raw.id) is not None
+
+
+async def test_plain_python_peer_gets_no_ueps(make_transport: MakeTransport) -> None:
+    a = await make_transport("ueps-a", **FAST)
+    plain = await make_transport("plain")
+    ua = UepsService(a)
+    conn = await a.connect(plain.address)
+    assert conn.features == ()
+    with pytest.raises(UepsNotNegotiatedError):
+        await ua.send(conn.peer_id, INTENT_COMPUTE, b"x")
+    with pytest.raises(UepsNotEnabledError):
+        UepsService(plain)
+    assert plain.drops["decrypt"] == 0 and plain.drops["unroutable"] == 0
+
+
+async def test_ueps_frames_share_the_rate_limit(make_transport: MakeTransport) -> None:
+    p = await _pair(make_transport, rate_burst=20, rate_refill_per_s=0.001)
+    got, handler = _collector()
+    p.ub.register(INTENT_COMPUTE, handler)
+    for i in range(40):
+        await p.ua.send(p.b_id, INTENT_COMPUTE, b"%d" % i)
+    await eventually(lambda: p.b.drops["rate"] + len(got) >= 40)
+    assert p.b.drops["rate"] > 0 and 0 < len(got) < 40
+    # gaps left by the rate limit do not break the session: counters still increase
+    counters = [pk.counter or 0 for _, pk in got]
+    assert counters == sorted(counters)
+    assert p.ub.counters.rejected == 0
+
+
+async def test_send_errors(make_transport: MakeTransport) -> None:
+    p = await _pair(make_transport)
+    from p2p.transport import NotConnectedError
+
+    with pytest.raises(NotConnectedError):
+        await p.ua.send("0" * 32, INTENT_COMPUTE, b"")
+    with pytest.raises(ValueError):
+        await p.ua.send(p.b_id, 0x01, b"setup intent is reserved")
+    await p.ua.close()
+    assert p.a.gate is not None and not hasattr(p.a.gate, "_service")
+    with pytest.raises(UepsSessionError):
+        await p.ua.send(p.b_id, INTENT_COMPUTE, b"detached")
