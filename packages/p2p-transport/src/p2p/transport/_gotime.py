@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from p2p.identity import GoTime
 
@@ -98,13 +99,21 @@ def parse_canonical(text: str) -> tuple[int, int, int]:
     return sec - offset, nanos, offset
 
 
+_last_second: list[Any] = [None, ""]  # (sec, "YYYY-MM-DDTHH:MM:SS"): one entry suffices
+
+
 def format_utc(sec: int, nsec: int) -> str:
     """Go's RFC3339Nano text of a UTC instant (``sec`` within years 1970..9999)."""
-    tm = time.gmtime(sec)
-    out = (
-        f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}"
-        f"T{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
-    )
+    cached = _last_second
+    if cached[0] == sec:
+        head: str = cached[1]
+    else:
+        tm = time.gmtime(sec)
+        head = (
+            f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}"
+            f"T{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+        )
+        cached[0], cached[1] = sec, head  # racing threads both write a correct pair
     if nsec:
-        return out + "." + f"{nsec:09d}".rstrip("0") + "Z"
-    return out + "Z"
+        return f"{head}.{f'{nsec:09d}'.rstrip('0')}Z"
+    return head + "Z"

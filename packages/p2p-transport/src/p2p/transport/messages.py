@@ -699,11 +699,12 @@ def _from_go_json(text: str) -> Message | None:
 
 def new_id() -> str:
     """A random UUIDv4 in canonical form, as Go's ``uuid.New().String()``."""
-    b = bytearray(random_bytes(16))
-    b[6] = (b[6] & 0x0F) | 0x40
-    b[8] = (b[8] & 0x3F) | 0x80
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = random_bytes(16).hex()
+    # version nibble 4; variant bits 10xx: keep the low two bits of the random nibble
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 class Message:
