@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     ping.add_argument("peer", metavar="PEER")
     ping.add_argument("--count", "-c", type=_count, default=1)
 
-    stats = add("stats", "a worker's node, miners and uptime (all connected peers by default)")
+    stats = add("stats", "a worker's node, miners and uptime (every known peer by default)")
     stats.add_argument("peer", metavar="PEER", nargs="?")
     stats.add_argument("--all", action="store_true", help="every known peer")
 
