@@ -521,10 +521,18 @@ def test_random_input_raises_only_message_error(data: bytes | str) -> None:
     )
 )
 def test_random_json_values_in_fields(value: Any) -> None:
-    doc = json.dumps({"id": "a", "ts": value, "payload": value, "type": value})
-    with contextlib.suppress(MessageError):
-        m = Message.from_json(doc)
-        assert m.payload is not None and json.loads(m.payload) == value
+    m = Message.from_json(json.dumps({"id": "a", "payload": value}))  # any payload is fine
+    assert m.payload is not None and json.loads(m.payload) == value
+    assert m.payload == json.dumps(value, separators=(",", ":"))  # compacted like Go
+    for key in ("ts", "type", "id", "replyTo"):
+        try:
+            got = Message.from_json(json.dumps({key: value}))
+        except MessageError:
+            assert value is not None and (key == "ts" or not isinstance(value, str))
+        else:
+            assert value is None or isinstance(value, str)
+            if isinstance(value, str) and key == "id":
+                assert got.id == value
 
 
 @pytest.mark.parametrize(

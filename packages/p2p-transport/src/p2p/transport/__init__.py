@@ -16,7 +16,14 @@ from p2p.transport.connection import (
     RawFrameHandler,
     SendTimeoutError,
 )
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    MessageError,
+    ProtocolError,
+    ResponseError,
+    SmsgError,
+    TransportError,
+)
+from p2p.transport.frames import FrameCodec, open_message, seal_message
 from p2p.transport.gate import AllowlistGate, OpenGate, PeerGate
 from p2p.transport.handshake import (
     HandshakeError,
@@ -26,6 +33,7 @@ from p2p.transport.handshake import (
     HandshakeResult,
 )
 from p2p.transport.limits import DropReason
+from p2p.transport.messages import DisconnectCode, ErrorCode, Message, MessageType
 from p2p.transport.transport import (
     BroadcastResult,
     ConnectError,
@@ -40,21 +48,32 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectionClosedError",
+    "DisconnectCode",
     "DropReason",
+    "ErrorCode",
+    "FrameCodec",
     "HandshakeError",
     "HandshakeInitiator",
     "HandshakeRejectedError",
     "HandshakeResponder",
     "HandshakeResult",
+    "Message",
+    "MessageError",
     "MessageHandler",
+    "MessageType",
     "NotConnectedError",
     "NotRunningError",
     "OpenGate",
     "PeerConnection",
     "PeerGate",
+    "ProtocolError",
     "RawFrameHandler",
+    "ResponseError",
     "SendTimeoutError",
+    "SmsgError",
     "Transport",
     "TransportConfig",
     "TransportError",
+    "open_message",
+    "seal_message",
 ]
