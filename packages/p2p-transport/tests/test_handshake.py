@@ -267,6 +267,18 @@ def test_wrong_challenge_response_refused(pair: Any) -> None:
         init2.receive_ack(json.dumps(doc2))
 
 
+@pytest.mark.parametrize("field", ["challenge", "identity", "version"])
+def test_responder_null_fields_never_raise(pair: Any, field: str) -> None:
+    """Go decodes null into zero values; a null field is a refusal, never a crash."""
+    ka, a, kb, b = pair
+    hello = json.loads(envelope.to_text(HandshakeInitiator(a, ka.derive_shared_secret).hello()))
+    hello["payload"][field] = None
+    decision = HandshakeResponder(b, kb.derive_shared_secret, _allow_all).receive_hello(
+        json.dumps(hello)
+    )
+    assert not decision.accepted and isinstance(decision.error, HandshakeError)
+
+
 @pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
 def test_challenge_must_be_32_bytes(pair: Any, size: int) -> None:
     ka, a, kb, b = pair

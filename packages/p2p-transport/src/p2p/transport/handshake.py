@@ -238,6 +238,9 @@ class HandshakeInitiator:
         except HandshakeError:
             self.state = State.FAILED
             raise
+        except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+            self.state = State.FAILED
+            raise HandshakeMalformedError(f"unusable handshake_ack: {type(exc).__name__}") from exc
         self.state = State.DONE
         self.result = result
         return result
@@ -293,7 +296,12 @@ class HandshakeResponder:
         """Judge the initiator's ``handshake``; never raises for bad input."""
         if self.state is not State.AWAITING:
             raise HandshakeError(f"receive_hello() in state {self.state.value}")
-        decision = self._decide(data)
+        try:
+            decision = self._decide(data)
+        except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+            # belt and braces: no input may crash the responder (fuzzing found one)
+            error = HandshakeMalformedError(f"unusable handshake: {type(exc).__name__}")
+            decision = ResponderDecision(None, None, error)
         self.state = State.DONE if decision.accepted else State.FAILED
         self.result = decision.result
         return decision
@@ -332,9 +340,10 @@ class HandshakeResponder:
             return self._reject(
                 peer.id, REASON_NOT_AUTHORIZED, HandshakeError(REASON_NOT_AUTHORIZED)
             )
-        if len(hello.challenge) != CHALLENGE_SIZE:
+        challenge = hello.challenge or b""  # Go decodes null into an empty []byte
+        if len(challenge) != CHALLENGE_SIZE:
             return self._reject(peer.id, REASON_BAD_CHALLENGE, ChallengeError(REASON_BAD_CHALLENGE))
-        ack = HandshakeAckPayload(self.identity, sign_challenge(hello.challenge, secret), True)
+        ack = HandshakeAckPayload(self.identity, sign_challenge(challenge, secret), True)
         reply = _message(
             envelope.HANDSHAKE_ACK, self.identity.id, peer.id, _with_features(ack, self.features)
         )
