@@ -1,0 +1,585 @@
+"""Attacks against live nodes on 127.0.0.1, one test per reference weakness we fix.
+
+Every test runs a real :class:`~p2p.controller.node.Node` (transport, registry, worker,
+controller) and a hostile client speaking raw WebSocket, then checks two things: the
+attack fails, and the node keeps serving an honest peer afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._raw import hello_doc, identity_doc, raw_handshake, recv_json, sealed
+from .conftest import until
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _password(manager: Any, server_public_key: str) -> str:
+    from p2p.transport import smsg
+
+    return smsg.password_for_secret(manager.derive_shared_secret(server_public_key))
+
+
+async def _serves(node: Any, make_node_manager: Any) -> bool:
+    """An honest newcomer can still handshake with ``node`` and get a stats reply."""
+    manager = make_node_manager("honest")
+    session = await raw_handshake(node.address, hello_doc(identity_doc(manager)))
+    if not session.accepted:
+        return False
+    pw = _password(manager, node.identity.public_key)
+    await session.ws.send(sealed(pw, "get_stats", manager.identity.id, node.id, None))
+    reply = await recv_json(session.ws, pw)
+    await session.ws.close()
+    return bool(reply["type"] == "stats" and reply["payload"]["nodeId"] == node.id)
+
+
+# --- identity, keys, allowlist (TRANSPORT.md §10 #1, #2, #3) ---------------------------------
+
+
+async def test_allowlist_bypass_by_claiming_a_registered_id(make_node, make_node_manager) -> None:
+    """Go accepts any key for a registered id in allowlist mode; we refuse the claim."""
+    from p2p.peers import AuthMode, Peer
+
+    target = await make_node("target")
+    target.registry.set_auth_mode(AuthMode.ALLOWLIST)
+    victim = make_node_manager("victim")
+    target.registry.add(Peer(id=victim.identity.id, public_key=victim.identity.public_key))
+    attacker = make_node_manager("attacker")
+
+    forged = identity_doc(attacker, id=victim.identity.id)  # victim's id, attacker's key
+    session = await raw_handshake(target.address, hello_doc(forged))
+    assert not session.accepted
+    assert session.reason == "identity id does not match public key"
+    assert await session.closed()
+    assert target.transport.connection(victim.identity.id) is None
+
+    # the attacker under its own (bound) identity is simply not allowed
+    own = await raw_handshake(target.address, hello_doc(identity_doc(attacker)))
+    assert not own.accepted and own.reason == "peer not authorized"
+    # the registered peer itself gets in
+    real = await raw_handshake(target.address, hello_doc(identity_doc(victim)))
+    assert real.accepted
+    await real.ws.close()
+
+
+async def test_keyless_impersonator_cannot_use_the_session(make_node, make_node_manager) -> None:
+    """Protocol 1.0 never makes the initiator prove its key (#3): claiming a victim's public
+    identity gets a handshake, but no frame the impostor can make is ever decrypted, and
+    the node drops it after ``max_undecryptable_in_a_row`` frames."""
+    target = await make_node("target", transport={"max_undecryptable_in_a_row": 8})
+    victim = make_node_manager("victim")
+    impostor = make_node_manager("impostor")
+    session = await raw_handshake(target.address, hello_doc(identity_doc(victim)))
+    assert session.accepted  # nothing in protocol 1.0 can tell the difference here
+    wrong = _password(impostor, target.identity.public_key)  # the best it can do
+    for _ in range(8):
+        await session.ws.send(sealed(wrong, "get_stats", victim.identity.id, target.id, None))
+    assert await session.closed(), "impostor kept its connection"
+    assert target.transport.drops["decrypt"] >= 8
+    assert await _serves(target, make_node_manager)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="p2p.transport: a handshake claiming a connected peer's public identity (no key "
+    "needed, protocol 1.0) replaces that peer's live connection (_establish closes the old "
+    "one at once), so anyone who knows a public key can keep disconnecting it. Suggested "
+    "fix: keep the old connection until the new one delivers a decryptable frame.",
+)
+async def test_keyless_impersonator_cannot_displace_the_real_peer(
+    make_node, make_node_manager, raw_peer
+) -> None:
+    target = await make_node("target")
+    real = await raw_peer(target.transport)  # completes the handshake with its real key
+    victim_id = real.id
+    await until(lambda: target.transport.connection(victim_id) is not None)
+    before = target.transport.connection(victim_id)
+    session = await raw_handshake(target.address, hello_doc(identity_doc(real.manager)))
+    assert session.accepted
+    await asyncio.sleep(0.3)
+    assert target.transport.connection(victim_id) is before
+    assert before is not None and not before.closed
+
+
+async def test_initiator_pins_the_expected_key(make_node) -> None:
+    """Go adopts whatever key the ack carries (#2); a pinned dial to the wrong node fails."""
+    from p2p.controller.controller import RequestError
+    from p2p.peers import Peer
+    from p2p.transport import ConnectError
+
+    controller = await make_node("controller")
+    expected = await make_node("expected")
+    mitm = await make_node("mitm")
+    with pytest.raises(ConnectError, match="public key other than the pinned one"):
+        await controller.transport.connect(
+            mitm.address, expected_public_key=expected.identity.public_key
+        )
+    # via the registry: the peer's stored key pins every auto-connect
+    controller.registry.add(
+        Peer(id=expected.id, public_key=expected.identity.public_key, address=mitm.address)
+    )
+    with pytest.raises(RequestError):
+        await controller.controller.get_remote_stats(expected.id)
+    assert controller.transport.connection(mitm.id) is None
+    assert controller.registry.get(expected.id).public_key == expected.identity.public_key
+
+
+# --- replay and freshness (#4) --------------------------------------------------------------
+
+
+async def test_cross_session_replay_is_dropped(make_node, make_node_manager) -> None:
+    """A recorded frame replayed on a new session (claiming the sender's public identity)
+    decrypts, as in Go, but the node drops it: same id within the TTL, or stale ts after."""
+    target = await make_node("target")
+    sender = make_node_manager("sender")
+    pw = _password(sender, target.identity.public_key)
+    first = await raw_handshake(target.address, hello_doc(identity_doc(sender)))
+    recorded = sealed(pw, "get_stats", sender.identity.id, target.id, None)
+    await first.ws.send(recorded)
+    assert (await recv_json(first.ws, pw))["type"] == "stats"
+    await first.ws.close()
+
+    replayer = await raw_handshake(target.address, hello_doc(identity_doc(sender)))
+    assert replayer.accepted
+    before = dict(target.transport.drops)
+    await replayer.ws.send(recorded)
+    # a frame recorded 10 minutes ago (past the dedup TTL) is refused on its ts
+    old = sealed(pw, "get_stats", sender.identity.id, target.id, None, ts=_go_ts(-600))
+    await replayer.ws.send(old)
+    await until(lambda: target.transport.drops["stale_ts"] > before["stale_ts"])
+    await until(lambda: target.transport.drops["dedup"] > before["dedup"])
+    with pytest.raises(TimeoutError):
+        await recv_json(replayer.ws, pw, timeout=0.5)  # neither was answered
+    await replayer.ws.close()
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    return out
+
+
+def _go_ts(offset: float) -> str:
+    from pytest_p2p.transport_fixtures import go_now
+
+    return go_now(offset)
+
+
+@pytest.mark.parametrize("offset", [-600.0, +600.0])
+async def test_stale_or_future_timestamps_are_dropped(
+    make_node, make_node_manager, offset: float
+) -> None:
+    """Go never checks ``ts``; we drop messages more than ``ts_window`` (300 s) off."""
+    target = await make_node("target")
+    sender = make_node_manager("sender")
+    pw = _password(sender, target.identity.public_key)
+    session = await raw_handshake(target.address, hello_doc(identity_doc(sender)))
+    await session.ws.send(
+        sealed(pw, "get_stats", sender.identity.id, target.id, None, ts=_go_ts(offset))
+    )
+    await until(lambda: target.transport.drops["stale_ts"] >= 1)
+    await session.ws.send(sealed(pw, "get_stats", sender.identity.id, target.id, None))
+    assert (await recv_json(session.ws, pw))["type"] == "stats"  # fresh ones still served
+    await session.ws.close()
+
+
+# --- deploy: names, archives, STIM (CONTROLLER_WORKER.md §3, BUNDLES.md) ---------------------
+
+
+def _outside_files(root: Path, inside: Path) -> list[Path]:
+    return [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and inside not in p.parents and "miners-run" not in p.parts
+    ]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs-escape", "a/b", "..", ""])
+async def test_deploy_name_path_traversal(make_node, tmp_path: Path, name: str) -> None:
+    """Go joins the unsanitised deploy name into the install path (worker.go:362)."""
+    from p2p.controller.bundles import create_miner_bundle
+    from p2p.controller.controller import DeployFailedError
+    from p2p.transport import ProtocolError
+
+    worker = await make_node("worker")
+    controller = await make_node("controller")
+    await controller.add_peer(worker.address)
+    binary = tmp_path / "xmrig"
+    binary.write_bytes(b"#!/bin/sh\necho mining\n")
+    pw = await controller.controller.bundle_password(worker.id)
+    bundle = create_miner_bundle(binary, None, name, pw)
+    before = set(tmp_path.rglob("*"))
+    with pytest.raises((DeployFailedError, ProtocolError)):
+        await controller.controller.deploy(worker.id, bundle)
+    created = {p for p in set(tmp_path.rglob("*")) - before if p.is_file()}
+    assert not [p for p in created if p.name == "xmrig"], created
+    assert not Path("/tmp/abs-escape").exists()
+    assert await controller.controller.ping_peer(worker.id) > 0  # still serving
+
+
+@pytest.mark.parametrize("entry", ["../evil", "/etc/evil-abs", "a/../../evil", "l/evil"])
+async def test_deploy_tar_entry_traversal(make_node, tmp_path: Path, entry: str) -> None:
+    """A validly encrypted bundle whose archive tries to write outside the install dir
+    (``..``, absolute, or through a symlink it planted first) is refused whole."""
+    import io
+    import tarfile
+
+    from p2p.controller import _stim
+    from p2p.controller.bundles import Bundle
+    from p2p.controller.controller import DeployFailedError
+    from p2p.transport import ProtocolError
+
+    worker = await make_node("worker")
+    controller = await make_node("controller")
+    await controller.add_peer(worker.address)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        link = tarfile.TarInfo("l")
+        link.type, link.linkname = tarfile.SYMTYPE, str(tmp_path)
+        tf.addfile(link)
+        info = tarfile.TarInfo(entry)
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"evil"))
+    pw = await controller.controller.bundle_password(worker.id)
+    stim = _stim.encode_stim(b'{"Header":{},"Payload":null}', buf.getvalue(), pw)
+    bundle = Bundle.create("miner", "tarbomb", stim)
+    try:
+        await controller.controller.deploy(worker.id, bundle)
+    except (DeployFailedError, ProtocolError):
+        refused = True
+    else:
+        refused = False
+    install = worker.paths.root / "lethean-desktop" / "miners" / "tarbomb"
+    written = [p for p in tmp_path.rglob("evil*") if install not in p.parents]
+    assert not written, f"an entry escaped: {written}"
+    assert not Path("/etc/evil-abs").exists()
+    assert not [p for p in install.rglob("*") if p.is_symlink()], "a symlink was planted"
+    # traversal names are refused whole; the symlink is skipped (as Go does) and "l/evil"
+    # then lands in a real directory l/ inside the install dir
+    assert refused or entry == "l/evil"
+    assert await controller.controller.ping_peer(worker.id) > 0
+
+
+async def test_stim_config_size_overflow(make_node) -> None:
+    """Go computes ``4 + config_size`` in 32 bits and panics for sizes near 2^32: any
+    connected peer could crash it with one deploy. We answer an error and keep serving."""
+    import struct
+
+    from p2p.controller.bundles import Bundle
+    from p2p.controller.controller import DeployFailedError
+    from p2p.transport import ProtocolError, trix
+
+    worker = await make_node("worker")
+    controller = await make_node("controller")
+    await controller.add_peer(worker.address)
+    for size in (0xFFFFFFFC, 0xFFFFFFFF, 0x7FFFFFFF):
+        payload = struct.pack(">I", size) + os.urandom(64)
+        header = {"config_size": size, "rootfs_size": 0, "tim": True, "version": "1.0"}
+        for kind in ("miner", "profile"):
+            bundle = Bundle.create(kind, "overflow", trix.encode(b"STIM", header, payload))
+            with pytest.raises((DeployFailedError, ProtocolError)):
+                await controller.controller.deploy(worker.id, bundle)
+    assert await controller.controller.ping_peer(worker.id) > 0
+
+
+# --- UEPS on a live connection (UEPS.md §3) --------------------------------------------------
+
+
+async def test_ueps_zero_length_tlvs_do_not_crash(make_transport, raw_peer) -> None:
+    """The frames that panic Go's reader (zero-length header TLVs, 1-byte threat score),
+    sent as binary frames to a node that routes non-SMSG frames to a UEPS reader."""
+    from p2p import ueps
+
+    node = await make_transport("ueps-node")
+    seen: list[str] = []
+
+    def on_raw(conn: Any, frame: bytes) -> None:
+        secret = node.node_manager.derive_shared_secret(conn.identity.public_key)
+        try:
+            pkt = ueps.read_and_verify(frame, secret)
+        except ueps.UEPSError as exc:
+            seen.append(type(exc).__name__)
+        else:
+            seen.append(f"ok:{pkt.payload!r}")
+
+    node.on_raw_frame(on_raw)
+    peer = await raw_peer(node)
+    secret = peer.manager.derive_shared_secret(node.node_manager.identity.public_key)
+    good = ueps.build(0x20, b"hi", secret)
+    hmac_tlv = good[21:56]
+    hostile = [
+        b"\x01\x00\x00" + hmac_tlv + b"\xff\x00\x00",  # Version with length 0
+        b"\x04\x00\x00" + hmac_tlv + b"\xff\x00\x00",  # IntentID with length 0
+        b"\x05\x00\x01\x07" + hmac_tlv + b"\xff\x00\x00",  # ThreatScore with 1 byte
+        b"\x05\x00\x00" + hmac_tlv + b"\xff\x00\x00",  # ThreatScore with 0 bytes
+        b"\x07\x00\x01\x00" * 40 + hmac_tlv + b"\xff\x00\x00",  # unbounded unknown TLVs
+    ]
+    for frame in hostile:
+        await peer.ws.send(frame)
+    await peer.ws.send(good)
+    await until(lambda: len(seen) == len(hostile) + 1)
+    assert seen[:-1] == ["MalformedFrameError"] * len(hostile)
+    assert seen[-1] == "ok:b'hi'"
+
+
+# --- corrupt files (PEERS.md §1, IDENTITY.md §7) ---------------------------------------------
+
+
+async def test_corrupt_peers_file_is_kept_aside_and_node_starts(make_node, tmp_path) -> None:
+    """A null element crashes Go's loader; we skip it, keep a copy, start, and rewrite."""
+    data = tmp_path / "corrupt-peers"
+    data.mkdir()
+    good = {"id": "a" * 32, "name": "ok", "publicKey": "", "address": "127.0.0.1:1"}
+    (data / "peers.json").write_text(json.dumps([None, good, {"id": 5}, "x"]))
+    node = await make_node("n", data_dir=data)
+    assert node.registry.load_error is not None
+    assert [p.id for p in node.registry.peers()] == ["a" * 32]
+    assert list(data.glob("peers.json.corrupt*")), "the unreadable original was not kept"
+    assert await node.transport.connect(node.address) is not None  # it serves
+
+
+async def test_corrupt_identity_file_is_refused_not_replaced(make_node, tmp_path) -> None:
+    """Go silently generates a new identity over an unreadable one (losing the node's id);
+    we refuse to start with a typed error and leave the files as they were."""
+    from p2p.identity import CorruptIdentityError
+
+    data = tmp_path / "corrupt-identity"
+    node = await make_node("n", data_dir=data)
+    node_id = node.id
+    await node.close()
+    (data / "node.json").write_text('{"id": "' + node_id + '", "publicKey": 7')
+    with pytest.raises(CorruptIdentityError):
+        await make_node("n", data_dir=data)
+    key = data / "node" / "private.key"
+    key.write_bytes(key.read_bytes()[:31])  # and a truncated key
+    with pytest.raises(CorruptIdentityError):
+        await make_node("n", data_dir=data)
+    assert (data / "node.json").read_text().startswith('{"id": "' + node_id)
+
+
+# --- duplicate connections (#6) and reply spoofing (#5) --------------------------------------
+
+
+async def test_duplicate_connection_keeps_the_newest(make_node) -> None:
+    """Go overwrites the map entry without closing the old socket and, when the old one
+    dies, deletes the *new* entry. We close the old one and keep the new one."""
+    a = await make_node("a")
+    b = await make_node("b")
+    first = await a.transport.connect(b.address)
+    second = await a.transport.connect(b.address)
+    await until(lambda: first.closed, what="old connection closed")
+    await asyncio.sleep(0.2)  # let the old connection's teardown run on both sides
+    assert a.transport.connection(b.id) is second and not second.closed
+    await until(lambda: b.transport.connection(a.id) is not None)
+    assert not b.transport.connection(a.id).closed
+    assert a.registry.get(b.id) is None or a.transport.connection(b.id) is second
+    assert (await a.controller.get_remote_stats(b.id)).node_id == b.id
+
+
+async def test_reply_from_another_peer_is_ignored(make_node, raw_peer) -> None:
+    """Go hands a reply to whichever request has that id, whoever sent it (#5). A third
+    peer that learns a request id cannot answer it in the worker's place."""
+    controller = await make_node("controller")
+    worker = await raw_peer(controller.transport)
+    spoofer = await raw_peer(controller.transport)
+    assert controller.registry.get(worker.id) is not None  # registered by the handshake
+    task = asyncio.ensure_future(controller.controller.get_remote_stats(worker.id))
+    request = await worker.recv_type("get_stats")
+    fake = {"nodeId": "spoofed", "nodeName": "x", "miners": [], "uptime": 1}
+    await spoofer.ws.send(_reply(spoofer, request, "stats", fake))
+    await asyncio.sleep(0.2)
+    assert not task.done()
+    real = {"nodeId": worker.id, "nodeName": "w", "miners": [], "uptime": 2}
+    await worker.ws.send(_reply(worker, request, "stats", real))
+    stats = await asyncio.wait_for(task, 3)
+    assert stats.node_id == worker.id
+
+
+def _reply(peer: Any, request: dict[str, Any], type_: str, payload: Any) -> bytes:
+    from p2p.transport import smsg
+    from pytest_p2p.transport_fixtures import body
+
+    text = json.loads(body(type_, peer.id, request["from"], payload))
+    text["replyTo"] = request["id"]
+    return smsg.encrypt(json.dumps(text, separators=(",", ":")), peer.password)
+
+
+# --- malformed traffic ----------------------------------------------------------------------
+
+
+async def test_oversize_frame_closes_only_that_connection(make_node, make_node_manager) -> None:
+    target = await make_node("target", transport={"max_message_size": 64 * 1024})
+    sender = make_node_manager("big")
+    session = await raw_handshake(target.address, hello_doc(identity_doc(sender)))
+    assert session.accepted
+    await session.ws.send(os.urandom(256 * 1024))
+    assert await session.closed()
+    assert session.ws.close_code in (1009, 1006)
+    # an oversize handshake is refused too (handshake limit 64 KiB)
+    huge = hello_doc(identity_doc(sender))
+    huge["payload"]["pad"] = "A" * (128 * 1024)
+    late = await raw_handshake(target.address, huge)
+    assert not late.accepted and await late.closed()
+    assert await _serves(target, make_node_manager)
+
+
+async def test_handshake_json_mutated_at_every_field(make_node, make_node_manager) -> None:
+    """Each field of a real hello (and the payload, identity and envelope as wholes)
+    replaced by each hostile value, one connection each: never an accept for an identity
+    that is not bound to its key, never a crash; an honest peer still gets in."""
+    target = await make_node(
+        "target", transport={"handshake_burst_per_ip": 10_000, "handshake_refill_per_ip_s": 1e6}
+    )
+    client = make_node_manager("client")
+    base = hello_doc(identity_doc(client))
+    values: list[Any] = [None, 0, -1, 2**64, "", "A" * 300, [], {}, True, "\u0000"]
+    outcomes: dict[str, int] = {"accepted": 0, "rejected": 0, "closed": 0}
+    for path in _paths(base):
+        for value in values:
+            doc = json.loads(json.dumps(base))
+            if path:
+                parent = doc
+                for key in path[:-1]:
+                    parent = parent[key]
+                parent[path[-1]] = value
+            else:
+                doc = value
+            doc_id = (doc or {}).get("payload", {}) if isinstance(doc, dict) else {}
+            session = await raw_handshake(target.address, json.dumps(doc))
+            if session.accepted:
+                outcomes["accepted"] += 1
+                ident = doc_id.get("identity") if isinstance(doc_id, dict) else None
+                # only mutations that leave a bound identity and a 32-byte challenge pass
+                assert (
+                    isinstance(ident, dict) and ident.get("publicKey") == client.identity.public_key
+                )
+                assert ident.get("id") == client.identity.id
+            elif session.ack is not None:
+                outcomes["rejected"] += 1
+            else:
+                outcomes["closed"] += 1
+            await session.ws.close()
+    assert outcomes["rejected"] + outcomes["closed"] > 100
+    assert target.transport.running
+    assert await _serves(target, make_node_manager)
+
+
+async def test_random_bytes_after_the_handshake(make_node, make_node_manager) -> None:
+    """Random binary and text frames: dropped (Go does too), then the connection is closed
+    after ``max_undecryptable_in_a_row``; other peers are unaffected."""
+    target = await make_node("target", transport={"max_undecryptable_in_a_row": 16})
+    noisy = make_node_manager("noisy")
+    session = await raw_handshake(target.address, hello_doc(identity_doc(noisy)))
+    for i in range(16):
+        n = 1 + (i * 977) % 4000
+        frame = os.urandom(n)
+        if i % 3 == 0:
+            frame = b"SMSG\x02" + frame  # looks like a container
+        await session.ws.send(frame if i % 4 else base64.b64encode(frame).decode())
+    assert await session.closed()
+    assert await _serves(target, make_node_manager)
+
+
+# --- floods ---------------------------------------------------------------------------------
+
+
+async def test_half_open_socket_flood(make_node, make_node_manager) -> None:
+    """1 000 half-open TCP connections from one address (half silent, half a partial HTTP
+    request) while an honest peer connects from the same address."""
+    from .conftest import report
+
+    target = await make_node("target", transport={"handshake_timeout": 2.0})
+    host, port = target.transport.address.rsplit(":", 1)
+    writers = []
+    opened = 0
+    for i in range(1000):
+        try:
+            _reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            break
+        opened += 1
+        if i % 2:
+            writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # never finished
+        writers.append(writer)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    ok = await _serves(target, make_node_manager)
+    elapsed = loop.time() - start
+    for w in writers:
+        w.transport.abort()
+    report(
+        "attack.half_open_flood",
+        sockets=opened,
+        honest_handshake_and_reply_ms=round(elapsed * 1000, 1),
+        rejected=dict(target.transport.rejected),
+    )
+    assert opened == 1000
+    assert ok
+
+
+async def test_message_flood_from_one_peer(make_node, make_node_manager) -> None:
+    """One peer floods 10 000 msgs/s; another peer's requests keep being answered.
+    Figures (latency with and without the flood, drops) are reported, not asserted."""
+    from .conftest import SOAK_SECONDS, percentile, report
+
+    seconds = min(SOAK_SECONDS, 10.0)
+    worker = await make_node("worker")
+    controller = await make_node("controller")
+    await controller.add_peer(worker.address)
+    flooder = make_node_manager("flooder")
+    session = await raw_handshake(worker.address, hello_doc(identity_doc(flooder)))
+    pw = _password(flooder, worker.identity.public_key)
+    frames = [
+        sealed(pw, "ping", flooder.identity.id, worker.id, {"sentAt": 1}) for _ in range(2000)
+    ]
+    loop = asyncio.get_running_loop()
+
+    async def pings(duration: float) -> list[float]:
+        rtts = []
+        end = loop.time() + duration
+        while loop.time() < end:
+            rtts.append(await controller.controller.ping_peer(worker.id))
+            await asyncio.sleep(0.02)
+        return rtts
+
+    quiet = await pings(1.0)
+    sent = 0
+
+    async def flood() -> None:
+        nonlocal sent
+        end = loop.time() + seconds
+        while loop.time() < end:
+            for _ in range(100):  # 100 frames per 10 ms tick = 10 000/s target
+                await session.ws.send(frames[sent % len(frames)])
+                sent += 1
+            await asyncio.sleep(0.01)
+
+    flood_task = asyncio.ensure_future(flood())
+    loud = await pings(seconds)
+    await flood_task
+    drops = dict(worker.transport.drops)
+    report(
+        "attack.message_flood",
+        seconds=seconds,
+        flood_frames_sent=sent,
+        flood_rate_per_s=round(sent / seconds),
+        honest_pings=len(loud),
+        p50_ms_quiet=round(percentile(quiet, 50), 2),
+        p99_ms_quiet=round(percentile(quiet, 99), 2),
+        p50_ms_flood=round(percentile(loud, 50), 2),
+        p99_ms_flood=round(percentile(loud, 99), 2),
+        drops=drops,
+    )
+    assert loud, "no honest ping was answered during the flood"
+    assert drops["rate"] > 0
+    await session.ws.close()
