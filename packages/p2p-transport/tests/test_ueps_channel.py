@@ -404,3 +404,16 @@ def test_reason_counters_roll_up() -> None:
     assert peer["replay"] == 1 and total[RejectReason.REPLAY] == 1
     assert total["accepted"] == 3 and total.rejected == 1
     assert set(total.as_dict()) == {"accepted", "sent", *(r.value for r in RejectReason)}
+
+
+def test_fixed_offset_and_walked_layouts_agree() -> None:
+    canonical = encode_bound(ueps.HmacKey(SECRET), 0x20, b"job", session_id=SID, counter=9)
+    head = [(1, b"\x09"), (2, b"\x05"), (3, b"\x05"), (4, b"\x20"), (5, b"\x00\x00")]
+    moved = _sign([(TAG_COUNTER, (9).to_bytes(8, "big")), *head, (TAG_SESSION, SID)], b"job")
+    assert moved != canonical
+    a, b = decode_bound(canonical, SECRET), decode_bound(moved, SECRET)
+    assert (a.session_id, a.counter, a.payload, a.intent_id) == (SID, 9, b"job", 0x20)
+    assert (b.session_id, b.counter, b.payload, b.intent_id) == (SID, 9, b"job", 0x20)
+    # a canonical frame with one extra byte is not read at fixed offsets
+    with pytest.raises(ueps.MalformedFrameError):
+        decode_bound(canonical + b"\x00", SECRET)

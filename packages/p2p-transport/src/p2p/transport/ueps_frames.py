@@ -29,6 +29,7 @@ from p2p.ueps import (
     Header,
     HmacKey,
     MalformedFrameError,
+    ParsedPacket,
     TruncatedFrameError,
     ValueTooLargeError,
     read_and_verify,
@@ -69,6 +70,9 @@ _SESSION_TLV = bytes((TAG_SESSION, 0, SESSION_ID_SIZE))
 _COUNTER_TLV = bytes((TAG_COUNTER, 0, COUNTER_SIZE))
 _NONCE_TLV = bytes((TAG_NONCE, 0, NONCE_SIZE))
 _HMAC_TLV = bytes((_TAG_HMAC, 0, 32))
+_HEAD_TAGS = bytes((1, 2, 3, 4, 5))
+_HEAD_LENS_HI = bytes(5)
+_HEAD_LENS_LO = bytes((1, 1, 1, 1, 2))
 _EXTRA_SIZES = {TAG_SESSION: SESSION_ID_SIZE, TAG_COUNTER: COUNTER_SIZE, TAG_NONCE: NONCE_SIZE}
 
 
@@ -148,6 +152,26 @@ def decode_bound(data: bytes, secret: bytes) -> BoundPacket:
     binding tag has the wrong length or appears twice, or bytes follow the payload.
     """
     packet = read_and_verify(data, secret)  # authenticates every TLV before the payload
+    n = len(data)
+    if (
+        n >= BOUND_OVERHEAD
+        and data[21:24] == _SESSION_TLV
+        and data[40:43] == _COUNTER_TLV
+        and data[51:54] == _HMAC_TLV
+        and data[86] == _TAG_PAYLOAD
+        and BOUND_OVERHEAD + ((data[87] << 8) | data[88]) == n
+        and data[:19:4] == _HEAD_TAGS
+        and data[1:21:4] == _HEAD_LENS_HI
+        and data[2:21:4] == _HEAD_LENS_LO
+    ):  # exactly the layout encode_bound writes: read the binding at fixed offsets
+        return BoundPacket(
+            packet.header, packet.payload, data[24:40], int.from_bytes(data[43:51], "big")
+        )
+    return _walk(data, packet)
+
+
+def _walk(data: bytes, packet: ParsedPacket) -> BoundPacket:
+    """Any other (still verified) layout: walk the TLVs before the payload."""
     extras: dict[int, bytes] = {}
     pos, end, count = 0, len(data), 0
     while True:

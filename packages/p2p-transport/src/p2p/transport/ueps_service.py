@@ -100,16 +100,21 @@ class PeerDispatcher:
 
 
 class _Channel:
-    __slots__ = ("closed", "conn", "ready", "session")
+    __slots__ = ("closed", "conn", "counters", "ready", "session", "setup_written")
 
-    def __init__(self, conn: PeerConnection, session: UepsSession) -> None:
+    def __init__(
+        self, conn: PeerConnection, session: UepsSession, counters: ReasonCounters
+    ) -> None:
         self.conn = conn
         self.session = session
+        self.counters = counters
         self.ready = asyncio.Event()
         self.closed = False
+        self.setup_written = False
 
     def update(self) -> None:
-        if self.session.ready:
+        """Open for data once the peer's setup arrived *and* ours was written."""
+        if self.session.ready and self.setup_written:
             self.ready.set()
 
     def close(self) -> None:
@@ -227,11 +232,13 @@ class UepsService:
         Raises :class:`~p2p.transport.NotConnectedError`, :class:`UepsNotNegotiatedError`
         (e.g. a Go peer), :class:`PeerRefusedError`, :class:`UepsSessionError`.
         """
-        session = await self.wait_ready(peer_id)
-        ch = self._channels[peer_id]
-        frame = session.seal(intent_id, payload, threat_score)  # no await until written
+        ch = self._channels.get(peer_id)
+        if ch is None or ch.closed or not ch.ready.is_set():  # the fast path skips this
+            await self.wait_ready(peer_id)
+            ch = self._channels[peer_id]
+        frame = ch.session.seal(intent_id, payload, threat_score)  # no await until written
         await ch.conn.send_raw(frame)
-        self._counters_for(peer_id).add("sent")
+        ch.counters.add("sent")
 
     async def close(self) -> None:
         """Detach from the transport (raw-frame hook and gate restored)."""
@@ -266,7 +273,8 @@ class UepsService:
         except Exception:
             log.exception("cannot derive the UEPS key for %s", peer_id)
             return
-        ch = _Channel(conn, UepsSession(secret, outbound=conn.outbound))
+        session = UepsSession(secret, outbound=conn.outbound)
+        ch = _Channel(conn, session, self._counters_for(peer_id))
         self._channels[peer_id] = ch
         frame = ch.session.setup_frame()
         self._spawn(self._send_setup(ch, frame))
@@ -283,14 +291,15 @@ class UepsService:
             log.info("UEPS setup to %s not sent: %r", ch.conn.peer_id, exc)
             ch.close()
             return
+        ch.setup_written = True
         ch.update()
 
     # --- inbound ----------------------------------------------------------------------
     def _on_frame(self, conn: PeerConnection, frame: bytes) -> Awaitable[None] | None:
         peer_id = conn.peer_id
-        counters = self._counters_for(peer_id)
         ch = self._channels.get(peer_id)
         if ch is None or ch.conn is not conn:
+            counters = self._counters_for(peer_id)
             if self.threats.refused(peer_id):
                 counters.add(RejectReason.REFUSED)
             elif not advertises_ueps(conn.features):
@@ -299,6 +308,7 @@ class UepsService:
             else:
                 counters.add(RejectReason.UNBOUND)
             return None
+        counters = ch.counters
         if ch.closed:
             counters.add(RejectReason.REFUSED)
             return None
