@@ -122,20 +122,18 @@ def main() -> None:
                 target,
             )
         )
-    default_backend = sigil.BACKEND
-    for name in sigil.BACKENDS:
+    for size_label, pt, in_use in (
+        ("1 KiB", pt_kib, sigil.BACKEND),
+        ("64 KiB", big.encode(), sigil.LARGE_BACKEND),
+    ):
+        for name in sigil.BACKENDS:
 
-        def run(name: str = name) -> object:
-            sealed = sigil.seal_raw(key, nonce, pt_kib, backend=name)
-            return sigil.open_raw(key, nonce, sealed, backend=name)
+            def run(name: str = name, pt: bytes = pt) -> object:
+                sealed = sigil.seal_raw(key, nonce, pt, backend=name)
+                return sigil.open_raw(key, nonce, sealed, backend=name)
 
-        rows.append(
-            (
-                f"AEAD seal+open 1 KiB [{name}]{' (in use)' if name == default_backend else ''}",
-                run,
-                None,
-            )
-        )
+            mark = " (in use)" if name == in_use else ""
+            rows.append((f"AEAD seal+open {size_label} [{name}]{mark}", run, None))
     rows.append(("keystream 1 KiB x2 [native]", lambda: native(nonce, native(nonce, pt_kib)), None))
     rows.append(
         ("Message frame seal+open (ping)", lambda: codec.open(codec.seal(ping)), GO_SMSG_SMALL_US)

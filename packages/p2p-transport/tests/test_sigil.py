@@ -145,3 +145,21 @@ def test_random_bytes_bounds() -> None:
     for n in (0, 4097):
         with pytest.raises(ValueError):
             random_bytes(n)
+
+
+@pytest.mark.parametrize("size", [sigil.LARGE - 1, sigil.LARGE, sigil.LARGE + 1, 3 * sigil.LARGE])
+def test_size_dispatch_boundary(size: int) -> None:
+    key, nonce, pt = os.urandom(32), os.urandom(24), os.urandom(size)
+    want = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        keystream_xor(nonce, pt), None, nonce, key
+    )
+    out = sigil.seal(key, pt, nonce=nonce)
+    assert out == nonce + want
+    assert sigil.seal_raw(
+        key, nonce, pt
+    ) == nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(pt, None, nonce, key)
+    assert sigil.open(key, out) == pt
+    bad = bytearray(out)
+    bad[-size // 2] ^= 4
+    with pytest.raises(SigilError):
+        sigil.open(key, bytes(bad))
