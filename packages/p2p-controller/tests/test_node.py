@@ -277,3 +277,45 @@ def test_peer_address_forms() -> None:
     assert peer_address_of("127.0.0.1:9091") == "127.0.0.1:9091"
     assert peer_address_of("wss://h:1/ws") == "wss://h:1/ws"  # Go could not dial it as host:port
     assert peer_address_of("ws://h:1/other") == "ws://h:1/other"
+
+
+async def test_watch_files_adopts_changes_from_other_processes(tmp_path: Path) -> None:
+    from p2p.peers import PeerRegistry
+
+    key = "A" * 43 + "="
+    async with (
+        Node(tmp_path / "srv", config=LOOPBACK, watch_files=True, watch_interval=0.05) as srv,
+        Node(tmp_path / "other", config=LOOPBACK, name="other") as other,
+    ):
+        # another process (here: a second registry on the same file) adds a peer and a key
+        outside = PeerRegistry(tmp_path / "srv" / "peers.json", save_delay=0)
+        outside.add(
+            Peer(
+                id=other.id,
+                name="o",
+                public_key=other.identity.public_key,
+                address=peer_address_of(other.address),
+            )
+        )
+        outside.allow_public_key(key)
+        outside.close()
+        await eventually(lambda: srv.registry.get(other.id) is not None)
+        await eventually(lambda: srv.registry.allowed_public_keys() == [key])
+        # the running node can use what was added: auto-connect by id
+        assert await srv.controller.ping_peer(other.id) > 0
+        # a later save by the node keeps the externally added peer
+        await srv.registry.flush()
+        on_disk = json.loads((tmp_path / "srv" / "peers.json").read_text())
+        assert other.id in {p["id"] for p in on_disk}
+        # revoke outside: adopted
+        outside = PeerRegistry(tmp_path / "srv" / "peers.json", save_delay=0)
+        outside.revoke_public_key(key)
+        outside.close()
+        await eventually(lambda: srv.registry.allowed_public_keys() == [])
+        # removal outside is adopted once the peer is no longer connected
+        await srv.transport.disconnect(other.id)
+        await eventually(lambda: not (p := srv.registry.get(other.id)) or not p.connected)
+        outside = PeerRegistry(tmp_path / "srv" / "peers.json", save_delay=0)
+        outside.remove(other.id)
+        outside.close()
+        await eventually(lambda: srv.registry.get(other.id) is None)

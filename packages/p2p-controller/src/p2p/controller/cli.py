@@ -532,7 +532,7 @@ def _setup_logging(
 async def cmd_serve(ctx: _Ctx) -> int:
     cfg = _serve_config(ctx)
     _setup_logging(ctx.args.verbose, serve=True, fmt=cfg.log_format, level=cfg.log_level)
-    node = Node(ctx.args.data_dir, config=cfg, listen=cfg.listen)
+    node = Node(ctx.args.data_dir, config=cfg, listen=cfg.listen, watch_files=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -620,7 +620,6 @@ async def cmd_peers(ctx: _Ctx) -> int:
         ctx.emit({"action": action, "publicKey": key, "peer": found.id if found else None})
         what = _label(found, found.id) if found is not None else key
         ctx.say(f"{'allowed' if action == 'allow' else 'revoked'} {what}")
-        ctx.note("a running `serve` reads the allowlist at start: restart it to apply")
         return EXIT_OK
     finally:
         registry.close()

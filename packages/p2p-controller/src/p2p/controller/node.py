@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from p2p.controller._filesync import RegistryFileSync
 from p2p.controller.config import NodeConfig, NodePaths, parse_host_port
 from p2p.controller.controller import Controller, ControllerConfig
 from p2p.controller.errors import ControllerError
@@ -120,7 +121,9 @@ class Node:
     the Go node's locations. `config` is what `p2p-node serve` reads from TOML; `listen`
     overrides its listen address (``"127.0.0.1:0"`` picks a free port; see `address`).
     `miners` / `profiles` replace the process- and directory-backed managers built from
-    the config. ``persist=False`` keeps the peer registry in memory.
+    the config. ``persist=False`` keeps the peer registry in memory. ``watch_files=True``
+    (what `p2p-node serve` uses) adopts peers and allowlist changes that other processes,
+    such as `p2p-node peers add`, write to this node's files while it runs.
     """
 
     def __init__(
@@ -135,6 +138,8 @@ class Node:
         miners: MinerManager | None = None,
         profiles: ProfileManager | None = None,
         persist: bool = True,
+        watch_files: bool = False,
+        watch_interval: float = 2.0,
     ) -> None:
         self.paths = NodePaths.from_env(data_dir)
         self.config = config if config is not None else NodeConfig(listen="127.0.0.1:0")
@@ -146,6 +151,8 @@ class Node:
         self._miners_arg = miners
         self._profiles_arg = profiles
         self._persist = persist
+        self._watch_interval = watch_interval if watch_files and persist else None
+        self._watcher: asyncio.Task[None] | None = None
         self._parts: _Parts | None = None
         self._own_miners = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -210,6 +217,9 @@ class Node:
             )
             self._unsubscribe = transport.on_message(self._route)
             await transport.start()
+            if self._watch_interval is not None:
+                sync = RegistryFileSync(registry, interval=self._watch_interval)
+                self._watcher = asyncio.get_running_loop().create_task(sync.run())
         except BaseException:
             for cleanup in reversed(cleanups):
                 with contextlib.suppress(Exception):
@@ -231,6 +241,10 @@ class Node:
         self._state = "closing"
         parts = self._parts
         assert parts is not None
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("controller", parts.controller.close),
             ("transport", parts.transport.stop),
