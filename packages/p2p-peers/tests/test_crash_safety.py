@@ -68,7 +68,7 @@ def test_sigkill_at_random_moments_leaves_a_consistent_file(tmp_path: Path) -> N
             server.stdin.write(f"{path}\n")
             server.stdin.flush()
             pid = int(server.stdout.readline())
-            time.sleep(rng.uniform(0.0, 0.08))
+            time.sleep(rng.uniform(0.0, 0.1))
             os.kill(pid, signal.SIGKILL)
             server.stdin.write("reap\n")
             server.stdin.flush()
@@ -86,4 +86,4 @@ def test_sigkill_at_random_moments_leaves_a_consistent_file(tmp_path: Path) -> N
         server.kill()
         server.wait()
     # the kills landed at many different moments, not all before the first mutation
-    assert len(set(steps_seen)) > TRIALS // 2
+    assert len(set(steps_seen)) >= 5 and max(steps_seen) > FIRST_STEP + 100

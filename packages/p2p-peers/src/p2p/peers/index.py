@@ -73,6 +73,10 @@ class SelectionIndex:
             raise ValueError("min_rebuild must be >= 1")
         self.rebuild_fraction = rebuild_fraction
         self.min_rebuild = min_rebuild
+        self.rebuilds = 0
+        self._reset()
+
+    def _reset(self) -> None:
         cap = 64
         self._pts: _F64 = np.zeros((cap, 4), dtype=np.float64)
         self._norm: _F64 = np.zeros(cap, dtype=np.float64)
@@ -88,7 +92,6 @@ class SelectionIndex:
         self._bn = 0
         self._tree: Any = None  # scipy.spatial.cKDTree (imported lazily: it is slow to import)
         self._tree_slots: _I64 = np.zeros(0, dtype=np.int64)
-        self.rebuilds = 0
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -163,9 +166,8 @@ class SelectionIndex:
         self._free.append(slot)
 
     def clear(self) -> None:
-        self.__init__(  # type: ignore[misc]
-            rebuild_fraction=self.rebuild_fraction, min_rebuild=self.min_rebuild
-        )
+        """Forget every point."""
+        self._reset()
 
     def bulk_load(self, rows: Sequence[tuple[str, float, int, float, float]]) -> None:
         """Replace the content with ``(id, ping_ms, hops, geo_km, score)`` rows; builds the tree."""

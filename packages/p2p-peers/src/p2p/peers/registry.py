@@ -451,7 +451,8 @@ class PeerRegistry:
 
     def _on_timer(self) -> None:
         with self._lock:
-            self._timer = None
+            if self._timer is threading.current_thread():
+                self._timer = None  # the next change arms a new timer
         try:
             self._save()
         except PeerStoreError as e:
