@@ -319,3 +319,20 @@ async def test_watch_files_adopts_changes_from_other_processes(tmp_path: Path) -
         outside.remove(other.id)
         outside.close()
         await eventually(lambda: srv.registry.get(other.id) is None)
+
+
+def test_readme_node_example_runs(tmp_path: Path) -> None:
+    import re
+    import subprocess
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    section = readme.read_text(encoding="utf-8").split("## Node and the p2p-node command", 1)[1]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    example = next(b for b in blocks if "asyncio.run(main())" in b)
+    script = tmp_path / "example.py"
+    script.write_text(example, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["bee bee True"]
