@@ -447,7 +447,12 @@ class Controller:
         return result
 
     async def ping_peer(self, peer_id: str) -> float:
-        """Round-trip time in milliseconds; stored as the peer's ping metric."""
+        """Round-trip time in milliseconds; stored as the peer's ping metric.
+
+        Measured from just before the ping is built until the pong is delivered, as the
+        reference does, but after any auto-connect (which the reference counts too).
+        """
+        await self._connection(peer_id)
         start = time.monotonic()
         await self._request(
             peer_id,
@@ -507,6 +512,7 @@ class Controller:
             self._forget(msg_id)
             if not entry.future.done():
                 entry.future.set_exception(RequestError("controller closed", peer_id=entry.peer_id))
-        for task in list(self._watched.values()):
+        tasks = [*self._watched.values(), *self._connecting.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._watched.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -551,7 +551,11 @@ class ProcessMinerManager:
         return miner
 
     async def close(self) -> None:
-        """Stop every miner (used on node shutdown)."""
-        for name in list(self._miners):
-            with contextlib.suppress(MinerError):
-                await self.stop_miner(name)
+        """Stop every miner concurrently (used on node shutdown)."""
+        names = list(self._miners)
+        results = await asyncio.gather(
+            *(self.stop_miner(name) for name in names), return_exceptions=True
+        )
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, MinerError):
+                log.warning("stopping miner %s failed: %r", name, result)
