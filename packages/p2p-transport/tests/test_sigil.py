@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any
 
 import nacl.bindings
@@ -104,16 +105,21 @@ def test_nonces_unique_across_threads() -> None:
     lock = threading.Lock()
 
     def work() -> None:
-        mine = [sigil.random_nonce() for _ in range(400)]
+        mine = [sigil.random_nonce() for _ in range(2000)]
         with lock:
             got.extend(mine)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(got) == 1600 and len(set(got)) == 1600
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # interleave the threads as much as CPython allows
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert len(got) == 8000 and len(set(got)) == 8000
     assert all(len(n) == sigil.NONCE_SIZE for n in got)
 
 
@@ -138,11 +144,14 @@ def test_forked_child_never_repeats_parent_nonces() -> None:
     assert kids.isdisjoint({parent[i : i + 24] for i in range(0, len(parent), 24)})
 
 
-def test_random_bytes_bounds() -> None:
+def test_random_bytes_sizes_and_uniqueness() -> None:
     from p2p.transport._random import random_bytes
 
-    assert len(random_bytes(1)) == 1 and len(random_bytes(4096)) == 4096
-    for n in (0, 4097):
+    assert len(random_bytes(1)) == 1 and len(random_bytes(32)) == 32
+    assert len(random_bytes(4097)) == 4097  # beyond a slot: straight from os.urandom
+    many = [random_bytes(16) for _ in range(1000)]  # crosses several refills
+    assert len(set(many)) == 1000
+    for n in (0, -1):
         with pytest.raises(ValueError):
             random_bytes(n)
 

@@ -1,40 +1,51 @@
 """Random bytes for nonces and message ids, cut from one ``os.urandom`` call per 4 KiB.
 
-A getrandom syscall per frame costs more than the rest of the nonce handling. The pool is
-locked for threads and emptied in a forked child, so parent and child never hand out the
-same bytes. What it hands out is public (nonces travel in clear, ids are ids).
+A getrandom syscall per frame costs more than the rest of the nonce handling. The pool is a
+buffer of 32-byte slots and an ``itertools.count`` that numbers them: ``next()`` on a count
+is atomic under the GIL, so no two callers (threads included) ever get the same slot of the
+same buffer, without a lock. A refill swaps in a fresh ``(buffer, count)`` pair; a forked
+child starts with a fresh pair, so parent and child never hand out the same bytes. What the
+pool hands out is public (nonces travel in clear, ids are ids).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-import threading
 
 __all__ = ["random_bytes"]
 
-_CHUNK = 4096
-_lock = threading.Lock()
-_buf = b""
-_pos = 0
+_SLOT = 32
+_SLOTS = 128
+
+
+def _fresh() -> tuple[bytes, itertools.count[int]]:
+    return os.urandom(_SLOT * _SLOTS), itertools.count()
+
+
+_state = _fresh()
 
 
 def random_bytes(n: int) -> bytes:
-    """``n`` (≤ 4096) fresh random bytes."""
-    global _buf, _pos
-    if not 0 < n <= _CHUNK:
-        raise ValueError(f"n must be in 1..{_CHUNK}")
-    with _lock:
-        p = _pos
-        if p + n > len(_buf):
-            _buf, p = os.urandom(_CHUNK), 0
-        _pos = p + n
-        return _buf[p : p + n]
+    """``n`` fresh random bytes (from the pool when ``n <= 32``)."""
+    global _state
+    if not 0 < n <= _SLOT:
+        if n <= 0:
+            raise ValueError("n must be positive")
+        return os.urandom(n)
+    buf, counter = _state
+    i = next(counter)
+    while i >= _SLOTS:
+        _state = _fresh()  # concurrent refills: each caller still gets unique bytes
+        buf, counter = _state
+        i = next(counter)
+    o = i * _SLOT
+    return buf[o : o + n]
 
 
 def _reset_after_fork() -> None:
-    global _lock, _buf, _pos
-    _lock = threading.Lock()
-    _buf, _pos = b"", 0
+    global _state
+    _state = _fresh()
 
 
 if hasattr(os, "register_at_fork"):
