@@ -265,3 +265,29 @@ async def test_send_errors(make_transport: MakeTransport) -> None:
     assert p.a.gate is not None and not hasattr(p.a.gate, "_service")
     with pytest.raises(UepsSessionError):
         await p.ua.send(p.b_id, INTENT_COMPUTE, b"detached")
+
+
+async def test_async_handlers_are_bounded_like_message_handlers(
+    make_transport: MakeTransport,
+) -> None:
+    p = await _pair(make_transport, handler_concurrency=1, handler_queue_size=2)
+    release = asyncio.Event()
+    started: list[bytes] = []
+    done: list[bytes] = []
+
+    async def slow(conn: PeerConnection, packet: BoundPacket) -> None:
+        started.append(packet.payload)
+        await release.wait()
+        done.append(packet.payload)
+
+    p.ub.register(INTENT_COMPUTE, slow)
+    for i in range(10):
+        await p.ua.send(p.b_id, INTENT_COMPUTE, b"%d" % i)
+    ba = p.b.connection(p.a_id)
+    assert ba is not None
+    await eventually(lambda: ba.drops["overload"] == 7)  # 1 running + 2 queued, 7 dropped
+    assert started == [b"0"]
+    release.set()
+    await eventually(lambda: len(done) == 3)
+    assert done == [b"0", b"1", b"2"]
+    assert p.ub.counters["accepted"] == 10  # routed; the pool then shed the excess
