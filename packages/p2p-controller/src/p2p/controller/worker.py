@@ -248,9 +248,9 @@ class Worker:
 
     async def _start_miner(self, message: Message, _secret: bytes | None) -> Message:
         op = "handleStartMiner"
-        req = _parse(message, StartMinerPayload, op)
         if self.miners is None:
             raise _Sentinel(ERR_MINER_MANAGER_NOT_CONFIGURED)
+        req = _parse(message, StartMinerPayload, op)
         if not req.miner_type:
             raise WorkerError(op, "miner type is required")
         config: Any = None
@@ -272,9 +272,9 @@ class Worker:
 
     async def _stop_miner(self, message: Message, _secret: bytes | None) -> Message:
         op = "handleStopMiner"
-        req = _parse(message, StopMinerPayload, op)
         if self.miners is None:
             raise _Sentinel(ERR_MINER_MANAGER_NOT_CONFIGURED)
+        req = _parse(message, StopMinerPayload, op)
         ack = MinerAckPayload(True, req.miner_name)
         try:
             await self.miners.stop_miner(req.miner_name)
@@ -284,9 +284,9 @@ class Worker:
 
     async def _get_logs(self, message: Message, _secret: bytes | None) -> Message:
         op = "handleGetLogs"
-        req = _parse(message, GetLogsPayload, op)
         if self.miners is None:
             raise _Sentinel(ERR_MINER_MANAGER_NOT_CONFIGURED)
+        req = _parse(message, GetLogsPayload, op)
         lines = req.lines if 0 < req.lines <= MAX_LOG_LINES else MAX_LOG_LINES
         try:
             miner = self.miners.get_miner(req.miner_name)
