@@ -256,14 +256,19 @@ random_nonce: Callable[[], bytes] = functools.partial(random_bytes, NONCE_SIZE)
 """A fresh random 24-byte nonce."""
 
 
+def _seal_ct(key: bytes, nonce: bytes, plaintext: bytes) -> bytes:
+    """``ciphertext || tag`` of the obfuscated plaintext (no checks, no nonce prefix)."""
+    if not plaintext:
+        return _aead_seal_small(key, nonce, b"")
+    fn = _aead_seal_small if len(plaintext) < LARGE else _aead_seal_large
+    return fn(key, nonce, keystream_xor(nonce, plaintext))
+
+
 def _seal(key: bytes, plaintext: bytes, nonce: bytes | None) -> bytes:
     """:func:`seal` without argument checks (callers pass a 32-byte key, 24-byte nonce)."""
     if nonce is None:
         nonce = random_bytes(NONCE_SIZE)
-    if not plaintext:
-        return nonce + _aead_seal_small(key, nonce, b"")
-    fn = _aead_seal_small if len(plaintext) < LARGE else _aead_seal_large
-    return nonce + fn(key, nonce, keystream_xor(nonce, plaintext))
+    return nonce + _seal_ct(key, nonce, plaintext)
 
 
 def _open(key: bytes, data: bytes) -> bytes:

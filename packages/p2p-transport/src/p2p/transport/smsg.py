@@ -184,7 +184,8 @@ def encrypt(
         raise SmsgValueError(
             f"a {len(plain)}-byte plaintext exceeds the {max_frame}-byte frame limit"
         )
-    return _PREFIX + sigil._seal(_key(password), plain, None if nonce is None else bytes(nonce))
+    nonce = sigil.random_nonce() if nonce is None else bytes(nonce)
+    return b"".join((_PREFIX, nonce, sigil._seal_ct(_key(password), nonce, plain)))
 
 
 def decrypt(
@@ -203,15 +204,18 @@ def decrypt(
         raise SmsgValueError("password is required")
     data = bytes(data)
     if data.startswith(_PREFIX):  # what every Go sender writes: nothing in the header to act on
-        payload = data[_HDR_END:]
-        header: Mapping[str, Any] = {}
-    else:
+        if n - _HDR_END < sigil.OVERHEAD:
+            raise SmsgDecryptError(f"payload of {n - _HDR_END} bytes is shorter than nonce + tag")
         try:
-            c = trix.decode(data, MAGIC, max_header=min(trix.MAX_HEADER, max_frame))
-        except TrixError as e:
-            raise SmsgHeaderError(f"invalid SMSG container: {e}") from None
-        header, payload = c.header, c.payload
-        _verify_checksum(header, payload)
+            return _parse_plaintext(sigil._open(_key(password), data[_HDR_END:]))
+        except SigilError:
+            raise SmsgDecryptError("decryption failed (wrong password?)") from None
+    try:
+        c = trix.decode(data, MAGIC, max_header=min(trix.MAX_HEADER, max_frame))
+    except TrixError as e:
+        raise SmsgHeaderError(f"invalid SMSG container: {e}") from None
+    header, payload = c.header, c.payload
+    _verify_checksum(header, payload)
     if len(payload) < sigil.OVERHEAD:
         raise SmsgDecryptError(f"payload of {len(payload)} bytes is shorter than nonce + tag")
     try:
