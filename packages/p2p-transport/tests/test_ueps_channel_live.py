@@ -291,3 +291,15 @@ async def test_async_handlers_are_bounded_like_message_handlers(
     await eventually(lambda: len(done) == 3)
     assert done == [b"0", b"1", b"2"]
     assert p.ub.counters["accepted"] == 10  # routed; the pool then shed the excess
+
+
+def test_compute_example_runs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "examples" / "ueps_compute.py"
+    out = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert out.count("answer: job-") == 3 and "'accepted': 3" in out
