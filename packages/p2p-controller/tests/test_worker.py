@@ -329,3 +329,19 @@ async def test_deploy_without_secret(worker: Worker, node: NodeManager) -> None:
     reply = await worker.handle(req)
     assert reply is not None
     assert error_text(reply) == "Worker.handleDeploy: no shared secret for this connection"
+
+
+async def test_logs_reply_fits_one_message(node: NodeManager, tmp_path: Path) -> None:
+    script = tmp_path / "chatty.py"
+    script.write_text("for i in range(200):\n    print(f'{i:04d}' + 'x' * 8000)\n")
+    miners = ProcessMinerManager({"chatty": MinerSpec([sys.executable, str(script)])}, tmp_path)
+    w = Worker(node, None, miners)
+    miner = await miners.start_miner("chatty", {})
+    await miner.wait()
+    reply = await ask(w, node, MessageType.GET_LOGS, {"minerName": "chatty", "lines": 1000})
+    assert reply.payload is not None and len(reply.payload) < 800 * 1024
+    logs = body(reply)
+    assert logs["hasMore"] is True
+    assert 80 < len(logs["lines"]) < 200
+    assert logs["lines"][-1].startswith("0199")  # the newest lines are the ones kept
+    await miners.close()

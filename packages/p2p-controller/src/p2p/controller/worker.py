@@ -67,6 +67,9 @@ ERR_MINER_MANAGER_NOT_CONFIGURED = "node: miner manager not configured"
 ERR_IDENTITY_NOT_INITIALIZED = "node: node identity not initialized"
 #: get_logs: `lines` outside 1..MAX_LOG_LINES means MAX_LOG_LINES (reference behaviour).
 MAX_LOG_LINES = 10_000
+#: A `logs` reply keeps the newest lines whose JSON fits this budget, so it stays well under
+#: the 1 MiB WebSocket message limit (10 000 long lines would not; the peer would drop it).
+MAX_LOGS_REPLY_BYTES = 768 * 1024
 #: Requests of all peers handled at once (each connection also bounds its own queue).
 DEFAULT_MAX_CONCURRENT = 16
 _INT64_MAX = 2**63 - 1
@@ -116,6 +119,16 @@ def _parse(message: Message, cls: type[P], op: str) -> P:
         return message.parse_payload(cls)
     except MessageError as exc:
         raise WorkerError(op, "invalid payload", exc) from exc
+
+
+def _newest_within(lines: list[str], budget: int) -> list[str]:
+    """The newest `lines` whose JSON encoding (plus commas) fits in `budget` bytes."""
+    used = 0
+    for i in range(len(lines) - 1, -1, -1):
+        used += len(json.dumps(lines[i], ensure_ascii=False).encode("utf-8")) + 1
+        if used > budget:
+            return lines[i + 1 :]
+    return lines
 
 
 def _stats_mapping(stats: Any) -> Mapping[str, Any] | None:
@@ -299,9 +312,9 @@ class Worker:
             except (OverflowError, OSError, ValueError):
                 since = datetime.max.replace(tzinfo=timezone.utc)  # beyond any log line
         history = list(miner.get_console_history_since(lines, since))[-lines:]
-        return message.reply(
-            MessageType.LOGS, LogsPayload(req.miner_name, history, len(history) >= lines)
-        )
+        kept = _newest_within(history, MAX_LOGS_REPLY_BYTES)
+        has_more = len(history) >= lines or len(kept) < len(history)
+        return message.reply(MessageType.LOGS, LogsPayload(req.miner_name, kept, has_more))
 
     # -- deploy ----------------------------------------------------------------------------
 
