@@ -583,3 +583,38 @@ async def test_message_flood_from_one_peer(make_node, make_node_manager) -> None
     assert loud, "no honest ping was answered during the flood"
     assert drops["rate"] > 0
     await session.ws.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="p2p.transport/worker: inbound messages are not checked against the "
+    "authenticated peer (TRANSPORT.md §10 #5). SMSG uses one key for both directions, so "
+    "an on-path attacker can reflect a controller's own start_miner back to it and the "
+    "controller's worker runs it. Suggested fix (wire-compatible: honest Go peers always "
+    "send from = their id): drop messages whose from != conn.peer_id or whose to is "
+    "neither our id nor empty, in Session.receive.",
+)
+async def test_reflected_command_is_not_executed(make_node, raw_peer) -> None:
+    """A controller sends start_miner to a peer; the ciphertext, reflected back to the
+    controller on the same link (what a man in the middle of plain ws:// can do), must not
+    start a miner on the controller itself."""
+    node = await make_node("controller-and-worker")
+    peer = await raw_peer(node.transport)
+    task = asyncio.ensure_future(
+        node.controller.start_remote_miner(peer.id, "sh", config={"pool": "x"})
+    )
+    data = await asyncio.wait_for(peer.ws.recv(), 3)
+    while json.loads(_open(peer, data))["type"] != "start_miner":
+        data = await asyncio.wait_for(peer.ws.recv(), 3)
+    request = json.loads(_open(peer, data))
+    await peer.ws.send(data)  # reflect the ciphertext as-is
+    await peer.ws.send(_reply(peer, request, "miner_ack", {"success": True, "minerName": "sh"}))
+    assert await asyncio.wait_for(task, 3) == "sh"
+    await asyncio.sleep(0.5)
+    assert node.miners.list_miners() == [], "the reflected start_miner ran on the sender"
+
+
+def _open(peer: Any, data: bytes) -> str:
+    from p2p.transport import smsg
+
+    return smsg.decrypt(data, peer.password).body
