@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from p2p.transport import PeerConnection
@@ -191,18 +191,19 @@ async def demo_ueps_steps(
     answer = await asyncio.wait_for(answers.get(), 5.0)
     say(f"COMPUTE frame (0x20, 17 B) routed to the handler; it answered {answer.decode()[:23]}…")
 
-    await sender.send(peer_id, INTENT_COMPUTE, b"suspicious job", threat_score=60_000)
-    frame = bytearray(session.seal(INTENT_COMPUTE, b"pay 10 LTHN"))
-    conn = sender.transport.connection(peer_id)
-    assert conn is not None
-    replay = bytes(frame)
-    frame[-1] ^= 0x01
-    await conn.send_raw(bytes(frame))  # tampered: one payload bit flipped
-    await conn.send_raw(replay)  # the genuine frame, once...
-    await conn.send_raw(replay)  # ...and replayed
-    await sender.send(peer_id, INTENT_COMPUTE, b"last")  # in order again: routed
-    await asyncio.wait_for(answers.get(), 5.0)
-    await asyncio.wait_for(answers.get(), 5.0)
+    with _quiet("p2p.ueps.dispatcher"):  # the rejections below are the point of the demo
+        await sender.send(peer_id, INTENT_COMPUTE, b"suspicious job", threat_score=60_000)
+        frame = bytearray(session.seal(INTENT_COMPUTE, b"pay 10 LTHN"))
+        conn = sender.transport.connection(peer_id)
+        assert conn is not None
+        replay = bytes(frame)
+        frame[-1] ^= 0x01
+        await conn.send_raw(bytes(frame))  # tampered: one payload bit flipped
+        await conn.send_raw(replay)  # the genuine frame, once...
+        await conn.send_raw(replay)  # ...and replayed
+        await sender.send(peer_id, INTENT_COMPUTE, b"last")  # in order again: routed
+        await asyncio.wait_for(answers.get(), 5.0)
+        await asyncio.wait_for(answers.get(), 5.0)
     counters = receiver.peer_counters(sender_id)
     say(f"threat score 60000 > 50000: dropped before routing (threat drops: {counters['threat']})")
     say(f"tampered frame: HMAC mismatch, rejected (integrity: {counters['integrity']})")
@@ -211,3 +212,15 @@ async def demo_ueps_steps(
     limit = receiver.threats.threshold
     say(f"sender's threat score now {score:.0f} (the breaker trips above {limit:.0f})")
     return counters
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Raise one logger's level to ERROR for the duration (expected warnings)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

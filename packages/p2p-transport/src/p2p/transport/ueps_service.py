@@ -315,7 +315,7 @@ class UepsService:
         verdict = ch.session.receive(frame)
         if isinstance(verdict, Reject):
             counters.add(verdict.reason)
-            log.warning("UEPS frame from %s rejected: %s", peer_id, verdict.detail)
+            log.info("UEPS frame from %s rejected: %s", peer_id, verdict.detail)
             if verdict.violation:
                 self._violation(ch, verdict.reason)
             return None
