@@ -201,7 +201,9 @@ async def test_regex_stats(tmp_path: Path) -> None:
     assert first.get_stats()["hashrate"] == 250.5
     assert first.get_stats()["shares"] == 4
     # A new process starts from empty regex state.
-    mgr2 = ProcessMinerManager({"sp": MinerSpec([sys.executable, "-c", "pass"], stats=spec.stats)})
+    mgr2 = ProcessMinerManager(
+        {"sp": MinerSpec([sys.executable, "-c", "pass"], stats=spec.stats)}, tmp_path / "run2"
+    )
     second = await mgr2.start_miner("sp", {})
     await second.wait()
     assert second.get_stats()["hashrate"] == 0.0
