@@ -82,8 +82,10 @@ class RawSession:
         return True
 
 
-async def raw_handshake(address: str, hello: dict[str, Any] | str | bytes) -> RawSession:
-    ws = await open_ws(address)
+async def raw_handshake(
+    address: str, hello: dict[str, Any] | str | bytes, **connect_kw: Any
+) -> RawSession:
+    ws = await open_ws(address, **connect_kw)
     text = hello if isinstance(hello, str | bytes) else json.dumps(hello)
     await ws.send(text)
     try:
