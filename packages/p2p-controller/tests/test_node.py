@@ -336,3 +336,35 @@ def test_readme_node_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["bee bee True"]
+
+
+async def test_deployed_miner_runs_and_survives_a_restart(tmp_path: Path) -> None:
+    from p2p.controller.bundles import create_miner_bundle
+
+    binary = tmp_path / "tiny-miner"
+    binary.write_text("#!/bin/sh\necho deployed miner up\nexec sleep 30\n", encoding="utf-8")
+    async with Node(tmp_path / "ctl", config=LOOPBACK) as ctl:
+        worker = Node(tmp_path / "w", config=LOOPBACK)
+        await worker.start()
+        try:
+            await ctl.add_peer(worker.address)
+            password = await ctl.controller.bundle_password(worker.id)
+            bundle = create_miner_bundle(binary, None, "tiny", password)
+            assert await ctl.controller.deploy(worker.id, bundle) == "tiny"
+        finally:
+            await worker.close()
+        # a fresh process on the same data dir still knows the deployed miner type
+        worker = Node(tmp_path / "w", config=LOOPBACK)
+        await worker.start()
+        try:
+            await ctl.add_peer(worker.address)  # it listens on a new ephemeral port
+            name = await ctl.controller.start_remote_miner(worker.id, "tiny", config={})
+            for _ in range(200):
+                lines = await ctl.controller.get_remote_logs(worker.id, name, 10)
+                if lines:
+                    break
+                await asyncio.sleep(0.02)
+            assert lines == ["deployed miner up"]
+            await ctl.controller.stop_remote_miner(worker.id, name)
+        finally:
+            await worker.close()

@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Longest PEER reference accepted (an address with a long host name fits).
 MAX_PEER_REF = 512
+#: Deployed miner directories looked at on start-up.
+MAX_DEPLOYED_SCAN = 1024
 
 
 class NodeError(ControllerError):
@@ -195,6 +198,7 @@ class Node:
             miners = self._miners_arg
             if miners is None:
                 manager = ProcessMinerManager(cfg.miner_specs(), run_dir=paths.miners)
+                _register_deployed(manager, paths.worker_data)
                 miners = manager
                 self._own_miners = True
                 cleanups.append(manager.close)
@@ -419,6 +423,37 @@ def resolve_peer(peers: list[Peer], ref: str) -> Peer:
     if len(prefixed) > 1:
         raise AmbiguousPeerError(ref, [p.id for p in prefixed])
     raise UnknownPeerError(ref)
+
+
+def _register_deployed(manager: ProcessMinerManager, data_dir: Path | None) -> None:
+    """Make miners deployed in an earlier run startable again (the Worker registers a
+    deployed binary only in memory): ``<data_dir>/lethean-desktop/miners/<name>/<file>``
+    with exactly one executable file becomes miner type ``<name>``, unless configured."""
+    if data_dir is None:
+        return
+    root = data_dir / "lethean-desktop" / "miners"
+    try:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.is_symlink())
+    except OSError:
+        return
+    for d in dirs[:MAX_DEPLOYED_SCAN]:
+        if d.name in manager.types:
+            continue
+        try:
+            files = [
+                f
+                for f in d.iterdir()
+                if f.is_file() and not f.is_symlink() and os.access(f, os.X_OK)
+            ]
+        except OSError:
+            continue
+        if len(files) != 1:
+            continue
+        try:
+            manager.register_binary(d.name, files[0])
+            log.info("deployed miner %s available (%s)", d.name, files[0])
+        except ControllerError as exc:
+            log.warning("deployed miner %s not registered: %s", d.name, exc)
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
