@@ -174,7 +174,7 @@ class AllStats(Mapping[str, StatsPayload]):
 @dataclass
 class _Pending:
     peer_id: str
-    request_type: str
+    conn_key: int
     future: asyncio.Future[Message]
 
 
@@ -198,7 +198,7 @@ class Controller:
         self.transport = transport
         self.config = config or ControllerConfig()
         self._pending: dict[str, _Pending] = {}
-        self._by_peer: dict[str, set[str]] = {}
+        self._by_conn: dict[int, set[str]] = {}
         self._watched: dict[int, asyncio.Task[None]] = {}
         self._connecting: dict[str, asyncio.Task[PeerConnection]] = {}
         self._unsubscribe = transport.on_message(self.on_message)
@@ -206,7 +206,7 @@ class Controller:
     # -- plumbing --------------------------------------------------------------------------
 
     def _own_id(self) -> str:
-        identity = getattr(self.node_manager, "identity", None)
+        identity = self.node_manager.identity
         if identity is None:
             raise ControllerError("node: node identity not initialized")
         return str(identity.id)
@@ -238,11 +238,11 @@ class Controller:
     def _forget(self, msg_id: str) -> None:
         entry = self._pending.pop(msg_id, None)
         if entry is not None:
-            ids = self._by_peer.get(entry.peer_id)
+            ids = self._by_conn.get(entry.conn_key)
             if ids is not None:
                 ids.discard(msg_id)
                 if not ids:
-                    del self._by_peer[entry.peer_id]
+                    del self._by_conn[entry.conn_key]
 
     def _watch(self, conn: PeerConnection) -> None:
         """Fail this connection's pending requests as soon as it closes."""
@@ -252,19 +252,16 @@ class Controller:
         self._watched[key] = asyncio.get_running_loop().create_task(self._watcher(conn, key))
 
     async def _watcher(self, conn: PeerConnection, key: int) -> None:
+        """Requests sent on a connection cannot be answered once it is gone."""
         try:
             await conn.wait_closed()
         finally:
             self._watched.pop(key, None)
-        peer_id = conn.peer_id
-        current = self.transport.connection(peer_id)
-        if current is not None and current is not conn and not current.closed:
-            return  # replaced by a newer connection that carries the requests now
-        for msg_id in list(self._by_peer.get(peer_id, ())):
+        for msg_id in list(self._by_conn.get(key, ())):
             entry = self._pending.get(msg_id)
             self._forget(msg_id)
             if entry is not None and not entry.future.done():
-                entry.future.set_exception(ConnectionLostError(peer_id))
+                entry.future.set_exception(ConnectionLostError(conn.peer_id))
 
     async def _connection(self, peer_id: str) -> PeerConnection:
         """The live connection to `peer_id`, connecting via the registry if needed."""
@@ -316,8 +313,9 @@ class Controller:
         message = Message.new(msg_type, self._own_id(), target, payload)
         msg_id = message.id
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending[msg_id] = _Pending(target, msg_type, future)
-        self._by_peer.setdefault(target, set()).add(msg_id)
+        key = id(conn)
+        self._pending[msg_id] = _Pending(target, key, future)
+        self._by_conn.setdefault(key, set()).add(msg_id)
         self._watch(conn)
         try:
             try:
@@ -340,11 +338,8 @@ class Controller:
         return reply
 
     def _record_timeout(self, peer_id: str) -> None:
-        record = getattr(self.registry, "record_timeout", None)
-        if record is None:
-            return
         try:
-            record(peer_id)
+            self.registry.record_timeout(peer_id)
         except Exception as exc:  # the peer may have been removed meanwhile
             log.debug("record_timeout(%s): %s", peer_id, exc)
 
