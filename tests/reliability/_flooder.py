@@ -1,0 +1,57 @@
+"""A flooding peer in its own process: handshake with a node, then send SMSG frames as
+fast as asked (default 10 000/s) for some seconds; print one JSON line of figures.
+
+    python _flooder.py ws://127.0.0.1:PORT/ws SECONDS [RATE]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+
+async def main(uri: str, seconds: float, rate: int) -> dict[str, float]:
+    from p2p.identity import NodeManager
+    from p2p.transport import envelope, smsg
+    from p2p.transport.handshake import HandshakeInitiator
+    from websockets.asyncio.client import connect
+
+    with tempfile.TemporaryDirectory() as d:
+        manager = NodeManager(Path(d) / "k", Path(d) / "n.json")
+        identity = manager.generate("flooder")
+        ws = await connect(uri, compression=None, ping_interval=None, proxy=None, max_size=None)
+        initiator = HandshakeInitiator(identity, manager.derive_shared_secret)
+        await ws.send(envelope.to_text(initiator.hello()))
+        result = initiator.receive_ack(await ws.recv())
+        password = smsg.password_for_secret(result.secret)
+        frames = []
+        for _ in range(4000):  # distinct ids: every frame is a real, fresh message
+            msg = envelope.new_message("get_stats", identity.id, result.peer.id, None)
+            msg.id = str(uuid.uuid4())
+            frames.append(smsg.encrypt(msg.to_json().decode(), password))
+        sent = 0
+        start = time.monotonic()
+        end = start + seconds
+        tick = 0.01
+        per_tick = max(1, int(rate * tick))
+        next_tick = start
+        while time.monotonic() < end:
+            for _ in range(per_tick):
+                await ws.send(frames[sent % len(frames)])
+                sent += 1
+            next_tick += tick
+            delay = next_tick - time.monotonic()
+            await asyncio.sleep(delay if delay > 0 else 0)
+        elapsed = time.monotonic() - start
+        ws.transport.abort()
+        return {"sent": sent, "seconds": round(elapsed, 2), "rate": round(sent / elapsed)}
+
+
+if __name__ == "__main__":
+    rate = int(sys.argv[3]) if len(sys.argv) > 3 else 10_000
+    print(json.dumps(asyncio.run(main(sys.argv[1], float(sys.argv[2]), rate))), flush=True)
