@@ -116,3 +116,57 @@ def test_invalid_parameters() -> None:
         SelectionIndex(rebuild_fraction=0)
     with pytest.raises(ValueError):
         SelectionIndex(min_rebuild=0)
+
+
+def test_off_thread_rebuild_keeps_later_changes_pending() -> None:
+    """prepare_rebuild snapshots; changes made while the job runs (moves, removals, slot
+    reuse, additions) stay in the buffer after install, so answers stay exact."""
+    rng = random.Random(3)
+    data = {f"{i:05d}": _row(rng, False) for i in range(2000)}
+    idx = SelectionIndex(min_rebuild=50, background_min=100)
+    for pid, v in data.items():
+        idx.set(pid, *v)
+    idx.rebuild()
+    ids = list(data)
+    for _ in range(200):
+        pid = rng.choice(ids)
+        data[pid] = _row(rng, False)
+        idx.set(pid, *data[pid])
+    assert idx.wants_background_rebuild()
+    job = idx.prepare_rebuild()
+    # while the job "runs": more changes, including a removal whose slot is reused
+    for _ in range(150):
+        pid = rng.choice(ids)
+        data[pid] = (0.0, 0, rng.uniform(0, 5), 99.0)
+        idx.set(pid, *data[pid])
+    gone = ids.pop()
+    del data[gone]
+    idx.remove(gone)
+    data["new"] = (0.0, 0, 0.0, 100.0)
+    idx.set("new", *data["new"])
+    job.run()
+    assert idx.install(job)
+    assert 0 < idx.pending <= 152
+    for n in (1, 10, 100, 400):
+        assert idx.nearest(n) == _brute(data, n)
+    newer = idx.prepare_rebuild()
+    older = job
+    newer.run()
+    assert idx.install(newer) and idx.pending == 0
+    assert not idx.install(older)  # a stale job never replaces a newer tree
+    assert idx.nearest(50) == _brute(data, 50)
+
+
+def test_inline_rebuild_is_deferred_when_building_in_background() -> None:
+    idx = SelectionIndex(min_rebuild=10, rebuild_fraction=0.1, background_min=100)
+    data = {f"{i:04d}": (float(i), 0, 0.0, 50.0) for i in range(200)}
+    for pid, v in data.items():
+        idx.set(pid, *v)
+    idx.nearest(1)  # 200 pending > 4 x 20: inline build
+    assert idx.rebuilds == 1
+    for pid in list(data)[:30]:
+        data[pid] = (1000.0, 0, 0.0, 50.0)
+        idx.set(pid, *data[pid])
+    assert idx.wants_background_rebuild()
+    assert idx.nearest(5) == _brute(data, 5)
+    assert idx.rebuilds == 1  # left to the owner's background job

@@ -254,3 +254,27 @@ def test_gate_does_not_register_malformed_identities(
 def test_registry_satisfies_the_transport_gate_protocol(reg: PeerRegistry) -> None:
     gate = pytest.importorskip("p2p.transport.gate")
     assert isinstance(reg, gate.PeerGate)
+
+
+def test_background_rebuilds_keep_answers_exact(tmp_path: Path) -> None:
+    import random
+
+    from p2p.peers.index import distance, point
+
+    reg = PeerRegistry(tmp_path / "peers.json", save_delay=3600, rebuild_fraction=0.02)
+    reg._index.background_min = 500  # exercise the worker-thread path at a small size
+    reg._index.min_rebuild = 20
+    rng = random.Random(11)
+    for i in range(3000):
+        reg.add(Peer(id=f"{i:05d}", ping_ms=rng.uniform(0, 300), hops=rng.randint(0, 9)))
+    for step in range(3000):
+        pid = f"{rng.randrange(3000):05d}"
+        reg.update_metrics(pid, rng.uniform(0, 300), rng.uniform(0, 900), rng.randint(0, 9))
+        if step % 50 == 0:
+            got = [p.id for p in reg.select_nearest(15)]
+            want = sorted(
+                (distance(point(p.ping_ms, p.hops, p.geo_km, p.score)), p.id) for p in reg.peers()
+            )
+            assert got == [pid for _, pid in want[:15]]
+    assert reg._index.rebuilds > 1
+    reg.close()

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ORIGIN", "WEIGHTS", "SelectionIndex", "distance", "point"]
+__all__ = ["ORIGIN", "WEIGHTS", "RebuildJob", "SelectionIndex", "distance", "point"]
 
 #: Reference weights for (ping_ms, hops, geo_km, 100 - score).
 WEIGHTS = (1.0, 0.7, 0.2, 1.2)
@@ -58,21 +58,53 @@ def _distances(pts: _F64, target: _F64 | None) -> _F64:
     return out
 
 
+class RebuildJob:
+    """A tree build over a snapshot of the points; ``run`` touches no index state (and
+    scipy releases the GIL while building), so it may run in a worker thread."""
+
+    __slots__ = ("gen", "pts", "slots", "tree")
+
+    def __init__(self, slots: _I64, pts: _F64, gen: int) -> None:
+        self.slots = slots
+        self.pts = pts
+        self.gen = gen
+        self.tree: Any = None
+
+    def run(self) -> None:
+        if len(self.slots):
+            from scipy.spatial import cKDTree  # noqa: PLC0415 (slow import, needed here only)
+
+            self.tree = cKDTree(self.pts, balanced_tree=False, compact_nodes=False)
+        self.pts = np.zeros((0, 4))  # the tree holds the points now
+
+
 class SelectionIndex:
     """Ids mapped to weighted points; ``nearest(n)`` answers like a brute-force scan.
 
     ``rebuild_fraction``: rebuild the tree when more than this fraction of the live points
     changed since the last build (and more than ``min_rebuild``). Up to ``min_rebuild``
     points are served by the buffer scan alone.
+
+    ``background_min``: from this many live points on, the owner builds trees off-thread
+    (``wants_background_rebuild`` → ``prepare_rebuild`` → ``RebuildJob.run`` in a worker →
+    ``install``) and ``nearest`` only rebuilds inline once the buffer reaches four times
+    the threshold. None: always inline.
     """
 
-    def __init__(self, *, rebuild_fraction: float = 0.05, min_rebuild: int = 512) -> None:
+    def __init__(
+        self,
+        *,
+        rebuild_fraction: float = 0.05,
+        min_rebuild: int = 512,
+        background_min: int | None = None,
+    ) -> None:
         if not 0.0 < rebuild_fraction <= 1.0:
             raise ValueError("rebuild_fraction must be in (0, 1]")
         if min_rebuild < 1:
             raise ValueError("min_rebuild must be >= 1")
         self.rebuild_fraction = rebuild_fraction
         self.min_rebuild = min_rebuild
+        self.background_min = background_min
         self.rebuilds = 0
         self._reset()
 
@@ -92,6 +124,10 @@ class SelectionIndex:
         self._bn = 0
         self._tree: Any = None  # scipy.spatial.cKDTree (imported lazily: it is slow to import)
         self._tree_slots: _I64 = np.zeros(0, dtype=np.int64)
+        # change clock: _ver[slot] = clock value of the slot's last change
+        self._clock = 0
+        self._ver: _I64 = np.zeros(cap, dtype=np.int64)
+        self._tree_gen = -1  # clock value the current tree reflects
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -117,9 +153,12 @@ class SelectionIndex:
         self._bpos = np.concatenate([self._bpos, np.full(old, -1, dtype=np.int64)])
         self._bslots = np.concatenate([self._bslots, np.zeros(old, dtype=np.int64)])
         self._bnorm = np.concatenate([self._bnorm, np.zeros(old, dtype=np.float64)])
+        self._ver = np.concatenate([self._ver, np.zeros(old, dtype=np.int64)])
         self._ids.extend([None] * old)
 
     def _touch(self, slot: int, norm: float) -> None:
+        self._clock += 1
+        self._ver[slot] = self._clock
         pos = int(self._bpos[slot])
         if pos < 0:
             pos = self._bn
@@ -200,20 +239,51 @@ class SelectionIndex:
     # -- tree ----------------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """Fold every pending change into a fresh tree."""
-        slots = np.flatnonzero(self._alive[: self._hi]).astype(np.int64)
-        self._tree = None
-        if len(slots):
-            from scipy.spatial import cKDTree  # noqa: PLC0415 (slow import, needed here only)
+        """Fold every pending change into a fresh tree, now."""
+        job = self.prepare_rebuild()
+        job.run()
+        self.install(job)
 
-            self._tree = cKDTree(self._pts[slots], balanced_tree=False, compact_nodes=False)
-        self._tree_slots = slots
-        self._bpos[self._bslots[: self._bn]] = -1
-        self._bn = 0
+    def prepare_rebuild(self) -> RebuildJob:
+        """Snapshot the live points for a tree build that may run in another thread."""
+        slots = np.flatnonzero(self._alive[: self._hi]).astype(np.int64)
+        return RebuildJob(slots, self._pts[slots], self._clock)
+
+    def install(self, job: RebuildJob) -> bool:
+        """Adopt a finished job's tree; changes made since its snapshot stay in the buffer.
+        A job older than the current tree is dropped (False)."""
+        if job.gen <= self._tree_gen or (len(job.slots) and job.tree is None):
+            return False
+        self._tree = job.tree
+        self._tree_slots = job.slots
+        self._tree_gen = job.gen
+        bn = self._bn
+        bslots = self._bslots[:bn]
+        keep = self._ver[bslots] > job.gen
+        self._bpos[bslots[~keep]] = -1
+        kept = bslots[keep]
+        m = len(kept)
+        self._bnorm[:m] = self._bnorm[:bn][keep]
+        self._bslots[:m] = kept
+        self._bpos[kept] = np.arange(m, dtype=np.int64)
+        self._bn = m
         self.rebuilds += 1
+        return True
+
+    def _threshold(self) -> float:
+        return max(self.min_rebuild, self.rebuild_fraction * len(self._slot_of))
+
+    def wants_background_rebuild(self) -> bool:
+        """True when the owner should start an off-thread rebuild (see ``background_min``)."""
+        bg = self.background_min
+        return bg is not None and len(self._slot_of) >= bg and self._bn > self._threshold()
 
     def _maybe_rebuild(self) -> None:
-        if self._bn > max(self.min_rebuild, self.rebuild_fraction * len(self._slot_of)):
+        limit = self._threshold()
+        bg = self.background_min
+        if bg is not None and len(self._slot_of) >= bg:
+            limit *= 4  # a background build is (or will be) on its way
+        if self._bn > limit:
             self.rebuild()
 
     # -- queries -------------------------------------------------------------------------

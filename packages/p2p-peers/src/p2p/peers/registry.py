@@ -54,6 +54,8 @@ FAILURE_DELTA = -5.0
 TIMEOUT_DELTA = -3.0
 
 DEFAULT_SAVE_DELAY = 5.0
+#: from this many peers on, KD-tree rebuilds run in a worker thread
+BACKGROUND_REBUILD_MIN = 50_000
 DEFAULT_MAX_PEERS = 1_000_000
 DEFAULT_MAX_FILE_BYTES = 2 << 30
 MAX_ALLOWLIST = 100_000
@@ -115,7 +117,10 @@ class PeerRegistry:
         self._records: dict[str, Peer] = {}
         self._connected: set[str] = set()
         self._allow: set[str] = set()
-        self._index = SelectionIndex(rebuild_fraction=rebuild_fraction)
+        self._index = SelectionIndex(
+            rebuild_fraction=rebuild_fraction, background_min=BACKGROUND_REBUILD_MIN
+        )
+        self._rebuilding = False
         self._gen = 0  # bumped by every persisted change
         self._snap_gen = 0  # generation of the newest snapshot handed to a writer
         self._written_gen = 0  # generation of the newest snapshot on disk
@@ -339,7 +344,28 @@ class PeerRegistry:
             if len(tgt) != 4 or not all(math.isfinite(x) for x in tgt):
                 raise InvalidPeerError("target must be 4 finite numbers")
         with self._lock:
-            return [self._records[i].copy() for i in self._index.nearest(n, tgt)]
+            found = [self._records[i].copy() for i in self._index.nearest(n, tgt)]
+            if not self._rebuilding and self._index.wants_background_rebuild():
+                self._start_rebuild()
+            return found
+
+    def _start_rebuild(self) -> None:
+        """Build the next tree in a worker thread (scipy releases the GIL meanwhile), so a
+        selection never waits ~0.2 s for a rebuild at 10^6 peers; answers stay exact."""
+        job = self._index.prepare_rebuild()
+        self._rebuilding = True
+
+        def run() -> None:
+            try:
+                job.run()
+            except Exception:  # e.g. MemoryError: keep the old tree, keep serving
+                log.exception("KD-tree rebuild failed")
+            finally:
+                with self._lock:
+                    self._rebuilding = False
+                    self._index.install(job)
+
+        threading.Thread(target=run, name="p2p-peers-rebuild", daemon=True).start()
 
     def select_optimal(self) -> Peer | None:
         """The single nearest peer, or None when the registry is empty."""
