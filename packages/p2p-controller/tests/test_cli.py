@@ -310,8 +310,9 @@ def test_bundle_create_offline(tmp_path: Path) -> None:
 
 
 class _Served:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, config: NodeConfig | None = None) -> None:
         self.data_dir = data_dir
+        self.config = config if config is not None else NodeConfig(listen="127.0.0.1:0")
         self.info: dict[str, str] = {}
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -329,7 +330,7 @@ class _Served:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with Node(self.data_dir, config=NodeConfig(listen="127.0.0.1:0"), name="srv") as node:
+        async with Node(self.data_dir, config=self.config, name="srv") as node:
             self.info = node.info()
             self._ready.set()
             await self._stop.wait()
@@ -440,3 +441,24 @@ def test_demo_runs_in_process() -> None:
     assert code == 0
     for marker in ("[1/8]", "[2/8]", "[6/8]", "log │ speed", "[8/8]", "removed"):
         assert marker in out
+
+
+def test_client_trusts_the_ca_from_config_toml(tmp_path: Path) -> None:
+    from test_node import self_signed
+
+    cert, key = self_signed(tmp_path)
+    node = _Served(tmp_path / "tls", NodeConfig(listen="127.0.0.1:0", tls_cert=cert, tls_key=key))
+    node.start()
+    try:
+        address = node.info["address"]
+        assert address.startswith("wss://")
+        d = tmp_path / "client"
+        code, _, err = run("--data-dir", str(d), "--timeout", "5", "ping", address)
+        assert code == EXIT_UNREACHABLE, err  # the self-signed certificate is not trusted
+        d.mkdir(exist_ok=True)
+        (d / "config.toml").write_text(f'[tls]\nca = "{cert}"\n', encoding="utf-8")
+        code, out, err = run("--data-dir", str(d), "ping", address, "--json")
+        assert code == 0, err
+        assert one_json(out)["peer"] == node.info["id"]
+    finally:
+        node.stop()
