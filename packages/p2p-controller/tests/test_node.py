@@ -425,3 +425,38 @@ async def test_tls_node(tmp_path: Path) -> None:
         assert await client.controller.ping_peer(peer.id) > 0
         with pytest.raises(ConnectError):
             await untrusting.add_peer(server.address)  # no CA: certificate refused
+
+
+async def test_metrics_exporter(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    import urllib.request
+
+    from p2p.controller import _metrics
+
+    async with (
+        Node(tmp_path / "a", config=LOOPBACK) as a,
+        Node(tmp_path / "b", config=LOOPBACK) as b,
+    ):
+        server = _metrics.start(a, "127.0.0.1:0")
+        try:
+            url = f"http://127.0.0.1:{server.port}/metrics"
+
+            def scrape() -> dict[str, float]:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    text = resp.read().decode()
+                return {
+                    line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("p2p_")
+                }
+
+            before = await asyncio.to_thread(scrape)
+            assert before["p2p_connections"] == 0 and before["p2p_known_peers"] == 0
+            await a.add_peer(b.address)
+            await a.controller.ping_peer(b.id)
+            after = await asyncio.to_thread(scrape)
+            assert after["p2p_connections"] == 1 and after["p2p_known_peers"] == 1
+            assert after['p2p_connection_messages{direction="out"}'] >= 1
+            assert 'p2p_dropped_frames_total{reason="decrypt"}' in after
+        finally:
+            server.shutdown()

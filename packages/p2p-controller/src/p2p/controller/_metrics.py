@@ -28,6 +28,11 @@ class MetricsServer:
         self._server = server
         self._thread = thread
 
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        return int(self._server.server_port)
+
     def shutdown(self) -> None:
         self._server.shutdown()
         self._server.server_close()
