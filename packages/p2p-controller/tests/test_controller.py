@@ -19,6 +19,7 @@ from p2p.controller.controller import (
     ControllerConfig,
     MinerCommandError,
     PeerNotFoundError,
+    RequestError,
     RequestTimeout,
 )
 from p2p.controller.errors import ControllerError
@@ -389,3 +390,19 @@ async def test_slow_request_does_not_block_the_next(mesh: MakeMesh) -> None:
     assert stats.miners is not None and [i.name for i in stats.miners] == ["stubborn"]
     await stopping
     assert w.miners is not None and w.miners.list_miners() == []
+
+
+async def test_deploy_too_large_is_refused_locally(mesh: MakeMesh, tmp_path: Path) -> None:
+    m = await mesh(1)
+    ctl, w = m.controller, m.workers[0]
+    password = await ctl.bundle_password(w.id)
+    big = tmp_path / "big-miner"
+    big.write_bytes(b"\x7fELF" + bytes(900_000))
+    bundle = bundles.create_miner_bundle(big, None, "big", password)
+    with pytest.raises(RequestError, match="bundle too large for one message"):
+        await ctl.deploy(w.id, bundle)
+    # The connection is intact, and a bundle that fits (~800 KB as base64) goes through.
+    fits = tmp_path / "fits-miner"
+    fits.write_bytes(b"\x7fELF" + bytes(600_000))
+    fitting = bundles.create_miner_bundle(fits, None, "fits", password)
+    assert await ctl.deploy(w.id, fitting) == "fits"

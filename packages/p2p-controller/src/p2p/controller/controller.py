@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 P = TypeVar("P", bound=Payload)
 
+#: Envelope JSON, escaping and SMSG framing around a deploy payload (measured: ~300 bytes).
+_ENVELOPE_MARGIN = 1024
+
 __all__ = [
     "AllStats",
     "ConnectionLostError",
@@ -482,6 +485,14 @@ class Controller:
         Encrypted bundles must be made with ``await controller.bundle_password(peer_id)``.
         """
         payload = DeployPayload(bundle.type.value, bundle.data, bundle.checksum, bundle.name)
+        size = len(payload.to_json()) + _ENVELOPE_MARGIN
+        limit = self.transport.config.max_message_size
+        if size > limit:
+            # Sent anyway, the worker would close the connection (1009) and drop every
+            # request on it; the reference has the same ~750 KB ceiling on bundle data.
+            raise RequestError(
+                f"bundle too large for one message: ~{size} bytes, limit {limit}", peer_id=peer_id
+            )
         reply = await self._request(
             peer_id,
             MessageType.DEPLOY,
