@@ -10,6 +10,8 @@ import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from p2p import ueps
 from p2p.identity import KeyPair, NodeIdentity
 from p2p.transport import envelope
@@ -417,3 +419,38 @@ def test_fixed_offset_and_walked_layouts_agree() -> None:
     # a canonical frame with one extra byte is not read at fixed offsets
     with pytest.raises(ueps.MalformedFrameError):
         decode_bound(canonical + b"\x00", SECRET)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["new", "replay", "tamper", "plain"]), st.integers(0, 20)),
+        max_size=40,
+    )
+)
+def test_only_fresh_genuine_frames_are_accepted(ops: list[tuple[str, int]]) -> None:
+    """Whatever a key-holding sender or the network mixes in, the receiver accepts exactly
+    the genuine frames whose counter is above every counter accepted before."""
+    a, b = _pair()
+    sent: list[bytes] = []
+    highest = 0
+    for op, k in ops:
+        if op == "new" or not sent:
+            frame = a.seal(0x20, b"%d" % len(sent))
+            sent.append(frame)
+        elif op == "replay":
+            frame = sent[k % len(sent)]
+        elif op == "tamper":
+            bad = bytearray(sent[k % len(sent)])
+            bad[k % len(bad)] ^= 1 << (k % 8)
+            frame = bytes(bad)
+        else:
+            frame = ueps.build(0x20, b"unbound", SECRET)
+        verdict = b.receive(frame)
+        counter = sent.index(frame) + 1 if frame in sent else None
+        if counter is not None and counter > highest:
+            assert isinstance(verdict, Accept) and verdict.packet.counter == counter
+            highest = counter
+        else:
+            assert isinstance(verdict, Reject) and verdict.violation
+    assert b.recv_counter == highest

@@ -303,3 +303,31 @@ def test_compute_example_runs() -> None:
         [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert out.count("answer: job-") == 3 and "'accepted': 3" in out
+
+
+async def test_frames_are_bound_to_their_peer_in_a_mesh(make_transport: MakeTransport) -> None:
+    a = await make_transport("mesh-a", **FAST)
+    b = await make_transport("mesh-b", **FAST)
+    c = await make_transport("mesh-c", **FAST)
+    ua, ub, uc = UepsService(a), UepsService(b), UepsService(c)
+    got_b, handler_b = _collector()
+    got_c, handler_c = _collector()
+    ub.register(INTENT_COMPUTE, handler_b)
+    uc.register(INTENT_COMPUTE, handler_c)
+    ab = await a.connect(b.address)
+    ac = await a.connect(c.address)
+    to_b = await ua.wait_ready(ab.peer_id)
+    await ua.wait_ready(ac.peer_id)
+    await asyncio.gather(
+        *(ua.send(ab.peer_id, INTENT_COMPUTE, b"b%d" % i) for i in range(50)),
+        *(ua.send(ac.peer_id, INTENT_COMPUTE, b"c%d" % i) for i in range(50)),
+    )
+    await ac.send_raw(to_b.seal(INTENT_COMPUTE, b"meant for b"))  # other peer, other key
+    await ua.send(ac.peer_id, INTENT_COMPUTE, b"c-last")
+    await eventually(lambda: len(got_b) == 50 and len(got_c) == 51)
+    assert {pk.payload for _, pk in got_b} == {b"b%d" % i for i in range(50)}
+    assert b"meant for b" not in {pk.payload for _, pk in got_c}
+    own = a.node_manager.identity
+    assert own is not None
+    a_id = own.id
+    assert uc.peer_counters(a_id)["integrity"] == 1 and ub.counters.rejected == 0
