@@ -966,6 +966,11 @@ def main(
     except KeyboardInterrupt:
         err.write("p2p-node: interrupted\n")
         return 130
+    except BrokenPipeError:  # stdout closed early (`p2p-node demo | head`): not an error
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+        return EXIT_OK
     except Exception as exc:
         failure = classify(exc)
         log.debug("command failed", exc_info=True)

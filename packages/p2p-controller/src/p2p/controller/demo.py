@@ -100,7 +100,9 @@ async def _story(root: Path, say: object, style: _Style) -> None:
     )
 
     say("p2p-node demo: a live, encrypted Lethean P2P mesh on this machine.")
-    say(style.dim(f"Three nodes on 127.0.0.1, all files in {root} (removed at the end)."))
+    say(style.dim("A controller drives workers: it asks for stats, starts and stops miners,"))
+    say(style.dim("reads their logs and deploys profiles. Every node here is a real one:"))
+    say(style.dim(f"three on 127.0.0.1, all files in {root} (removed at the end)."))
 
     say(style.step(1, total, "Start three nodes: each makes an X25519 identity and listens"))
     loopback = NodeConfig(listen="127.0.0.1:0")
@@ -121,12 +123,8 @@ async def _story(root: Path, say: object, style: _Style) -> None:
             say(f"      {node.identity.name:<11} id {node.id[:12]}…  {node.address}")
 
         say(style.step(2, total, "Handshakes: the controller connects to both workers"))
-        say(
-            style.dim(
-                "      (challenge-response proves each key; every later message is "
-                "SMSG: XChaCha20-Poly1305 under the X25519 shared secret)"
-            )
-        )
+        say(style.dim("      challenge-response proves each node holds its key; every later"))
+        say(style.dim("      message is encrypted (SMSG: XChaCha20-Poly1305, X25519 secret)"))
         for w in workers:
             t0 = time.monotonic()
             peer = await controller.add_peer(w.address, public_key=w.identity.public_key)
@@ -140,7 +138,8 @@ async def _story(root: Path, say: object, style: _Style) -> None:
             shown = "  ".join(f"{r:.2f} ms" for r in rtts)
             say(f"      {w.identity.name:<9} {shown}")
 
-        say(style.step(4, total, "Peer selection: nearest peer by ping, hops, distance, score"))
+        say(style.step(4, total, "Peer selection: the best peer by ping, hops, distance, score"))
+        say(style.dim("      (a KD-tree over those four metrics; score is a 0-100 reputation)"))
         ranked = controller.registry.select_nearest(2)
         for i, p in enumerate(ranked):
             mark = "  → chosen" if i == 0 else ""
@@ -174,6 +173,8 @@ async def _story(root: Path, say: object, style: _Style) -> None:
 
         other = next(w for w in workers if w.id != chosen.id)
         say(style.step(7, total, f"Deploy an encrypted profile bundle to {other.identity.name}"))
+        only = f"only {other.identity.name} can open it: the password comes from the pair's"
+        say(style.dim(f"      ({only} shared secret)"))
         profile = {
             "id": "demo-profile",
             "name": "Demo profile",
