@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -407,6 +408,20 @@ def test_client_commands_against_a_node(tmp_path: Path, served: _Served) -> None
     )
     assert run("--data-dir", d, "deploy", "srv-a", str(bundle_file))[0] == 0
     assert (served.data_dir / "profiles" / "offline.json").is_file()
+    # a miner binary: bundled and encrypted on the fly, then startable as its name
+    binary = tmp_path / "hello-miner"
+    binary.write_text("#!/bin/sh\necho hello from the deployed miner\nexec sleep 30\n")
+    code, out, err = run("--data-dir", d, "deploy", "srv-a", str(binary), "--json")
+    assert code == 0 and one_json(out)["type"] == "miner", err
+    code, out, err = run("--data-dir", d, "miner", "start", "srv-a", "hello-miner", "--json")
+    assert code == 0 and one_json(out)["minerName"] == "hello-miner", err
+    for _ in range(100):
+        code, out, _ = run("--data-dir", d, "logs", "srv-a", "hello-miner", "--json")
+        if one_json(out)["lines"]:
+            break
+        time.sleep(0.05)
+    assert one_json(out)["lines"] == ["hello from the deployed miner"]
+    assert run("--data-dir", d, "miner", "stop", "srv-a", "hello-miner")[0] == 0
     # remote errors exit 4, in one sentence
     code, out, err = run("--data-dir", d, "logs", "srv-a", "nosuchminer", "--json")
     assert code == EXIT_REMOTE and "miner not found" in one_json(out)["error"]
