@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -345,3 +346,67 @@ async def test_logs_reply_fits_one_message(node: NodeManager, tmp_path: Path) ->
     assert 80 < len(logs["lines"]) < 200
     assert logs["lines"][-1].startswith("0199")  # the newest lines are the ones kept
     await miners.close()
+
+
+class PopenMiner:
+    """A minimal synchronous MinerInstance: a subprocess whose output goes to a file."""
+
+    def __init__(self, name: str, out: Path, config: Any) -> None:
+        self.name, self.out = name, out
+        with open(out, "wb") as fh:
+            code = f"print('sync miner', {json.dumps(config)!r})"
+            self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=fh)
+
+    def get_name(self) -> str:
+        return self.name
+
+    def get_type(self) -> str:
+        return "popen"
+
+    def get_stats(self) -> Any:
+        return {"hashrate": 1, "shares": 2}
+
+    def get_console_history_since(self, lines: int, since: Any) -> list[str]:
+        return self.out.read_text().splitlines()[-lines:]
+
+
+class PopenMinerManager:
+    """A synchronous MinerManager (plain methods): the Worker must accept it too."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.miners: dict[str, PopenMiner] = {}
+
+    def start_miner(self, miner_type: str, config: Any) -> PopenMiner:
+        if miner_type != "popen":
+            raise ValueError(f"no such type {miner_type}")
+        miner = PopenMiner("popen-1", self.directory / "out.txt", config)
+        self.miners[miner.name] = miner
+        return miner
+
+    def stop_miner(self, name: str) -> None:
+        miner = self.miners.pop(name)
+        miner.proc.terminate()
+        miner.proc.wait()
+
+    def list_miners(self) -> list[PopenMiner]:
+        return list(self.miners.values())
+
+    def get_miner(self, name: str) -> PopenMiner:
+        return self.miners[name]
+
+
+async def test_synchronous_miner_manager(node: NodeManager, tmp_path: Path) -> None:
+    manager = PopenMinerManager(tmp_path)
+    w = Worker(node, None, manager)
+    reply = await ask(w, node, MessageType.START_MINER, {"minerType": "popen", "config": [1]})
+    assert body(reply) == {"success": True, "minerName": "popen-1"}
+    manager.miners["popen-1"].proc.wait()
+    logs = body(await ask(w, node, MessageType.GET_LOGS, {"minerName": "popen-1", "lines": 5}))
+    assert logs["lines"] == ["sync miner [1]"]
+    stats = body(await ask(w, node, MessageType.GET_STATS, None))
+    assert stats["miners"][0]["hashrate"] == 1.0 and stats["miners"][0]["shares"] == 2
+    reply = await ask(w, node, MessageType.START_MINER, {"minerType": "other", "config": {}})
+    assert body(reply) == {"success": False, "error": "no such type other"}
+    reply = await ask(w, node, MessageType.STOP_MINER, {"minerName": "popen-1"})
+    assert body(reply) == {"success": True, "minerName": "popen-1"}

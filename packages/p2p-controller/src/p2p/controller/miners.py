@@ -20,7 +20,7 @@ import re
 import signal
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -98,13 +98,19 @@ class MinerInstance(Protocol):
 
 @runtime_checkable
 class MinerManager(Protocol):
-    """Starts and stops miners; the Worker's only way to touch them."""
+    """Starts and stops miners; the Worker's only way to touch them.
 
-    async def start_miner(self, miner_type: str, config: Any) -> MinerInstance: ...
+    `start_miner` / `stop_miner` may be plain or ``async`` methods (the Worker awaits
+    whatever is awaitable); failures are exceptions, whose text goes back to the controller.
+    """
 
-    async def stop_miner(self, name: str) -> None: ...
+    def start_miner(
+        self, miner_type: str, config: Any
+    ) -> MinerInstance | Awaitable[MinerInstance]: ...
 
-    def list_miners(self) -> list[MinerInstance]: ...
+    def stop_miner(self, name: str) -> Awaitable[None] | None: ...
+
+    def list_miners(self) -> Sequence[MinerInstance]: ...
 
     def get_miner(self, name: str) -> MinerInstance:
         """The miner called `name`; raises (any exception) when there is none."""

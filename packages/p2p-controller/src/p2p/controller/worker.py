@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -277,7 +278,8 @@ class Worker:
             except Exception:
                 raise WorkerError(op, f"profile not found: {req.profile_id}") from None
         try:
-            miner = await self.miners.start_miner(req.miner_type, config)
+            started = self.miners.start_miner(req.miner_type, config)
+            miner = await started if inspect.isawaitable(started) else started
         except Exception as exc:
             log.info("start_miner %s failed: %s", req.miner_type, exc)
             return message.reply(MessageType.MINER_ACK, MinerAckPayload(False, "", str(exc)))
@@ -290,7 +292,9 @@ class Worker:
         req = _parse(message, StopMinerPayload, op)
         ack = MinerAckPayload(True, req.miner_name)
         try:
-            await self.miners.stop_miner(req.miner_name)
+            stopped = self.miners.stop_miner(req.miner_name)
+            if inspect.isawaitable(stopped):
+                await stopped
         except Exception as exc:
             ack = MinerAckPayload(False, req.miner_name, str(exc))
         return message.reply(MessageType.MINER_ACK, ack)
