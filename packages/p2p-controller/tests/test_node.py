@@ -460,3 +460,20 @@ async def test_metrics_exporter(tmp_path: Path) -> None:
             assert 'p2p_dropped_frames_total{reason="decrypt"}' in after
         finally:
             server.shutdown()
+
+
+async def test_trust_on_first_use_keeps_the_first_key(tmp_path: Path) -> None:
+    async with Node(tmp_path / "a", config=LOOPBACK) as a:
+        async with Node(tmp_path / "b", config=LOOPBACK) as b:
+            first = await a.add_peer(b.address)
+            address, port = b.address, b.transport.port
+        # another node (another key) now answers at the same address
+        impostor_cfg = NodeConfig(listen=f"127.0.0.1:{port}")
+        async with Node(tmp_path / "impostor", config=impostor_cfg) as impostor:
+            assert impostor.address == address
+            with pytest.raises(ConnectError):
+                await a.add_peer(address)
+            assert a.registry.get(impostor.id) is None
+            # after removing the old record the new key is accepted
+            a.registry.remove(first.id)
+            assert (await a.add_peer(address)).id == impostor.id

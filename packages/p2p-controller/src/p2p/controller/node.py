@@ -355,11 +355,22 @@ class Node:
         """Connect to `address`, complete the handshake and store the peer.
 
         With `public_key` the peer must prove exactly that key (pinning); without, its key
-        is trusted on first use and stored. The stored address is the one dialled.
+        is trusted on first use and stored, and a later `add_peer` of the same address must
+        meet the same key (remove the peer first to accept a new one). The stored address
+        is the one dialled.
         """
         if name:
             validate_peer_name(name)
         parts = self._require()
+        if public_key is None:
+            want = peer_address_of(address)
+            keys = {
+                p.public_key
+                for p in parts.registry.peers()
+                if p.public_key and p.address and peer_address_of(p.address) == want
+            }
+            if len(keys) == 1:
+                public_key = keys.pop()  # trust on *first* use: keep the key we know
         conn = await parts.transport.connect(address, expected_public_key=public_key)
         peer_id = conn.peer_id
         ident = conn.identity
