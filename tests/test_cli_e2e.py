@@ -266,12 +266,15 @@ def test_serve_sigint_is_graceful(
     p2p_node: Callable[..., CliResult],
     p2p_serve: Callable[..., ServeProcess],
 ) -> None:
-    a = p2p_serve(tmp_path / "a", "--name", "a")
+    a = p2p_serve(tmp_path / "a", "--name", "a", "--log-format", "json")
     b = p2p_serve(tmp_path / "b", "--name", "b")
     assert p2p_node("--data-dir", str(a.data_dir), "peers", "add", b.address).code == 0
     a.proc.send_signal(signal.SIGINT)
     assert a.proc.wait(timeout=15) == 0
-    assert "stopped" in a.stderr()
+    # structured logs: every stderr line is one JSON object
+    records = [json.loads(line) for line in a.stderr().splitlines() if line.strip()]
+    assert records and all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
+    assert any(r["msg"].startswith("node ") and r["msg"].endswith(" stopped") for r in records)
     assert b.terminate() == 0
 
 
