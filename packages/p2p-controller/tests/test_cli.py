@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import io
 import json
 import threading
@@ -229,6 +230,7 @@ def test_exit_code_of_each_failure() -> None:
         (ctl.MinerCommandError("miner start failed: x"), EXIT_REMOTE),
         (ctl.DeployFailedError("deploy failed: x"), EXIT_REMOTE),
         (FileNotFoundError(2, "No such file", "f"), EXIT_ERROR),
+        (OSError(errno.EADDRINUSE, "address already in use"), EXIT_ERROR),
         (RuntimeError("boom"), EXIT_ERROR),
     ]
     for exc, code in cases:
@@ -236,6 +238,7 @@ def test_exit_code_of_each_failure() -> None:
         assert failure.code == code, exc
         sentence = failure.sentence()
         assert sentence and "\n" not in sentence
+    assert "--listen" in classify(OSError(errno.EADDRINUSE, "address already in use")).sentence()
 
 
 # --- peers and bundles without a network ------------------------------------------------------

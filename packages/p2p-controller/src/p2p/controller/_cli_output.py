@@ -7,6 +7,7 @@ means, how a table lines up, what ``--since 5m`` is) is tested on its own.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import re
@@ -238,6 +239,8 @@ def classify(exc: BaseException) -> CliError:
             "check --data-dir, or run `p2p-node identity init`",
         )
     if isinstance(exc, OSError):
+        if exc.errno == errno.EADDRINUSE:
+            return CliError(text, EXIT_ERROR, "pick another --listen port or stop what uses it")
         where = f" ({exc.filename})" if exc.filename else ""
         return CliError(f"{exc.strerror or text}{where}", EXIT_ERROR)
     return CliError(
