@@ -457,6 +457,7 @@ async def test_metrics_exporter(tmp_path: Path) -> None:
             after = await asyncio.to_thread(scrape)
             assert after["p2p_connections"] == 1 and after["p2p_known_peers"] == 1
             assert after['p2p_connection_messages{direction="out"}'] >= 1
+            assert after["p2p_handshakes_completed_total"] == 1
             assert 'p2p_dropped_frames_total{reason="decrypt"}' in after
         finally:
             server.shutdown()

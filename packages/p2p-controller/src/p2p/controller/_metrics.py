@@ -1,8 +1,9 @@
 """Optional Prometheus metrics for `p2p-node serve --metrics HOST:PORT`.
 
 Read-only: one custom collector samples the node's own counters at scrape time
-(connections, handshake rejections by reason, inbound drops by reason, messages of the
-open connections, pending requests, known peers), so nothing is added to the hot path.
+(connections, completed handshakes and rejections by reason, inbound drops by reason,
+messages of the open connections, pending requests, known peers): nothing is added to
+the hot path.
 Needs ``prometheus_client`` (``pip install 'p2p-controller[metrics]'``).
 """
 
@@ -70,6 +71,12 @@ class _NodeCollector:
             "Controller requests waiting for a reply",
             value=node.controller.pending_count,
         )
+        if node.gate is not None:
+            yield core.CounterMetricFamily(
+                "p2p_handshakes_completed",
+                "Handshakes that completed (in and out)",
+                value=node.gate.handshakes_completed,
+            )
         rejected = core.CounterMetricFamily(
             "p2p_handshakes_rejected", "Inbound connections refused, by reason", labels=["reason"]
         )

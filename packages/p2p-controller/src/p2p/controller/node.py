@@ -106,6 +106,25 @@ def _is_address(ref: str) -> bool:
     return "://" in ref or (":" in ref and ref.rpartition(":")[2].isdigit())
 
 
+class _CountingGate:
+    """The registry as the transport's gate, counting completed handshakes (for metrics)."""
+
+    def __init__(self, registry: PeerRegistry) -> None:
+        self.registry = registry
+        #: handshakes that completed (inbound and outbound) since start
+        self.handshakes_completed = 0
+
+    def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
+        return self.registry.is_peer_allowed(peer_id, public_key)
+
+    def peer_connected(self, identity: NodeIdentity, address: str) -> None:
+        self.handshakes_completed += 1
+        self.registry.peer_connected(identity, address)
+
+    def peer_disconnected(self, peer_id: str) -> None:
+        self.registry.peer_disconnected(peer_id)
+
+
 @dataclass(frozen=True)
 class _Parts:
     node_manager: NodeManager
@@ -157,6 +176,7 @@ class Node:
         self._watch_interval = watch_interval if watch_files and persist else None
         self._watcher: asyncio.Task[None] | None = None
         self._parts: _Parts | None = None
+        self.gate: _CountingGate | None = None
         self._own_miners = False
         self._unsubscribe: Callable[[], None] | None = None
         self._closed = asyncio.Event()
@@ -212,7 +232,8 @@ class Node:
             elif self._listen is not None:
                 host, port = _split_listen(self._listen)
                 tcfg = tcfg.replace(listen_host=host, listen_port=port)
-            transport = Transport(node_manager, registry, tcfg)
+            self.gate = _CountingGate(registry)
+            transport = Transport(node_manager, self.gate, tcfg)
             worker = Worker(node_manager, None, miners, profiles, data_dir=paths.worker_data)
             controller = Controller(node_manager, registry, transport, self._controller_config)
             cleanups.append(controller.close)
