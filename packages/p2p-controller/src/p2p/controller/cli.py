@@ -349,13 +349,17 @@ class _Ctx:
     @contextlib.asynccontextmanager
     async def client(self) -> AsyncIterator[Node]:
         """A short-lived node with this data dir's identity, listening on loopback only."""
-        cfg = self.base_config().replace(metrics=None)
+        base = self.base_config()
+        # The data dir's TLS settings decide ws:// or wss:// for bare HOST:PORT peers, as in
+        # serve; miners, allowlist and metrics are serve's business, not a client's.
         cfg = NodeConfig(
             listen="127.0.0.1:0",
-            name=cfg.name,
-            tls_ca=cfg.tls_ca,
-            transport=cfg.transport,
-            profile_dir=cfg.profile_dir,
+            name=base.name,
+            tls_cert=base.tls_cert,
+            tls_key=base.tls_key,
+            tls_ca=base.tls_ca,
+            transport=base.transport,
+            profile_dir=base.profile_dir,
         )
         tcfg = cfg.transport_config()
         ccfg = None
