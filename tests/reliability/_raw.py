@@ -77,7 +77,7 @@ class RawSession:
         """True once the server has closed the connection."""
         try:
             await asyncio.wait_for(self.ws.wait_closed(), timeout)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on 3.10
             return False
         return True
 

@@ -156,7 +156,7 @@ async def test_cross_session_replay_is_dropped(make_node, make_node_manager) -> 
     await replayer.ws.send(old)
     await until(lambda: target.transport.drops["stale_ts"] > before["stale_ts"])
     await until(lambda: target.transport.drops["dedup"] > before["dedup"])
-    with pytest.raises(TimeoutError):
+    with pytest.raises((TimeoutError, asyncio.TimeoutError)):
         await recv_json(replayer.ws, pw, timeout=0.5)  # neither was answered
     await replayer.ws.close()
 
@@ -209,7 +209,7 @@ async def test_deploy_name_path_traversal(make_node, tmp_path: Path, name: str) 
     """Go joins the unsanitised deploy name into the install path (worker.go:362)."""
     from p2p.controller.bundles import create_miner_bundle
     from p2p.controller.controller import DeployFailedError
-    from p2p.transport import ProtocolError
+    from p2p.transport.errors import ProtocolError
 
     worker = await make_node("worker")
     controller = await make_node("controller")
@@ -237,7 +237,7 @@ async def test_deploy_tar_entry_traversal(make_node, tmp_path: Path, entry: str)
     from p2p.controller import _stim
     from p2p.controller.bundles import Bundle
     from p2p.controller.controller import DeployFailedError
-    from p2p.transport import ProtocolError
+    from p2p.transport.errors import ProtocolError
 
     worker = await make_node("worker")
     controller = await make_node("controller")
@@ -277,7 +277,8 @@ async def test_stim_config_size_overflow(make_node) -> None:
 
     from p2p.controller.bundles import Bundle
     from p2p.controller.controller import DeployFailedError
-    from p2p.transport import ProtocolError, trix
+    from p2p.transport import trix
+    from p2p.transport.errors import ProtocolError
 
     worker = await make_node("worker")
     controller = await make_node("controller")
