@@ -96,7 +96,7 @@ FULL_TOML = """
 name = "server-a"
 listen = "127.0.0.1:0"
 auth_mode = "allowlist"
-allowlist = ["AAAA"]
+allowlist = ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]
 profile_dir = "profiles-here"
 log_format = "json"
 log_level = "debug"
@@ -122,7 +122,11 @@ def test_config_from_toml(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text(FULL_TOML, encoding="utf-8")
     cfg = NodeConfig.from_file(path)
-    assert cfg.name == "server-a" and cfg.auth_mode == "allowlist" and cfg.allowlist == ("AAAA",)
+    assert (
+        cfg.name == "server-a"
+        and cfg.auth_mode == "allowlist"
+        and cfg.allowlist == ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",)
+    )
     assert cfg.profile_dir == path.parent / "profiles-here"  # relative to the file
     assert cfg.tls_cert == path.parent / "cert.pem" and cfg.tls_key == Path("/abs/key.pem")
     assert cfg.log_format == "json" and cfg.log_level == "debug"
@@ -146,6 +150,7 @@ def test_config_from_toml(tmp_path: Path) -> None:
         ('listen = "nowhere"', "listen"),
         ('listen = "1.2.3.4:99999"', "listen"),
         ("allowlist = [1]", "allowlist"),
+        ('allowlist = ["AAAA"]', "allowlist"),
         ('[tls]\ncert = "c"', "tls"),
         ("[transport]\nno_such_knob = 1", "transport"),
         ("[miners.x]\ncommand = []", "miners.x.command"),

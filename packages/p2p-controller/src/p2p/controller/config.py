@@ -9,6 +9,8 @@ start-up with a sentence naming the key, not later with a traceback.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import importlib
 import os
@@ -234,6 +236,13 @@ class MinerConfig:
         return cls(tuple(command), dict(env), stats_json, stats_regex, log_lines, float(grace))
 
 
+def _is_public_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _opt_str(table: Mapping[str, Any], name: str, prefix: str) -> str | None:
     value = table.get(name)
     if value is None:
@@ -278,6 +287,9 @@ class NodeConfig:
             raise NodeConfigError("tls", "cert and key go together")
         if len(self.allowlist) > _MAX_ALLOWLIST:
             raise NodeConfigError("allowlist", f"more than {_MAX_ALLOWLIST} keys")
+        for key in self.allowlist:
+            if not _is_public_key(key):
+                raise NodeConfigError("allowlist", f"{key[:60]!r} is not a base64 X25519 key")
         if len(self.miners) > _MAX_MINER_TYPES:
             raise NodeConfigError("miners", f"more than {_MAX_MINER_TYPES} miner types")
         if self.name is not None and not (0 < len(self.name) <= 256):
