@@ -20,7 +20,8 @@ import pytest
 from pytest_p2p.transport_fixtures import fast_transport_config
 
 SOAK_SECONDS = float(os.environ.get("P2P_SOAK_SECONDS", "10"))
-"""Load duration of the soak and flood tests (the soak tox env uses 600)."""
+"""Load duration of the tests marked ``soak`` (10 s by default; ``tox -e soak`` runs only
+them, with 600). The flood and the random-drop tests cap it at 10 and 8 s."""
 
 MINER_SCRIPT = 'i=0; while :; do i=$((i+1)); echo "accepted $i speed 100.0 H/s"; sleep 0.5; done'
 """A real miner process: a shell loop printing a line every half second."""

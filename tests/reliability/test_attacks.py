@@ -528,6 +528,7 @@ async def test_half_open_socket_flood(make_node, make_node_manager) -> None:
     assert ok
 
 
+@pytest.mark.soak
 async def test_message_flood_from_one_peer(make_node) -> None:
     """A peer in another process floods 10 000 msgs/s (distinct, valid get_stats
     requests); another peer's pings keep being answered. Figures (latency with and without

@@ -73,6 +73,7 @@ async def test_worker_killed_mid_request_then_restarted(p2p_serve, make_node, tm
     )
 
 
+@pytest.mark.soak
 async def test_random_connection_drops(make_node) -> None:
     """Continuous requests from a controller to three workers while connections are
     aborted at random on either side: every request either succeeds or fails fast with a

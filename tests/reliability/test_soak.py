@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any
 
+import pytest
+
 from .conftest import SOAK_SECONDS, open_fds, percentile, report, rss_kib
 
 CONTROLLERS = int(os.environ.get("P2P_SOAK_CONTROLLERS", "4"))
@@ -25,6 +27,7 @@ RSS_GROWTH_BOUND_KIB = 64 * 1024
 FD_GROWTH_BOUND = 16
 
 
+@pytest.mark.soak
 async def test_soak_mesh(make_node) -> None:
     controllers = [await make_node(f"ctl-{i}") for i in range(CONTROLLERS)]
     workers = [await make_node(f"wrk-{i}") for i in range(CONTROLLERS * WORKERS_PER_CONTROLLER)]
