@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from p2p.controller.bundles import create_profile_bundle
-from p2p.controller.config import NodeConfig
-from p2p.controller.miners import MinerSpec, ProcessMinerManager, RegexStats
+from p2p.controller.config import MinerConfig, NodeConfig
 from p2p.controller.node import Node
 
 __all__ = ["MINER_SCRIPT", "run_demo"]
@@ -95,9 +94,12 @@ async def _story(root: Path, say: object, style: _Style) -> None:
     total = 8
     script = root / "demo_miner.py"
     script.write_text(MINER_SCRIPT, encoding="utf-8")
-    spec = MinerSpec(
-        command=[sys.executable, "-u", str(script)], stats=RegexStats(_STATS_RE), stop_grace=3.0
+    # The workers' miner type, as a `[miners.demo-miner]` table in config.toml would give it;
+    # each Node owns its miner manager, so closing the node stops the miner whatever happens.
+    miner = MinerConfig(
+        command=(sys.executable, "-u", str(script)), stats_regex=_STATS_RE, stop_grace=3.0
     )
+    worker_cfg = NodeConfig(listen="127.0.0.1:0", miners={"demo-miner": miner})
 
     say("p2p-node demo: a live, encrypted Lethean P2P mesh on this machine.")
     say(style.dim("A controller drives workers: it asks for stats, starts and stops miners,"))
@@ -107,15 +109,7 @@ async def _story(root: Path, say: object, style: _Style) -> None:
     say(style.step(1, total, "Start three nodes: each makes an X25519 identity and listens"))
     loopback = NodeConfig(listen="127.0.0.1:0")
     controller = Node(root / "controller", config=loopback, name="controller")
-    workers = [
-        Node(
-            root / f"worker-{i}",
-            config=loopback,
-            name=f"worker-{i}",
-            miners=ProcessMinerManager({"demo-miner": spec}, run_dir=root / f"worker-{i}" / "run"),
-        )
-        for i in (1, 2)
-    ]
+    workers = [Node(root / f"worker-{i}", config=worker_cfg, name=f"worker-{i}") for i in (1, 2)]
     nodes = [controller, *workers]
     try:
         for node in nodes:
