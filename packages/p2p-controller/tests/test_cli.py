@@ -84,6 +84,20 @@ def test_identity_init_show_contract(tmp_path: Path) -> None:
     assert code == 0 and str(Path(d) / "node" / "private.key") in out
 
 
+def test_corrupt_identity_is_reported_and_replaced_only_on_request(tmp_path: Path) -> None:
+    d = tmp_path / "node"
+    assert run("--data-dir", str(d), "identity", "init", "--name", "keep")[0] == 0
+    (d / "node.json").write_text("{ not json", encoding="utf-8")
+    for argv in (("identity", "show"), ("identity", "init"), ("ping", "x")):
+        code, _, err = run("--data-dir", str(d), *argv)
+        assert code == EXIT_ERROR and "identity init --force" in err, argv
+    code, out, _ = run("--data-dir", str(d), "identity", "init", "--force", "--json")
+    assert code == 0 and one_json(out)["name"] == "lethean-node"
+    assert sorted(p.name for p in d.iterdir() if p.name.endswith(".corrupt")) == [
+        "node.json.corrupt"
+    ]
+
+
 def test_data_dir_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("P2P_NODE_DIR", str(tmp_path / "envdir"))
     assert run("identity", "init")[0] == 0

@@ -20,7 +20,7 @@ from p2p.controller import controller as ctl
 from p2p.controller.config import NodeConfigError
 from p2p.controller.errors import BundleError
 from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
-from p2p.identity.errors import IdentityError
+from p2p.identity.errors import CorruptIdentityError, IdentityError
 from p2p.peers import PeerError
 from p2p.transport.errors import ProtocolError, TransportError
 
@@ -232,6 +232,13 @@ def classify(exc: BaseException) -> CliError:
         return CliError(f"bundle problem: {text}", EXIT_USAGE)
     if isinstance(exc, PeerError):
         return CliError(text, EXIT_USAGE)
+    if isinstance(exc, CorruptIdentityError):
+        return CliError(
+            f"identity files are unusable: {text}",
+            EXIT_ERROR,
+            "restore them from a backup, or run `p2p-node identity init --force` for a new "
+            "identity (the old files are kept with a .corrupt suffix)",
+        )
     if isinstance(exc, IdentityError):
         return CliError(
             f"identity problem: {text}",

@@ -61,7 +61,7 @@ from p2p.controller.controller import ControllerConfig
 from p2p.controller.demo import run_demo
 from p2p.controller.node import Node, resolve_peer
 from p2p.controller.profiles import sanitise_name
-from p2p.identity import NodeManager, NodeRole, load_or_create
+from p2p.identity import CorruptIdentityError, NodeManager, NodeRole, load_or_create
 from p2p.peers import Peer, PeerRegistry
 
 __all__ = ["build_parser", "main"]
@@ -433,12 +433,18 @@ def _check_public_key(text: str) -> str:
 async def cmd_identity(ctx: _Ctx) -> int:
     paths = ctx.paths
     if ctx.args.action == "init":
-        existed = NodeManager(paths.key, paths.identity).has_identity
+        try:
+            existed = NodeManager(paths.key, paths.identity).has_identity
+        except CorruptIdentityError:
+            if not ctx.args.force:
+                raise
+            existed = True
         if existed and ctx.args.force:
-            manager = NodeManager(paths.key, paths.identity)
-            manager.generate(
-                ctx.args.name or manager.require_identity().name, NodeRole(ctx.args.role)
-            )
+            # unusable files are kept beside the new ones with a .corrupt suffix
+            manager = NodeManager(paths.key, paths.identity, ignore_corrupt=True)
+            old = manager.identity
+            name = ctx.args.name or (old.name if old is not None else None) or "lethean-node"
+            manager.generate(name, NodeRole(ctx.args.role))
             ctx.note("replaced the identity with a new key pair")
         else:
             manager = load_or_create(
