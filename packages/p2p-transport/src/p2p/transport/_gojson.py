@@ -21,6 +21,8 @@ _encode_basestring: Any = getattr(_enc, "c_encode_basestring", None) or _enc.py_
 _encode_basestring_ascii: Any = (
     getattr(_enc, "c_encode_basestring_ascii", None) or _enc.py_encode_basestring_ascii
 )
+_ESCAPED = bytes(range(0x20)) + b'"\\'
+_ESCAPED_HTML = _ESCAPED + b"<>&"
 _HTML = re.compile("[<>&\u2028\u2029]")
 _LINESEP = re.compile("[\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -39,8 +41,15 @@ def _esc(m: re.Match[str]) -> str:
 
 def go_string(s: str, *, html: bool = True) -> str:
     """``s`` as a quoted JSON string the way Go's encoder writes it."""
-    if s.isascii() and "\x7f" not in s:  # the C ASCII encoder is faster; same bytes here
-        out: str = _encode_basestring_ascii(s)
+    if s.isascii():
+        if '"' not in s:  # plain text: one C pass finds out whether anything needs escaping
+            b = s.encode("ascii")
+            if len(b.translate(None, _ESCAPED_HTML if html else _ESCAPED)) == len(b):
+                return '"' + s + '"'
+        if "\x7f" not in s:  # the C ASCII encoder is faster; same bytes when DEL is absent
+            out: str = _encode_basestring_ascii(s)
+        else:
+            out = _encode_basestring(s)
     else:
         out = _encode_basestring(s)
     if html:
