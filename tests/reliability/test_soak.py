@@ -81,7 +81,26 @@ async def test_soak_mesh(make_node) -> None:
     rss0, fds0, t0 = rss_kib(), open_fds(), time.monotonic()
     measuring["on"] = True
     sent0 = counts["sent"]
+    nodes = controllers + workers
+    series: list[tuple[int, int, int, int]] = []
+
+    async def sample() -> None:
+        """(s, RSS MiB, fds, dedup ids held): growth should follow the 300 s dedup TTL."""
+        step = max(1.0, SOAK_SECONDS / 10)
+        while loop.time() < end:
+            series.append(
+                (
+                    round(time.monotonic() - t0),
+                    rss_kib() // 1024,
+                    open_fds(),
+                    sum(len(n.transport.dedup) for n in nodes),
+                )
+            )
+            await asyncio.sleep(step)
+
+    sampler = asyncio.ensure_future(sample())
     await asyncio.gather(*tasks)
+    sampler.cancel()
     elapsed = time.monotonic() - t0
     gc.collect()
     rss1, fds1 = rss_kib(), open_fds()
@@ -110,6 +129,7 @@ async def test_soak_mesh(make_node) -> None:
         fds_start=fds0,
         fds_end=fds1,
         miners_alive=miners_alive,
+        series_s_rssmib_fds_dedup=series,
         drops={
             k: sum(n.transport.drops[k] for n in controllers + workers)
             for k in ("rate", "dedup", "decrypt", "stale_ts", "overload")
