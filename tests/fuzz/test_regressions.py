@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ._harness import CORPUS, execute, mutate_json_field
 from ._targets import all_targets
 
@@ -25,3 +27,24 @@ def test_handshake_null_challenge_is_rejected_not_raised() -> None:
     data = _hello_with(("payload", "challenge"), None)
     # never raises; if it accepted, run_responder checks a 32-byte signed challenge
     execute(target, data)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="p2p.transport.smsg._verify_checksum: hmac.compare_digest(str, str) raises "
+    "TypeError for a non-ASCII 'checksum' header value (the header is outside the "
+    "encryption, so anyone who completed a handshake can send it; the read loop then dies "
+    "with log.exception). Compare bytes, or refuse non-ASCII/non-hex checksums as a "
+    "mismatch. Found by the smsg_plaintext fuzz target (long run).",
+)
+def test_smsg_non_ascii_checksum_is_a_header_error() -> None:
+    from p2p.transport import sigil, smsg, trix
+    from p2p.transport.errors import SmsgError
+
+    password = smsg.password_for_secret(bytes(32))
+    header = '{"checksum":"\u00e9","checksum_algo":"sha256"}'.encode()
+    sealed = sigil.seal(sigil.derive_key(password), b'{"body":"x","timestamp":1}')
+    frame = trix.encode(b"SMSG", header, sealed)
+    with pytest.raises(SmsgError):
+        smsg.decrypt(frame, password)

@@ -789,3 +789,30 @@ async def test_late_replies_after_timeout_are_harmless(make_node) -> None:
     assert sum(outcomes.values()) == 100
     assert controller.controller.pending_count == 0
     assert (await controller.controller.get_remote_stats(worker.id)).node_id == worker.id
+
+
+async def test_hostile_smsg_header_after_handshake(make_node, make_node_manager) -> None:
+    """SMSG container headers are outside the encryption: a peer (even a keyless impostor)
+    can send any header. Bad checksums, non-ASCII checksums, unknown compressions, a v2
+    length past the end: none may take the node down."""
+    from p2p.transport import trix
+
+    target = await make_node("target")
+    sender = make_node_manager("sender")
+    session = await raw_handshake(target.address, hello_doc(identity_doc(sender)))
+    headers = [
+        b'{"checksum":"00","checksum_algo":"md5"}',
+        b'{"checksum":"\\u00e9","checksum_algo":"sha256"}',
+        b'{"checksum":7,"checksum_algo":"sha1"}',
+        b'{"compression":"zstd"}',
+        b'{"format":"v2"}',
+        b"null",
+    ]
+    for header in headers:
+        try:
+            await session.ws.send(trix.encode(b"SMSG", header, os.urandom(80)))
+        except Exception:
+            break  # the node may close this connection: that is allowed
+    await asyncio.sleep(0.3)
+    assert target.transport.running
+    assert await _serves(target, make_node_manager)
