@@ -331,3 +331,19 @@ async def test_frames_are_bound_to_their_peer_in_a_mesh(make_transport: MakeTran
     assert own is not None
     a_id = own.id
     assert uc.peer_counters(a_id)["integrity"] == 1 and ub.counters.rejected == 0
+
+
+async def test_reconnect_while_the_old_connection_is_alive(make_transport: MakeTransport) -> None:
+    """A second connection for the same peer (the transport may keep it on probation until
+    it proves its key) carries UEPS at once, and nothing is rejected on the way."""
+    p = await _pair(make_transport)
+    got, handler = _collector()
+    p.ub.register(INTENT_COMPUTE, handler)
+    await p.ua.send(p.b_id, INTENT_COMPUTE, b"old")
+    await p.a.connect(p.b.address)
+    await p.ua.wait_ready(p.b_id, timeout=3.0)
+    await p.ua.send(p.b_id, INTENT_COMPUTE, b"new")
+    await eventually(lambda: len(got) == 2)
+    assert [pk.payload for _, pk in got] == [b"old", b"new"]
+    await p.ub.send(p.a_id, INTENT_COMPUTE, b"back")
+    assert p.ua.counters.rejected == 0 and p.ub.counters.rejected == 0

@@ -176,6 +176,7 @@ class Node:
         self._watch_interval = watch_interval if watch_files and persist else None
         self._watcher: asyncio.Task[None] | None = None
         self._parts: _Parts | None = None
+        self._node_id = ""
         self.gate: _CountingGate | None = None
         self._own_miners = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -240,6 +241,8 @@ class Node:
             self._parts = _Parts(
                 node_manager, registry, transport, miners, profiles, worker, controller
             )
+            # Kept for logs and `id`: the identity files may be deleted while we run.
+            self._node_id = node_manager.require_identity().id
             self._unsubscribe = transport.on_message(self._route)
             await transport.start()
             if self._watch_interval is not None:
@@ -330,7 +333,8 @@ class Node:
 
     @property
     def id(self) -> str:
-        return self.identity.id if self._parts is not None else ""
+        """This node's id (as loaded at start; empty before start)."""
+        return self._node_id
 
     @property
     def registry(self) -> PeerRegistry:

@@ -92,6 +92,7 @@ class _Host(Protocol):
     def _handlers(self) -> tuple[MessageHandler, ...]: ...
     def _raw_handler(self) -> RawFrameHandler | None: ...
     def _connection_closed(self, conn: PeerConnection) -> None: ...
+    def _connection_proven(self, conn: PeerConnection) -> None: ...
     def _own_id(self) -> str: ...
 
 
@@ -129,6 +130,10 @@ class PeerConnection:
         self.handler_errors = 0
         self._writes_pending = 0
         self._write_progress = self.connected_at
+        #: An inbound connection for a peer that already has a live one waits here until it
+        #: proves it holds the key (its first frame that decrypts): the handshake does not
+        #: make the initiator prove anything, so a bare claim must not displace a session.
+        self.on_probation = False
 
     # --- public surface -------------------------------------------------------------
     @property
@@ -241,6 +246,8 @@ class PeerConnection:
                 if verdict is None:
                     continue
                 if isinstance(verdict, Delivery):
+                    if self.on_probation:
+                        self._host._connection_proven(self)
                     message = verdict.message
                     if message.type == envelope.PING and answer_pings:
                         await self._answer_ping(message)

@@ -139,6 +139,7 @@ class DropReason(str, enum.Enum):
     OVERSIZE = "oversize"
     OVERLOAD = "overload"
     UNROUTABLE = "unroutable"
+    MISADDRESSED = "misaddressed"
 
 
 class DropCounters:

@@ -67,6 +67,7 @@ class Session:
         "last_activity",
         "messages_in",
         "messages_out",
+        "own_id",
         "peer",
         "raw_frames_enabled",
         "undecryptable_in_a_row",
@@ -81,8 +82,10 @@ class Session:
         now: float,
         *,
         drops_parent: DropCounters | None = None,
+        own_id: str = "",
     ) -> None:
         self.peer = peer
+        self.own_id = own_id
         self._codec = FrameCodec(
             secret, max_frame=config.max_message_size, max_message=config.max_message_size
         )
@@ -134,6 +137,20 @@ class Session:
                 self.drops.add(DropReason.STALE_TS)
                 log.info("stale ts from %s: dropping %s", self.peer.id, message.id)
                 return None
+        # One key serves both directions, so a frame we sent can be reflected back to us:
+        # a message must come from this connection's peer and, when addressed, to us
+        # (Go always fills both). TRANSPORT.md §10 #5.
+        if message.from_ != self.peer.id or (
+            self.own_id and message.to and message.to != self.own_id
+        ):
+            self.drops.add(DropReason.MISADDRESSED)
+            log.info(
+                "misaddressed message from %s (from=%r to=%r): dropping",
+                self.peer.id,
+                message.from_,
+                message.to,
+            )
+            return None
         if not self._dedup.check_and_mark(message.id, now):
             self.drops.add(DropReason.DEDUP)
             return None

@@ -253,7 +253,9 @@ def _verify_checksum(header: Mapping[str, Any], payload: bytes) -> None:
         raise SmsgHeaderError("unsupported checksum algorithm 'lthn'")
     else:  # Go: sha256/sha512/sha1 by name, anything else falls back to sha256
         got = _CHECKSUMS.get(algo, hashlib.sha256)(payload).hexdigest()
-    if not hmac.compare_digest(got, want):
+    # The header travels outside the encryption: compare bytes (compare_digest refuses
+    # non-ASCII str), so any value is a plain mismatch rather than a crash.
+    if not hmac.compare_digest(got.encode(), want.encode("utf-8", "surrogatepass")):
         raise SmsgHeaderError("payload checksum mismatch")
 
 

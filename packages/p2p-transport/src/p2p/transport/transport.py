@@ -122,6 +122,7 @@ class Transport:
         self.dedup = DedupTable(cfg.dedup_ttl, cfg.dedup_max_entries)
         self.drop_counters = DropCounters()
         self._conns: dict[str, PeerConnection] = {}
+        self._probation: dict[str, PeerConnection] = {}
         self._pending: dict[ServerConnection, str] = {}
         self._ip_buckets = KeyedBuckets(
             cfg.handshake_burst_per_ip, cfg.handshake_refill_per_ip_s, cfg.max_tracked_ips
@@ -176,7 +177,7 @@ class Transport:
         try:
             if self._server is not None:
                 self._server.close(close_connections=False)
-            conns = list(self._conns.values())
+            conns = list(self._conns.values()) + list(self._probation.values())
             await asyncio.gather(
                 *(c.graceful_close("server shutdown", DISCONNECT_SHUTDOWN) for c in conns),
                 return_exceptions=True,
@@ -370,12 +371,40 @@ class Transport:
         return self._own_identity().id
 
     def _connection_closed(self, conn: PeerConnection) -> None:
+        if self._probation.get(conn.peer_id) is conn:
+            del self._probation[conn.peer_id]
+            return
         if self._conns.get(conn.peer_id) is conn:
             del self._conns[conn.peer_id]
+            waiting = self._probation.pop(conn.peer_id, None)
+            if waiting is not None and not waiting.closed:
+                self._promote(waiting)  # the old session ended: the newer one takes over
+                return
             try:
                 self.gate.peer_disconnected(conn.peer_id)
             except Exception:
                 log.exception("gate.peer_disconnected failed")
+
+    def _connection_proven(self, conn: PeerConnection) -> None:
+        if self._probation.get(conn.peer_id) is conn:
+            del self._probation[conn.peer_id]
+            log.info(
+                "newer connection for %s proved its key: it replaces the old one", conn.peer_id
+            )
+            self._promote(conn)
+        conn.on_probation = False
+
+    def _promote(self, conn: PeerConnection) -> None:
+        """Make ``conn`` the peer's connection, closing any older one."""
+        conn.on_probation = False
+        old = self._conns.get(conn.peer_id)
+        self._conns[conn.peer_id] = conn
+        if old is not None and old is not conn:
+            self._spawn(old.graceful_close("replaced by a newer connection", DISCONNECT_NORMAL))
+        try:
+            self.gate.peer_connected(conn.identity, "")  # only inbound connections wait
+        except Exception:
+            log.exception("gate.peer_connected failed")
 
     # --- server side ----------------------------------------------------------------
     def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -393,7 +422,7 @@ class Transport:
         # forget admitted sockets that died before their handler ran
         for dead in [p for p in self._pending if p.transport.is_closing()]:
             del self._pending[dead]
-        if len(self._conns) + len(self._pending) >= cfg.max_conns:
+        if len(self._conns) + len(self._probation) + len(self._pending) >= cfg.max_conns:
             self.rejected["max_conns"] += 1
             log.warning("rejecting connection: max_conns %d reached", cfg.max_conns)
             return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS)
@@ -468,7 +497,13 @@ class Transport:
     ) -> PeerConnection:
         ws.protocol.max_message_size = self.config.max_message_size
         session = Session(
-            peer, secret, self.config, self.dedup, self._clock(), drops_parent=self.drop_counters
+            peer,
+            secret,
+            self.config,
+            self.dedup,
+            self._clock(),
+            drops_parent=self.drop_counters,
+            own_id=self._own_id(),
         )
         session.raw_frames_enabled = self._raw is not None
         address = peer_address(ws)
@@ -483,6 +518,19 @@ class Transport:
             wall_clock=self._wall,
         )
         old = self._conns.get(peer.id)
+        if not outbound and old is not None and not old.closed:
+            # Inbound duplicate: the initiator has proved nothing yet (protocol 1.0), so the
+            # live session stays until this one decrypts a frame or the old one ends.
+            earlier = self._probation.pop(peer.id, None)
+            if earlier is not None:
+                self._spawn(earlier.close("superseded by a newer unproven connection"))
+            conn.on_probation = True
+            self._probation[peer.id] = conn
+            log.info("second connection for %s on probation until it proves its key", peer.id)
+            return conn
+        earlier = self._probation.pop(peer.id, None)
+        if earlier is not None:
+            self._spawn(earlier.close("superseded by a newer connection"))
         self._conns[peer.id] = conn
         if old is not None:
             log.info("new connection for %s replaces the old one", peer.id)
@@ -514,6 +562,10 @@ class Transport:
         while True:
             await asyncio.sleep(tick)
             now = self._clock()
+            for conn in list(self._probation.values()):
+                if now - conn.connected_at > cfg.idle_timeout:
+                    log.info("unproven connection for %s expired: closing", conn.peer_id)
+                    self._spawn(conn.close("never proved its key"))
             for conn in list(self._conns.values()):
                 if conn.write_stalled(now):
                     conn.fail_stalled_write()

@@ -121,6 +121,11 @@ class _Channel:
         self.closed = True
         self.ready.set()  # wake senders; they see ``closed``
 
+    @property
+    def proven(self) -> bool:
+        """The peer sent a data frame bound to our fresh nonce: it holds the key."""
+        return self.session.recv_counter > 0 and not self.closed and not self.conn.closed
+
 
 class _BreakerGate:
     """The transport's gate, plus the breaker's refusals and connection events."""
@@ -173,6 +178,10 @@ class UepsService:
         self.counters = ReasonCounters()
         self._peer_counters: OrderedDict[str, ReasonCounters] = OrderedDict()
         self._channels: dict[str, _Channel] = {}
+        # A newer connection the transport keeps on probation (the handshake does not make
+        # the initiator prove its key): its UEPS session is set up at once and adopted when
+        # the transport promotes the connection; a data frame that verifies in it is proof.
+        self._waiting: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.trips = 0
         self._gate = _BreakerGate(transport.gate, self)
@@ -209,8 +218,8 @@ class UepsService:
         conn = self.transport.connection(peer_id)
         if conn is None:
             raise NotConnectedError(peer_id)
-        ch = self._channels.get(peer_id)
-        if ch is None or ch.conn is not conn:
+        ch = self._sending_channel(peer_id)
+        if ch is None or (ch.conn is not conn and not ch.proven):
             if not advertises_ueps(conn.features):
                 raise UepsNotNegotiatedError(peer_id)
             raise UepsSessionError(f"no UEPS session with {peer_id} (connected before attach?)")
@@ -232,10 +241,11 @@ class UepsService:
         Raises :class:`~p2p.transport.NotConnectedError`, :class:`UepsNotNegotiatedError`
         (e.g. a Go peer), :class:`PeerRefusedError`, :class:`UepsSessionError`.
         """
-        ch = self._channels.get(peer_id)
+        ch = self._sending_channel(peer_id)
         if ch is None or ch.closed or not ch.ready.is_set():  # the fast path skips this
             await self.wait_ready(peer_id)
-            ch = self._channels[peer_id]
+            ch = self._sending_channel(peer_id)
+            assert ch is not None
         frame = ch.session.seal(intent_id, payload, threat_score)  # no await until written
         await ch.conn.send_raw(frame)
         ch.counters.add("sent")
@@ -245,9 +255,10 @@ class UepsService:
         self.transport.on_raw_frame(None)
         if self.transport.gate is self._gate:
             self.transport.gate = self._gate.inner
-        for ch in self._channels.values():
+        for ch in (*self._channels.values(), *self._waiting.values()):
             ch.close()
         self._channels.clear()
+        self._waiting.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -261,28 +272,65 @@ class UepsService:
         old = self._channels.pop(peer_id, None)
         if old is not None:
             old.close()
+        waiting = self._waiting.pop(peer_id, None)
         left = self.threats.refused_for(peer_id)
         if left > 0:
             log.warning("closing connection to %s: refused for %.0f s (UEPS)", peer_id, left)
             self._spawn(conn.close("refused: UEPS threat cool-down"))
             return
-        if not advertises_ueps(conn.features):
+        if waiting is not None and waiting.conn is conn and not waiting.closed:
+            self._channels[peer_id] = waiting  # promoted: keep the session it already has
             return
+        if waiting is not None:
+            waiting.close()
+        ch = self._open(conn)
+        if ch is not None:
+            self._channels[peer_id] = ch
+
+    def _open(self, conn: PeerConnection) -> _Channel | None:
+        """A new session on ``conn`` (if it speaks UEPS); our setup frame is sent at once."""
+        if not advertises_ueps(conn.features):
+            return None
         try:
             secret = self.transport.node_manager.derive_shared_secret(conn.identity.public_key)
         except Exception:
-            log.exception("cannot derive the UEPS key for %s", peer_id)
-            return
+            log.exception("cannot derive the UEPS key for %s", conn.peer_id)
+            return None
         session = UepsSession(secret, outbound=conn.outbound)
-        ch = _Channel(conn, session, self._counters_for(peer_id))
-        self._channels[peer_id] = ch
+        ch = _Channel(conn, session, self._counters_for(conn.peer_id))
         frame = ch.session.setup_frame()
         self._spawn(self._send_setup(ch, frame))
+        return ch
 
     def _disconnected(self, peer_id: str) -> None:
-        ch = self._channels.pop(peer_id, None)
+        for table in (self._channels, self._waiting):
+            ch = table.pop(peer_id, None)
+            if ch is not None:
+                ch.close()
+
+    def _sending_channel(self, peer_id: str) -> _Channel | None:
+        """The active channel, or a waiting one whose peer already proved the key."""
+        waiting = self._waiting.get(peer_id)
+        if waiting is not None and waiting.proven:
+            return waiting
+        return self._channels.get(peer_id)
+
+    def _waiting_channel(self, conn: PeerConnection) -> _Channel | None:
+        """The channel of a connection on probation (opened on its first UEPS frame)."""
+        peer_id = conn.peer_id
+        waiting = self._waiting.get(peer_id)
+        if waiting is not None and waiting.conn is conn:
+            return waiting
+        if not getattr(conn, "on_probation", False) or conn.closed:
+            return None
+        if self.threats.refused(peer_id):
+            return None
+        ch = self._open(conn)
         if ch is not None:
-            ch.close()
+            if waiting is not None:
+                waiting.close()
+            self._waiting[peer_id] = ch
+        return ch
 
     async def _send_setup(self, ch: _Channel, frame: bytes) -> None:
         try:
@@ -299,6 +347,8 @@ class UepsService:
         peer_id = conn.peer_id
         ch = self._channels.get(peer_id)
         if ch is None or ch.conn is not conn:
+            ch = self._waiting_channel(conn)
+        if ch is None:
             counters = self._counters_for(peer_id)
             if self.threats.refused(peer_id):
                 counters.add(RejectReason.REFUSED)
@@ -349,11 +399,17 @@ class UepsService:
                 reason.value,
                 self.config.cooldown,
             )
+            conns = {ch.conn}
+            for table in (self._channels, self._waiting):
+                other = table.pop(peer_id, None)
+                if other is not None:
+                    other.close()
+                    conns.add(other.conn)
             ch.close()
-            self._channels.pop(peer_id, None)
-            self._spawn(
-                ch.conn.graceful_close("UEPS threat threshold exceeded", DISCONNECT_PROTOCOL_ERROR)
-            )
+            for conn in conns:
+                self._spawn(
+                    conn.graceful_close("UEPS threat threshold exceeded", DISCONNECT_PROTOCOL_ERROR)
+                )
 
     # --- internals ------------------------------------------------------------------
     def _counters_for(self, peer_id: str) -> ReasonCounters:
