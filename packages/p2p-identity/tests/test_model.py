@@ -173,7 +173,7 @@ _text = st.text(max_size=40)
     st.sampled_from([*NodeRole, "", "x"]),
     st.booleans(),
 )
-def test_json_round_trip(  # noqa: PLR0917 (one argument per hypothesis strategy)
+def test_json_round_trip(
     nid: str, name: str, pub: str, sec: int, ns: int, role: NodeRole | str, indent: bool
 ) -> None:
     ident = NodeIdentity(nid, name, pub, GoTime(sec, ns, 0), role)
