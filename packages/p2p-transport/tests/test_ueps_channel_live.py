@@ -347,3 +347,35 @@ async def test_reconnect_while_the_old_connection_is_alive(make_transport: MakeT
     assert [pk.payload for _, pk in got] == [b"old", b"new"]
     await p.ub.send(p.a_id, INTENT_COMPUTE, b"back")
     assert p.ua.counters.rejected == 0 and p.ub.counters.rejected == 0
+
+
+async def test_unproven_second_connection_proves_itself_with_ueps(
+    make_transport: MakeTransport,
+) -> None:
+    """While the first connection stays up, a second one for the same identity (here a second
+    process of the same node) is on probation at b; its UEPS session still works both ways,
+    and b's replies follow the connection that proved the key."""
+    from pytest_p2p.transport_fixtures import fast_transport_config
+
+    p = await _pair(make_transport)
+    first = p.b.connection(p.a_id)
+    got, handler = _collector()
+    p.ub.register(INTENT_COMPUTE, handler)
+    twin = Transport(p.a.node_manager, None, fast_transport_config(**FAST))
+    await twin.start()
+    try:
+        u_twin = UepsService(twin)
+        back, back_handler = _collector()
+        u_twin.register(INTENT_COMPUTE, back_handler)
+        await twin.connect(p.b.address)
+        await u_twin.wait_ready(p.b_id, timeout=3.0)
+        await u_twin.send(p.b_id, INTENT_COMPUTE, b"from the twin")
+        await eventually(lambda: len(got) == 1)
+        await p.ub.send(p.a_id, INTENT_COMPUTE, b"reply")
+        await eventually(lambda: len(back) == 1)
+        assert back[0][1].payload == b"reply"
+        if hasattr(first, "on_probation"):  # the transport keeps unproven duplicates waiting
+            assert p.b.connection(p.a_id) is first  # all of the above went over the newcomer
+        assert p.ub.counters.rejected == 0 and u_twin.counters.rejected == 0
+    finally:
+        await twin.stop()
