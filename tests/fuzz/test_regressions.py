@@ -29,16 +29,9 @@ def test_handshake_null_challenge_is_rejected_not_raised() -> None:
     execute(target, data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="p2p.transport.smsg._verify_checksum: hmac.compare_digest(str, str) raises "
-    "TypeError for a non-ASCII 'checksum' header value (the header is outside the "
-    "encryption, so anyone who completed a handshake can send it; the read loop then dies "
-    "with log.exception). Compare bytes, or refuse non-ASCII/non-hex checksums as a "
-    "mismatch. Found by the smsg_plaintext fuzz target (long run).",
-)
 def test_smsg_non_ascii_checksum_is_a_header_error() -> None:
+    """Found by the long smsg_plaintext run: hmac.compare_digest(str, str) raised TypeError
+    for a non-ASCII ``checksum`` header (fixed in p2p-transport 7244514: bytes compare)."""
     from p2p.transport import sigil, smsg, trix
     from p2p.transport.errors import SmsgError
 

@@ -87,16 +87,12 @@ async def test_keyless_impersonator_cannot_use_the_session(make_node, make_node_
     assert await _serves(target, make_node_manager)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="p2p.transport: a handshake claiming a connected peer's public identity (no key "
-    "needed, protocol 1.0) replaces that peer's live connection (_establish closes the old "
-    "one at once), so anyone who knows a public key can keep disconnecting it. Suggested "
-    "fix: keep the old connection until the new one delivers a decryptable frame.",
-)
 async def test_keyless_impersonator_cannot_displace_the_real_peer(
     make_node, make_node_manager, raw_peer
 ) -> None:
+    """Anyone knowing a connected peer's public identity could complete a handshake as it
+    (protocol 1.0) and the newest connection used to win at once. The live session is now
+    kept until the newcomer proves the key (p2p-transport 7244514)."""
     target = await make_node("target")
     real = await raw_peer(target.transport)  # completes the handshake with its real key
     victim_id = real.id
@@ -583,19 +579,11 @@ async def test_message_flood_from_one_peer(make_node) -> None:
     assert drops["rate"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="p2p.transport/worker: inbound messages are not checked against the "
-    "authenticated peer (TRANSPORT.md §10 #5). SMSG uses one key for both directions, so "
-    "an on-path attacker can reflect a controller's own start_miner back to it and the "
-    "controller's worker runs it. Suggested fix (wire-compatible: honest Go peers always "
-    "send from = their id): drop messages whose from != conn.peer_id or whose to is "
-    "neither our id nor empty, in Session.receive.",
-)
 async def test_reflected_command_is_not_executed(make_node, raw_peer) -> None:
     """A controller sends start_miner to a peer; the ciphertext, reflected back to the
     controller on the same link (what a man in the middle of plain ws:// can do), must not
-    start a miner on the controller itself."""
+    start a miner on the controller itself (SMSG uses one key for both directions; fixed in
+    p2p-transport 7244514 by binding messages to the authenticated peer)."""
     node = await make_node("controller-and-worker")
     peer = await raw_peer(node.transport)
     task = asyncio.ensure_future(
@@ -727,14 +715,8 @@ async def test_keepalive_survives_a_deleted_identity(make_transport) -> None:
     assert not a.connected_peers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="p2p.controller.node: Node.close() ends with log.info(..., self.id), which raises "
-    "IdentityNotInitializedError when the identity was deleted while running "
-    "(node.py, last line of close()); log the id captured at start instead.",
-)
 async def test_node_closes_after_its_identity_is_deleted(tmp_path) -> None:
+    """Node.close() used to raise at its last log line once the identity was deleted."""
     from p2p.controller.node import Node
 
     node = Node(tmp_path / "n", listen="127.0.0.1:0")
