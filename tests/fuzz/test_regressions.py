@@ -41,3 +41,23 @@ def test_smsg_non_ascii_checksum_is_a_header_error() -> None:
     frame = trix.encode(b"SMSG", header, sealed)
     with pytest.raises(SmsgError):
         smsg.decrypt(frame, password)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason="p2p.controller.bundles: Bundle.from_json and read_bundle let RecursionError out "
+    "of json's raw_decode for deeply nested input ('[' * 100000): catch it as "
+    "BundleFormatError (as p2p.transport.messages does). Found by the bundle_json fuzz "
+    "target (1 s CI run).",
+)
+def test_deeply_nested_bundle_json_is_a_format_error() -> None:
+    import io
+
+    from p2p.controller.bundles import Bundle, read_bundle
+    from p2p.controller.errors import BundleFormatError
+
+    with pytest.raises(BundleFormatError):
+        Bundle.from_json(b"[" * 100_000)
+    with pytest.raises(BundleFormatError):
+        read_bundle(io.BytesIO(b"[" * 100_000))
