@@ -67,18 +67,21 @@ def test_deeply_nested_bundle_json_is_a_format_error() -> None:
     strict=True,
     raises=RecursionError,
     reason="p2p.peers.store.load_peers: a deeply nested peers.json ('[' * 100000) raises "
-    "RecursionError out of PeerRegistry() (and so out of Node.start), where a corrupt file "
+    "RecursionError out of PeerRegistry() (and so out of Node.start), as does the allowlist "
+    "sidecar (load_allowlist); a corrupt file "
     "must load as empty with load_error set and a copy kept. Catch RecursionError with "
     "ValueError in the JSON parse. Found by probing the fuzz targets with deep nesting.",
 )
 def test_deeply_nested_peers_json_loads_as_corrupt(tmp_path) -> None:
     from p2p.peers import PeerRegistry
 
-    path = tmp_path / "peers.json"
-    path.write_bytes(b"[" * 100_000)
-    registry = PeerRegistry(path, save_delay=3600.0)
-    try:
-        assert registry.load_error is not None
-        assert registry.peers() == []
-    finally:
-        registry.close()
+    for name in ("peers.json", "peers.json.allowlist.json"):  # the sidecar too
+        d = tmp_path / name.replace(".", "-")
+        d.mkdir()
+        (d / name).write_bytes(b"[" * 100_000)
+        registry = PeerRegistry(d / "peers.json", save_delay=3600.0)
+        try:
+            assert registry.load_error is not None
+            assert registry.peers() == []
+        finally:
+            registry.close()
