@@ -225,6 +225,8 @@ class Bundle:
             obj, _end = json.JSONDecoder().raw_decode(stripped)
         except json.JSONDecodeError as exc:
             raise BundleFormatError(f"invalid bundle JSON: {exc}") from None
+        except RecursionError:
+            raise BundleFormatError("invalid bundle JSON: nested too deeply") from None
         return cls.from_dict(obj)
 
     def to_dict(self) -> dict[str, str]:
@@ -307,6 +309,8 @@ def _read_value(fileobj: IO[bytes] | IO[str], max_size: int) -> Bundle | None:
             continue
         try:
             obj, _end = json.JSONDecoder().raw_decode(buf.lstrip(" \t\r\n"))
+        except RecursionError:
+            raise BundleFormatError("invalid bundle JSON: nested too deeply") from None
         except json.JSONDecodeError:
             if buf.endswith("\n"):
                 continue  # a multi-line (pretty-printed) value: read on

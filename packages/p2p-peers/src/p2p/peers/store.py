@@ -109,7 +109,7 @@ def load_peers(path: Path, *, max_bytes: int, max_peers: int) -> LoadResult:
         raise PeerStoreError(f"{path}: {e}") from e
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: deep nesting
         return LoadResult(error=_corrupt(path, f"not valid JSON ({e})", data))
     if doc is None:
         return LoadResult()
@@ -152,7 +152,7 @@ def load_allowlist(path: Path, *, max_bytes: int) -> tuple[set[str], CorruptPeer
         raise PeerStoreError(f"{path}: {e}") from e
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         return set(), _corrupt(path, f"allowlist is not valid JSON ({e})", data)
     if doc is None:
         return set(), None
