@@ -109,8 +109,6 @@ KNOWN_BUGS: dict[str, list[tuple[type[BaseException], str]]] = {
     # target -> (exception type, message) of a crash whose fix belongs to another package;
     # each has an xfail(strict=True) test in test_regressions.py. Remove the entry with the
     # marker once fixed, so the fuzzers report it again if it comes back.
-    "bundle_json": [(RecursionError, "maximum recursion depth exceeded")],
-    "peers_load": [(RecursionError, "maximum recursion depth exceeded")],
 }
 
 

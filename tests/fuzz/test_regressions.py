@@ -43,15 +43,9 @@ def test_smsg_non_ascii_checksum_is_a_header_error() -> None:
         smsg.decrypt(frame, password)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="p2p.controller.bundles: Bundle.from_json and read_bundle let RecursionError out "
-    "of json's raw_decode for deeply nested input ('[' * 100000): catch it as "
-    "BundleFormatError (as p2p.transport.messages does). Found by the bundle_json fuzz "
-    "target (1 s CI run).",
-)
 def test_deeply_nested_bundle_json_is_a_format_error() -> None:
+    """Found by the bundle_json target: RecursionError escaped json's raw_decode for
+    '[' * 100000 (fixed in p2p-controller a61f96b: a BundleFormatError)."""
     import io
 
     from p2p.controller.bundles import Bundle, read_bundle
@@ -63,16 +57,10 @@ def test_deeply_nested_bundle_json_is_a_format_error() -> None:
         read_bundle(io.BytesIO(b"[" * 100_000))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="p2p.peers.store.load_peers: a deeply nested peers.json ('[' * 100000) raises "
-    "RecursionError out of PeerRegistry() (and so out of Node.start), as does the allowlist "
-    "sidecar (load_allowlist); a corrupt file "
-    "must load as empty with load_error set and a copy kept. Catch RecursionError with "
-    "ValueError in the JSON parse. Found by probing the fuzz targets with deep nesting.",
-)
 def test_deeply_nested_peers_json_loads_as_corrupt(tmp_path) -> None:
+    """Found by probing the fuzz targets with deep nesting: RecursionError escaped
+    PeerRegistry() for peers.json and its allowlist sidecar (fixed in p2p-peers a61f96b:
+    loads as corrupt, with load_error set and a copy kept)."""
     from p2p.peers import PeerRegistry
 
     for name in ("peers.json", "peers.json.allowlist.json"):  # the sidecar too
