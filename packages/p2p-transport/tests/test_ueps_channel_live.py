@@ -220,9 +220,11 @@ async def test_go_like_peer_never_receives_ueps(
     await a.send(raw.id, envelope.ping(identity.id, raw.id, 0))
     first = await raw.recv_message()  # the first frame it ever got after the ack is SMSG
     assert first["type"] == "ping"
-    # a stray non-SMSG binary frame from a non-UEPS peer is counted, not routed
+    # a stray non-SMSG binary frame from a non-UEPS peer is handled as Go does: tried as
+    # SMSG and counted undecryptable (a run of them closes the connection), never routed
     await raw.ws.send(b"\x01\x00\x01\x09not ueps")
-    await eventually(lambda: ua.peer_counters(raw.id)["not_negotiated"] == 1)
+    await eventually(lambda: a.drops["decrypt"] == 1)
+    assert ua.counters.rejected == 0 and ua.counters["accepted"] == 0
     assert a.connection(raw.id) is not None
 
 

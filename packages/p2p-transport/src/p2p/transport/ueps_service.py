@@ -278,6 +278,10 @@ class UepsService:
             log.warning("closing connection to %s: refused for %.0f s (UEPS)", peer_id, left)
             self._spawn(conn.close("refused: UEPS threat cool-down"))
             return
+        if not advertises_ueps(conn.features):
+            # Go's rule for peers without UEPS: every binary frame is tried as SMSG, so junk
+            # counts towards ``max_undecryptable_in_a_row`` and closes the connection.
+            conn.session.raw_frames_enabled = False
         if waiting is not None and waiting.conn is conn and not waiting.closed:
             self._channels[peer_id] = waiting  # promoted: keep the session it already has
             return
@@ -354,6 +358,7 @@ class UepsService:
                 counters.add(RejectReason.REFUSED)
             elif not advertises_ueps(conn.features):
                 counters.add(RejectReason.NOT_NEGOTIATED)
+                conn.session.raw_frames_enabled = False  # from now on tried as SMSG
                 log.info("non-SMSG binary frame from %s, which did not offer ueps/1", peer_id)
             else:
                 counters.add(RejectReason.UNBOUND)
