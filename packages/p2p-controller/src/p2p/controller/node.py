@@ -36,6 +36,7 @@ from p2p.controller.controller import Controller, ControllerConfig
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import MinerManager, ProcessMinerManager
 from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
+from p2p.controller.ueps_node import NodeUeps, enable_ueps
 from p2p.controller.worker import Worker
 from p2p.identity import NodeIdentity, NodeManager, load_or_create
 from p2p.peers import AuthMode, Peer, PeerRegistry, validate_peer_name
@@ -43,6 +44,7 @@ from p2p.transport import PeerConnection, Transport, TransportConfig
 
 if TYPE_CHECKING:
     from p2p.transport.messages import Message
+    from p2p.transport.ueps_service import PeerDispatcher
 
 __all__ = [
     "AmbiguousPeerError",
@@ -180,6 +182,7 @@ class Node:
         self.gate: _CountingGate | None = None
         self._own_miners = False
         self._unsubscribe: Callable[[], None] | None = None
+        self._ueps: NodeUeps | None = None
         self._closed = asyncio.Event()
         self._state = "new"
 
@@ -234,7 +237,9 @@ class Node:
                 host, port = _split_listen(self._listen)
                 tcfg = tcfg.replace(listen_host=host, listen_port=port)
             self.gate = _CountingGate(registry)
+            tcfg = enable_ueps(tcfg)  # advertise ueps/1 (Go peers ignore it)
             transport = Transport(node_manager, self.gate, tcfg)
+            self._ueps = NodeUeps(transport, miners=miners, record_failure=registry.record_failure)
             worker = Worker(node_manager, None, miners, profiles, data_dir=paths.worker_data)
             controller = Controller(node_manager, registry, transport, self._controller_config)
             cleanups.append(controller.close)
@@ -276,6 +281,7 @@ class Node:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("controller", parts.controller.close),
             ("transport", parts.transport.stop),
+            *([("ueps", self._ueps.close)] if self._ueps is not None else []),
             ("worker", parts.worker.close),
         ]
         if self._own_miners:
@@ -359,6 +365,24 @@ class Node:
     @property
     def profiles(self) -> ProfileManager | None:
         return self._require().profiles
+
+    @property
+    def ueps(self) -> NodeUeps:
+        """The UEPS channel to peers that advertised ``ueps/1``, with REHAB built in."""
+        self._require()
+        assert self._ueps is not None
+        return self._ueps
+
+    @property
+    def dispatcher(self) -> PeerDispatcher:
+        """UEPS intent routing: ``node.dispatcher.register(0x20, handler(conn, packet))``."""
+        return self.ueps.dispatcher
+
+    async def send_ueps(
+        self, peer_id: str, intent_id: int, payload: bytes, *, threat_score: int = 0
+    ) -> None:
+        """Send one session-bound UEPS frame to a connected peer that speaks ``ueps/1``."""
+        await self.ueps.send(peer_id, intent_id, payload, threat_score=threat_score)
 
     @property
     def address(self) -> str:
