@@ -61,6 +61,7 @@ from p2p.controller.controller import ControllerConfig
 from p2p.controller.demo import run_demo
 from p2p.controller.node import Node, resolve_peer
 from p2p.controller.profiles import sanitise_name
+from p2p.controller.ueps_cli import add_ueps_subcommand, cmd_ueps
 from p2p.identity import CorruptIdentityError, NodeManager, NodeRole, load_or_create
 from p2p.peers import Peer, PeerRegistry
 
@@ -303,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROFILE.json",
         help="with a miner binary: the profile to ship along",
     )
+
+    add_ueps_subcommand(add, common)
 
     demo = add("demo", "a live three-node mesh on 127.0.0.1, step by step (< 20 s)")
     demo.add_argument("--no-color", action="store_true", help="plain text output")
@@ -948,6 +951,7 @@ _COMMANDS: dict[str, Callable[[_Ctx], Coroutine[Any, Any, int]]] = {
     "bundle": cmd_bundle,
     "deploy": cmd_deploy,
     "demo": cmd_demo,
+    "ueps": cmd_ueps,
 }
 
 

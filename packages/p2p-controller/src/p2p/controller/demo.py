@@ -23,6 +23,7 @@ from typing import TextIO
 from p2p.controller.bundles import create_profile_bundle
 from p2p.controller.config import MinerConfig, NodeConfig
 from p2p.controller.node import Node
+from p2p.controller.ueps_cli import demo_ueps_steps
 
 __all__ = ["MINER_SCRIPT", "run_demo"]
 
@@ -91,7 +92,7 @@ async def run_demo(out: TextIO | None = None, *, color: bool = False) -> int:
 
 async def _story(root: Path, say: object, style: _Style) -> None:
     assert callable(say)
-    total = 8
+    total = 9
     script = root / "demo_miner.py"
     script.write_text(MINER_SCRIPT, encoding="utf-8")
     # The workers' miner type, as a `[miners.demo-miner]` table in config.toml would give it;
@@ -190,7 +191,22 @@ async def _story(root: Path, say: object, style: _Style) -> None:
             )
         )
 
-        say(style.step(8, total, "Stop the miner and shut everything down"))
+        say(style.step(8, total, f"UEPS frames to {chosen.name}, bound to the session"))
+        say(
+            style.dim(
+                "      (TLV frames signed with HMAC-SHA256 under the shared secret, session id + "
+                "counter; only between nodes that advertised ueps/1)"
+            )
+        )
+        chosen_node = next(w for w in workers if w.id == chosen.id)
+        await demo_ueps_steps(
+            controller.ueps.service,
+            chosen_node.ueps.service,
+            chosen.id,
+            lambda text: say(style.ok(text)),
+        )
+
+        say(style.step(9, total, "Stop the miner and shut everything down"))
         await ctl.stop_remote_miner(chosen.id, name)
         say(style.ok(f"miner {name!r} stopped (SIGTERM, exited, reaped)"))
     finally:
