@@ -291,7 +291,7 @@ def test_demo_in_a_sandbox(tmp_path: Path, p2p_node: Callable[..., CliResult]) -
     )
     res = p2p_node("demo", env=env)
     assert res.code == 0, res.err
-    for step in range(1, 9):
-        assert f"[{step}/8]" in res.out
+    for step in range(1, 10):
+        assert f"[{step}/9]" in res.out
     assert "log │ speed" in res.out and "deploy" in res.out.lower()
     assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []

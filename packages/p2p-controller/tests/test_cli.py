@@ -476,8 +476,9 @@ def test_unreachable_peer_exits_3(tmp_path: Path, served: _Served) -> None:
 def test_demo_runs_in_process() -> None:
     code, out, _ = run("demo", "--no-color")
     assert code == 0
-    for marker in ("[1/8]", "[2/8]", "[6/8]", "log │ speed", "[8/8]", "removed"):
+    for marker in ("[1/9]", "[2/9]", "[6/9]", "log │ speed", "[8/9]", "[9/9]", "removed"):
         assert marker in out
+    assert "COMPUTE frame" in out and "replayed frame" in out and "tampered frame" in out
 
 
 def test_client_trusts_the_ca_from_config_toml(tmp_path: Path) -> None:
