@@ -356,7 +356,8 @@ async def test_unproven_second_connection_proves_itself_with_ueps(
 ) -> None:
     """While the first connection stays up, a second one for the same identity (here a second
     process of the same node) is on probation at b; its UEPS session still works both ways,
-    and b's replies follow the connection that proved the key."""
+    b's replies follow the connection that proved the key, and that proof (a verified,
+    session-bound UEPS data frame) promotes it as a decrypted SMSG frame would."""
     from pytest_p2p.transport_fixtures import fast_transport_config
 
     p = await _pair(make_transport)
@@ -376,8 +377,9 @@ async def test_unproven_second_connection_proves_itself_with_ueps(
         await p.ub.send(p.a_id, INTENT_COMPUTE, b"reply")
         await eventually(lambda: len(back) == 1)
         assert back[0][1].payload == b"reply"
-        if hasattr(first, "on_probation"):  # the transport keeps unproven duplicates waiting
-            assert p.b.connection(p.a_id) is first  # all of the above went over the newcomer
+        # the twin's first bound data frame proved the key: b promoted its connection
+        await eventually(lambda: p.b.connection(p.a_id) is not first and first.closed)
+        assert not p.b.connection(p.a_id).on_probation
         assert p.ub.counters.rejected == 0 and u_twin.counters.rejected == 0
     finally:
         await twin.stop()

@@ -385,6 +385,12 @@ class Transport:
             except Exception:
                 log.exception("gate.peer_disconnected failed")
 
+    def mark_proven(self, conn: PeerConnection) -> None:
+        """A layer above authenticated a frame on ``conn`` under the shared secret (e.g. a
+        session-bound UEPS data frame): end its probation as a decrypted SMSG frame would."""
+        if conn.on_probation:
+            self._connection_proven(conn)
+
     def _connection_proven(self, conn: PeerConnection) -> None:
         if self._probation.get(conn.peer_id) is conn:
             del self._probation[conn.peer_id]

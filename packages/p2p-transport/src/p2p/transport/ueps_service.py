@@ -377,6 +377,8 @@ class UepsService:
         if not isinstance(verdict, Accept):  # the peer's setup frame
             ch.update()
             return None
+        if conn.on_probation:  # a bound data frame verified: the peer holds the key
+            self.transport.mark_proven(conn)
         packet = verdict.packet
         try:
             handler = self.dispatcher.route(packet)
