@@ -482,7 +482,7 @@ def test_demo_runs_in_process() -> None:
 
 
 def test_client_trusts_the_ca_from_config_toml(tmp_path: Path) -> None:
-    from test_node import self_signed
+    from pytest_p2p.tls import self_signed
 
     cert, key = self_signed(tmp_path)
     node = _Served(tmp_path / "tls", NodeConfig(listen="127.0.0.1:0", tls_cert=cert, tls_key=key))

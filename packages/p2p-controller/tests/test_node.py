@@ -25,6 +25,7 @@ from p2p.controller.node import peer_address_of, resolve_peer
 from p2p.identity import NodeManager
 from p2p.peers import Peer
 from p2p.transport import ConnectError
+from pytest_p2p.tls import self_signed
 
 LOOPBACK = NodeConfig(listen="127.0.0.1:0")
 
@@ -368,46 +369,6 @@ async def test_deployed_miner_runs_and_survives_a_restart(tmp_path: Path) -> Non
             await ctl.controller.stop_remote_miner(worker.id, name)
         finally:
             await worker.close()
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A P-256 certificate for 127.0.0.1, as PEM files (cert, key)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 async def test_tls_node(tmp_path: Path) -> None:
