@@ -63,7 +63,7 @@ async def test_impostor_never_inherits_the_identity(make_node, make_node_manager
     assert target.transport.connection(real.identity.id) is not None
     impostor = await raw_handshake(target.address, hello_doc(identity_doc(real)))
     assert impostor.accepted
-    await until(lambda: len(target.transport.unproven_connections()) == 1)
+    await until(lambda: target.transport.pending_handshakes == 0)  # it is established
     await first.ws.close()
     await until(lambda: target.transport.connection(real.identity.id) is None, what="gone")
     await asyncio.sleep(0.3)
