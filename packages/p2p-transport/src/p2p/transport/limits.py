@@ -118,9 +118,10 @@ class ReplayGuard:
     forget ids it forgets the lowest ts first and raises its **floor** to that ts, and ts at
     or below the floor are refused, so forgetting never reopens a replay. Only the peer's
     own traffic fills its table; a peer over its share of ``max_entries`` makes room in its
-    own table. When ``max_peers`` tables exist, the table whose newest ts is oldest is
-    dropped and its newest ts becomes the floor of every peer without a table (the
-    *amnesia floor*): safe, and an honest newcomer (ts ~ now) is not affected.
+    own table. When ``max_peers`` tables exist, the tables whose newest ts is oldest (1/16
+    of them, so the O(n) pass is rare) are dropped and their newest ts becomes the floor of
+    every peer without a table (the *amnesia floor*): safe, and an honest newcomer (ts ~
+    now) is not affected.
 
     ``ts`` and ``now`` are Unix seconds (the clock ``ts`` is judged by).
     """
@@ -196,12 +197,16 @@ class ReplayGuard:
     def _new_table(self, peer_key: str, now: float) -> _PeerIds:
         if len(self._peers) >= self.max_peers:
             self.sweep(now)
-        while len(self._peers) >= self.max_peers:
-            key = min(self._peers, key=lambda k: self._peers[k].newest)
-            dropped = self._peers.pop(key)
-            self._total -= len(dropped.ids)
-            self.evicted += len(dropped.ids)
-            self._amnesia = max(self._amnesia, dropped.newest)
+        if len(self._peers) >= self.max_peers:
+            # drop a batch (1/16 of the tables, those whose newest ts is oldest) so the
+            # O(n) pass is paid once per many newcomers, not once per newcomer
+            batch = max(1, self.max_peers // 16, len(self._peers) - self.max_peers + 1)
+            peers = self._peers
+            for key in heapq.nsmallest(batch, peers, key=lambda k: peers[k].newest):
+                dropped = peers.pop(key)
+                self._total -= len(dropped.ids)
+                self.evicted += len(dropped.ids)
+                self._amnesia = max(self._amnesia, dropped.newest)
         table = _PeerIds(self._amnesia)
         self._peers[peer_key] = table
         return table

@@ -147,8 +147,9 @@ class Session:
     def receive(self, data: bytes | str, now: float, wall_now: float) -> Delivery | RawFrame | None:
         """Judge one inbound data frame; ``None`` means dropped (and counted).
 
-        ``now`` is the monotonic clock (activity, rate limit, dedup), ``wall_now`` Unix
-        seconds (the replay window on ``ts``). Raises :class:`TooManyUndecryptableError` once
+        ``now`` is the monotonic clock (activity, rate limit), ``wall_now`` Unix seconds
+        (the ``ts`` window and the replay tables, which keep an id until its ``ts`` leaves
+        the window). Raises :class:`TooManyUndecryptableError` once
         the configured run of bad frames is reached, :class:`RateLimitExceededError` once
         more than ``max_rate_limited`` frames were rate-limited within
         ``rate_limited_window`` seconds.

@@ -22,6 +22,7 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
+import heapq
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -388,10 +389,11 @@ class ThreatTracker:
     :meth:`record` adds ``increment`` points; when the decayed score goes strictly above
     ``threshold`` the breaker trips: the score resets and the peer is refused for
     ``cooldown`` seconds. At most ``max_peers`` keys are remembered, so a flood of
-    identities cannot grow memory. When full, the *least dangerous* entry goes (not in
-    cool-down, lowest decayed score, oldest): an active ban is never forgotten to make room
-    while a lesser entry exists, and when every entry is a ban the newcomer is simply not
-    tracked (counted in :attr:`untracked`), so churn cannot lift a ban.
+    identities cannot grow memory. When full, the *least dangerous* entries go (not in
+    cool-down, lowest decayed score, oldest; 1/16 of the table at a time): an active ban
+    is never forgotten to make room while a lesser entry exists, and when every entry is a
+    ban the newcomer is simply not tracked (counted in :attr:`untracked`), so churn cannot
+    lift a ban.
     """
 
     def __init__(
@@ -461,13 +463,18 @@ class ThreatTracker:
         return (t.refused_until > now, self._decayed(t, now), t.at)
 
     def _make_room(self, now: float) -> bool:
-        """Forget the least dangerous entry; ``False`` if all are active bans (O(n), and
-        only when the table is full)."""
-        key = min(self._peers, key=lambda k: self._danger(self._peers[k], now))
-        if self._peers[key].refused_until > now:
-            return False
-        del self._peers[key]
-        return True
+        """Forget the least dangerous entries (1/16 of the table, so the O(n) pass is paid
+        once per many newcomers), never an active ban; ``False`` if all are active bans."""
+        peers = self._peers
+        batch = max(1, self.max_peers // 16)
+        lesser = heapq.nsmallest(batch, peers, key=lambda k: self._danger(peers[k], now))
+        freed = False
+        for key in lesser:
+            if peers[key].refused_until > now:
+                break  # sorted: the rest are bans too
+            del peers[key]
+            freed = True
+        return freed
 
     def refused(self, peer_id: str) -> bool:
         """Whether the peer is inside its cool-down."""
