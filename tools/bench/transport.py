@@ -240,7 +240,7 @@ def stage_costs() -> list[tuple[str, float]]:
     import timeit
 
     from p2p.transport.frames import FrameCodec
-    from p2p.transport.limits import DedupTable
+    from p2p.transport.limits import ReplayGuard
     from p2p.transport.session import Session
 
     kp_a, kp_b = KeyPair.generate(), KeyPair.generate()
@@ -251,7 +251,7 @@ def stage_costs() -> list[tuple[str, float]]:
     msg = stats_message(a.id, b.id)
     frame = codec.seal(msg)
     cfg = bench_config()
-    session = Session(a, secret, cfg, DedupTable(300.0, 10_000_000), time.monotonic())
+    session = Session(a, secret, cfg, ReplayGuard.from_config(cfg), time.monotonic())
     frames = [codec.seal(stats_message(a.id, b.id)) for _ in range(20_000)]
     it = iter(frames)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from p2p.transport.limits import DedupTable, DropCounters, DropReason, KeyedBuckets, TokenBucket
+from p2p.transport.limits import DropCounters, DropReason, KeyedBuckets, TokenBucket
 
 
 def test_bucket_starts_full_then_drops() -> None:
@@ -52,34 +52,6 @@ def test_keyed_buckets_separate_and_bounded() -> None:
     assert len(buckets) == 3
     # "a" was evicted (LRU), so it starts full again
     assert buckets.allow("a", 0.0)
-
-
-def test_dedup_marks_once_within_ttl() -> None:
-    table = DedupTable(ttl=300.0, max_entries=10)
-    assert table.check_and_mark("m1", 0.0)
-    assert not table.check_and_mark("m1", 10.0)
-    assert not table.check_and_mark("m1", 299.0)
-    # the duplicate did not refresh the mark: expired at 300 s after the first
-    assert table.check_and_mark("m1", 300.5)
-
-
-def test_dedup_count_cap_evicts_oldest() -> None:
-    table = DedupTable(ttl=300.0, max_entries=3)
-    for i in range(5):
-        assert table.check_and_mark(f"m{i}", float(i))
-    assert len(table) == 3
-    assert table.evicted == 2
-    assert "m0" not in table and "m4" in table
-    assert table.check_and_mark("m0", 5.0)
-
-
-def test_dedup_sweep_expires() -> None:
-    table = DedupTable(ttl=1.0, max_entries=100)
-    for i in range(50):
-        table.check_and_mark(str(i), 0.0)
-    table.check_and_mark("late", 0.9)
-    table.sweep(1.5)
-    assert len(table) == 1 and "late" in table
 
 
 def test_drop_counters_roll_up() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from p2p.identity import KeyPair, NodeIdentity
 from p2p.transport import TransportConfig, envelope, smsg
 from p2p.transport.handshake import HandshakeInitiator
-from p2p.transport.limits import DedupTable
+from p2p.transport.limits import ReplayGuard
 from p2p.transport.session import Delivery, Session
 from pytest_p2p.transport_fixtures import body, eventually
 from websockets.asyncio.client import connect
@@ -24,7 +24,14 @@ SECRET = os.urandom(32)
 
 
 def _session(peer: NodeIdentity, own_id: str) -> Session:
-    return Session(peer, SECRET, TransportConfig(), DedupTable(300, 100), 0.0, own_id=own_id)
+    return Session(
+        peer,
+        SECRET,
+        TransportConfig(),
+        ReplayGuard.from_config(TransportConfig()),
+        0.0,
+        own_id=own_id,
+    )
 
 
 def _frame(frm: str, to: str) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from p2p.identity import GoTime, KeyPair, NodeIdentity
 from p2p.transport import TransportConfig, envelope, smsg
-from p2p.transport.limits import DedupTable, DropCounters
+from p2p.transport.limits import DropCounters, ReplayGuard
 from p2p.transport.session import Delivery, RawFrame, Session, TooManyUndecryptableError
 
 
@@ -30,7 +30,8 @@ def _go_seconds(body: str) -> float:
 
 def _session(wc: dict[str, Any], peer_side: str, **cfg: Any) -> Session:
     secret = bytes.fromhex(wc["shared_secret_hex"])
-    return Session(_peer(wc, peer_side), secret, TransportConfig(**cfg), DedupTable(300, 1000), 0.0)
+    config = TransportConfig(**cfg)
+    return Session(_peer(wc, peer_side), secret, config, ReplayGuard.from_config(config), 0.0)
 
 
 def test_every_captured_go_frame_is_delivered_at_capture_time(golden: dict[str, Any]) -> None:
@@ -67,9 +68,12 @@ def test_captured_frame_replayed_in_window_is_dedup_dropped(golden: dict[str, An
     assert isinstance(session.receive(frame, 0.0, now), Delivery)
     assert session.receive(frame, 1.0, now) is None
     assert session.drops["dedup"] == 1
-    # still a duplicate until the dedup TTL ends, then fresh again (if ts still fresh)
-    assert session.receive(frame, 299.0, now) is None
-    assert isinstance(session.receive(frame, 301.0, now), Delivery)
+    # remembered for as long as its own ts is acceptable (not arrival + TTL): never again
+    assert session.receive(frame, 301.0, now) is None
+    assert session.receive(frame, 600.0, now + 299.0) is None
+    assert session.drops["dedup"] == 3
+    assert session.receive(frame, 700.0, now + 301.0) is None
+    assert session.drops["stale_ts"] == 1
 
 
 @pytest.fixture
@@ -79,8 +83,12 @@ def link() -> tuple[Session, Session, NodeIdentity, NodeIdentity, bytes]:
     secret = ka.derive_shared_secret(kb.public_key_b64)
     cfg = TransportConfig(rate_burst=3, rate_refill_per_s=2.0, max_undecryptable_in_a_row=3)
     totals = DropCounters()
-    at_a = Session(b, secret, cfg, DedupTable(300, 100), 0.0, drops_parent=totals)
-    at_b = Session(a, secret, cfg, DedupTable(300, 100), 0.0, drops_parent=totals)
+    at_a = Session(
+        b, secret, cfg, ReplayGuard.from_config(TransportConfig()), 0.0, drops_parent=totals
+    )
+    at_b = Session(
+        a, secret, cfg, ReplayGuard.from_config(TransportConfig()), 0.0, drops_parent=totals
+    )
     return at_a, at_b, a, b, secret
 
 

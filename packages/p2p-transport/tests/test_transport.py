@@ -358,7 +358,8 @@ async def test_oversize_frame_closes_1009(make_transport: Any, raw_peer: Any) ->
     peer = await raw_peer(server)
     await peer.ws.send(b"x" * 5000)
     with pytest.raises(ConnectionClosed) as info:
-        await asyncio.wait_for(peer.ws.recv(), 2)
+        while True:  # the server's probe ping may come first
+            await asyncio.wait_for(peer.ws.recv(), 2)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
     await eventually(lambda: server.drops["oversize"] == 1)
     assert not server.connected_peers
@@ -417,7 +418,7 @@ async def test_flood_past_bucket_dropped(make_transport: Any, raw_peer: Any) -> 
     for _ in range(30):
         await peer.ws.send(peer.frame("get_stats", None))
     await eventually(lambda: len(got) + server.drops["rate"] == 30)
-    assert len(got) in (10, 11)
+    assert len(got) in (9, 10)  # the proof frame took one token
     assert server.connection(peer.id).drops["rate"] == 30 - len(got)
 
 

@@ -185,6 +185,12 @@ class RawPeer:
 
         return smsg.encrypt(body(type_, self.id, self.server_id, payload, **kw), self.password)
 
+    async def prove(self) -> None:
+        """Show the server we hold the key: one fresh frame it can decrypt (a ``pong``
+        nobody waits for; handlers ignore it). Until then an inbound connection is
+        unproven: not connected, no UEPS, nobody's session."""
+        await self.ws.send(self.frame("pong", {"sentAt": 0, "receivedAt": 0}))
+
     async def recv_message(self, timeout: float = 2.0) -> dict[str, Any]:
         from p2p.transport import smsg
 
@@ -204,14 +210,15 @@ class RawPeer:
 def raw_peer(
     make_node_manager: Callable[[str], NodeManager],
 ) -> Iterator[Callable[..., Awaitable[RawPeer]]]:
-    """``await raw_peer(transport, **connect_kwargs) -> RawPeer`` (handshake done by hand)."""
+    """``await raw_peer(transport, prove=True, **connect_kwargs) -> RawPeer`` (handshake done
+    by hand; ``prove`` sends one fresh frame so the server counts the connection as proven)."""
     from p2p.transport import envelope, smsg
     from p2p.transport.handshake import HandshakeInitiator
     from websockets.asyncio.client import connect
 
     opened: list[ClientConnection] = []
 
-    async def make(server: Transport, **kw: Any) -> RawPeer:
+    async def make(server: Transport, *, prove: bool = True, **kw: Any) -> RawPeer:
         manager = make_node_manager("raw")
         identity = manager.identity
         assert identity is not None
@@ -222,7 +229,11 @@ def raw_peer(
         initiator = HandshakeInitiator(identity, manager.derive_shared_secret)
         await ws.send(envelope.to_text(initiator.hello()))
         result = initiator.receive_ack(await ws.recv())
-        return RawPeer(ws, manager, result.peer.id, smsg.password_for_secret(result.secret))
+        peer = RawPeer(ws, manager, result.peer.id, smsg.password_for_secret(result.secret))
+        if prove:
+            await peer.prove()
+            await eventually(lambda: server.connection(peer.id) is not None, timeout=5.0)
+        return peer
 
     yield make
     for ws in opened:

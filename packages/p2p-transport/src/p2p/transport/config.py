@@ -90,6 +90,19 @@ class TransportConfig:
     """The transport answers every ``ping`` with a ``pong`` itself (turn off if a Worker does)."""
     features: tuple[str, ...] = field(default_factory=tuple)
     """Extra handshake ``features`` to advertise (e.g. ``("ueps/1",)``); empty: field not sent."""
+    # -- identity/replay (hold the line)
+    replay_max_ids_per_peer: int = 4096
+    """Message ids remembered per peer (public key); past it the lowest ts is forgotten and
+    becomes that peer's floor (ts at or below it are refused). ``dedup_max_entries`` caps the
+    sum over all peers; ids live until their ``ts + ts_window`` (or arrival + ``dedup_ttl``
+    with ``ts_window=None``)."""
+    replay_max_peers: int = 16384
+    """Peers with a replay table; past it the table with the oldest newest-ts is dropped and
+    that ts becomes the floor of every peer without a table."""
+    max_rate_limited: int = 200
+    """A connection with more rate-limited frames than this within ``rate_limited_window``
+    is closed ("rate limit exceeded")."""
+    rate_limited_window: float = 10.0
 
     def __post_init__(self) -> None:
         if self.listen_addr is not None:
@@ -140,6 +153,10 @@ class TransportConfig:
         for feat in self.features:
             if not isinstance(feat, str) or not feat or len(feat) > 64:
                 raise ConfigError("features", f"bad feature name {feat!r}")
+        # -- identity/replay (hold the line)
+        for name in ("replay_max_ids_per_peer", "replay_max_peers", "max_rate_limited"):
+            _positive_int(name, getattr(self, name), upper=10_000_000)
+        _positive_float("rate_limited_window", self.rate_limited_window, upper=3600.0)
 
     @property
     def tls_enabled(self) -> bool:

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from p2p.transport import envelope
 from p2p.transport.errors import TransportError
 from p2p.transport.limits import DropReason
-from p2p.transport.session import Delivery, RawFrame, Session, TooManyUndecryptableError
+from p2p.transport.session import (
+    Delivery,
+    RateLimitExceededError,
+    RawFrame,
+    Session,
+    TooManyUndecryptableError,
+)
 from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed
 
@@ -93,6 +99,7 @@ class _Host(Protocol):
     def _raw_handler(self) -> RawFrameHandler | None: ...
     def _connection_closed(self, conn: PeerConnection) -> None: ...
     def _connection_proven(self, conn: PeerConnection) -> None: ...
+    def _closed_for(self, why: str) -> None: ...
     def _own_id(self) -> str: ...
 
 
@@ -130,10 +137,9 @@ class PeerConnection:
         self.handler_errors = 0
         self._writes_pending = 0
         self._write_progress = self.connected_at
-        #: An inbound connection for a peer that already has a live one waits here until it
-        #: proves it holds the key (its first frame that decrypts): the handshake does not
-        #: make the initiator prove anything, so a bare claim must not displace a session.
-        self.on_probation = False
+        self._settled = asyncio.Event()  # proven or closed
+        if session.proven:
+            self._settled.set()
 
     # --- public surface -------------------------------------------------------------
     @property
@@ -144,6 +150,23 @@ class PeerConnection:
     @property
     def peer_id(self) -> str:
         return self.session.peer.id
+
+    @property
+    def proven(self) -> bool:
+        """Whether the peer showed it holds its key: outbound, by answering our challenge;
+        inbound, by a fresh frame that decrypted under the shared secret (protocol 1.0 makes
+        the initiator prove nothing in the handshake)."""
+        return self.session.proven
+
+    @property
+    def on_probation(self) -> bool:
+        """An inbound connection that has not proven its key yet: it is nobody's session,
+        is not reported to the gate, gets no UEPS channel and can displace nothing."""
+        return not self.session.proven
+
+    async def wait_settled(self) -> None:
+        """Wait until the connection is proven or closed."""
+        await self._settled.wait()
 
     @property
     def last_activity(self) -> float:
@@ -235,19 +258,26 @@ class PeerConnection:
         try:
             while True:
                 data = await ws.recv()
+                was_proven = session.proven
                 try:
                     verdict = session.receive(data, clock(), wall())
                 except TooManyUndecryptableError as exc:
                     log.warning("%s: disconnecting", exc)
+                    self._host._closed_for("undecryptable")
                     await self.graceful_close(
                         "too many undecryptable frames", DISCONNECT_PROTOCOL_ERROR
                     )
                     return
+                except RateLimitExceededError as exc:
+                    log.warning("%s: disconnecting", exc)
+                    self._host._closed_for("rate_limit")
+                    await self.graceful_close("rate limit exceeded", DISCONNECT_PROTOCOL_ERROR)
+                    return
                 if verdict is None:
                     continue
                 if isinstance(verdict, Delivery):
-                    if self.on_probation:
-                        self._host._connection_proven(self)
+                    if not was_proven:
+                        self._proved()
                     message = verdict.message
                     if message.type == envelope.PING and answer_pings:
                         await self._answer_ping(message)
@@ -271,6 +301,15 @@ class PeerConnection:
                 self.abort()
                 await self._stop_workers()
                 self._done.set()
+
+    def _proved(self) -> None:
+        """The first proving frame arrived: tell the transport, then hand over the raw
+        frame held while unproven (a UEPS setup frame), now that a channel can exist."""
+        self._settled.set()
+        self._host._connection_proven(self)
+        held, self.session.held_raw = self.session.held_raw, None
+        if held is not None and not self._closed and self.session.raw_frames_enabled:
+            self._dispatch_raw(held)
 
     async def _answer_ping(self, ping: Message) -> None:
         pong = envelope.pong(ping, self._host._own_id(), int(self._wall() * 1000))
@@ -389,6 +428,7 @@ class PeerConnection:
         if not self._closed:
             self._closed = True
             self.close_reason = reason
+            self._settled.set()
             self._host._connection_closed(self)
 
 

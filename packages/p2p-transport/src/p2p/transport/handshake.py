@@ -48,6 +48,7 @@ __all__ = [
     "CHALLENGE_SIZE",
     "PROTOCOL_VERSION",
     "REASON_NOT_AUTHORIZED",
+    "REASON_SELF",
     "SUPPORTED_VERSIONS",
     "ChallengeError",
     "HandshakeError",
@@ -69,6 +70,7 @@ SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0",)
 REASON_NOT_AUTHORIZED = "peer not authorized"
 REASON_ID_MISMATCH = "identity id does not match public key"
 REASON_BAD_CHALLENGE = f"challenge must be {CHALLENGE_SIZE} bytes"
+REASON_SELF = "identity is this node's own"
 MAX_FEATURES = 32
 MAX_FEATURE_LEN = 64
 
@@ -261,6 +263,8 @@ class HandshakeInitiator:
             raise PinnedKeyMismatchError(
                 f"peer {peer.id} answered with a public key other than the pinned one"
             )
+        if peer.public_key == self.identity.public_key or peer.id == self.identity.id:
+            raise IdentityBindingError("the peer answered with this node's own identity")
         try:
             secret = self._derive(peer.public_key)
         except IdentityError as exc:
@@ -336,6 +340,9 @@ class HandshakeResponder:
             _bound(peer)
         except IdentityBindingError as exc:
             return self._reject(peer.id, REASON_ID_MISMATCH, exc)
+        if peer.id == self.identity.id or peer.public_key == self.identity.public_key:
+            # someone claiming to be this node: never a peer (it would be registered as us)
+            return self._reject(peer.id, REASON_SELF, HandshakeError(REASON_SELF))
         if not self._allowed(peer.id, peer.public_key):
             return self._reject(
                 peer.id, REASON_NOT_AUTHORIZED, HandshakeError(REASON_NOT_AUTHORIZED)

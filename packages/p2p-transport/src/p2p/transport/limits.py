@@ -1,4 +1,4 @@
-"""Sans-I/O admission limits: token bucket, bounded dedup table, drop counters.
+"""Sans-I/O admission limits: token bucket, bounded dedup and replay tables, drop counters.
 
 Nothing here reads a clock: every method takes ``now`` (seconds, monotonic) so the
 behaviour is a pure function of its inputs and tests need no sleeps.
@@ -7,9 +7,23 @@ behaviour is a pure function of its inputs and tests need no sleeps.
 from __future__ import annotations
 
 import enum
+import heapq
+import ipaddress
+import math
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
-__all__ = ["DedupTable", "DropCounters", "DropReason", "KeyedBuckets", "TokenBucket"]
+if TYPE_CHECKING:
+    from p2p.transport.config import TransportConfig
+
+__all__ = [
+    "DropCounters",
+    "DropReason",
+    "KeyedBuckets",
+    "ReplayGuard",
+    "TokenBucket",
+    "source_prefix",
+]
 
 
 class TokenBucket:
@@ -77,56 +91,174 @@ class KeyedBuckets:
         return len(self._buckets)
 
 
-class DedupTable:
-    """Seen message ids with a TTL and a count cap; ``check_and_mark`` is one atomic step.
+class _PeerIds:
+    """One peer's accepted ids: ``id -> ts``, a min-heap on ts, and the ts floor."""
 
-    Entries are kept in marking order, so expiry and the cap both evict from the front in
-    O(1) amortised. A duplicate does not refresh its mark (as in the reference). With the
-    cap reached the oldest ids are forgotten first, so a flood of fresh ids can shorten the
-    effective window but never grow memory past ``max_entries``.
+    __slots__ = ("floor", "heap", "ids", "newest")
+
+    def __init__(self, floor: float) -> None:
+        self.ids: dict[str, float] = {}
+        self.heap: list[tuple[float, str]] = []
+        self.floor = floor
+        """Every ts at or below this is refused: its ids may have been forgotten."""
+        self.newest = floor
+
+    def pop_oldest(self) -> None:
+        ts, message_id = heapq.heappop(self.heap)
+        del self.ids[message_id]
+        self.floor = max(self.floor, ts)
+
+
+class ReplayGuard:
+    """Replay protection per peer (keyed by public key) that no other peer can evict.
+
+    An accepted message id is remembered until its *own* ``ts`` plus ``window`` has passed
+    (the whole acceptance window, so a frame stamped in the future cannot be replayed when
+    its arrival-based mark would have run out). Every table is bounded; when one must
+    forget ids it forgets the lowest ts first and raises its **floor** to that ts, and ts at
+    or below the floor are refused, so forgetting never reopens a replay. Only the peer's
+    own traffic fills its table; a peer over its share of ``max_entries`` makes room in its
+    own table. When ``max_peers`` tables exist, the tables whose newest ts is oldest (1/16
+    of them, so the O(n) pass is rare) are dropped and their newest ts becomes the floor of
+    every peer without a table (the *amnesia floor*): safe, and an honest newcomer (ts ~
+    now) is not affected.
+
+    ``ts`` and ``now`` are Unix seconds (the clock ``ts`` is judged by).
     """
 
-    __slots__ = ("_seen", "evicted", "max_entries", "ttl")
+    __slots__ = (
+        "_amnesia",
+        "_peers",
+        "_total",
+        "evicted",
+        "max_entries",
+        "max_peers",
+        "max_per_peer",
+        "refused_floor",
+        "window",
+    )
 
-    def __init__(self, ttl: float, max_entries: int) -> None:
-        if ttl <= 0 or max_entries <= 0:
-            raise ValueError("ttl and max_entries must be positive")
-        self.ttl = ttl
+    def __init__(
+        self, window: float, *, max_per_peer: int, max_entries: int, max_peers: int
+    ) -> None:
+        if window <= 0 or min(max_per_peer, max_entries, max_peers) <= 0:
+            raise ValueError("window and every cap must be positive")
+        self.window = window
+        self.max_per_peer = max_per_peer
         self.max_entries = max_entries
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.max_peers = max_peers
+        self._peers: dict[str, _PeerIds] = {}
+        self._total = 0
+        self._amnesia = -math.inf
         self.evicted = 0
-        """Ids forgotten because of the count cap (before their TTL ran out)."""
+        """Ids forgotten before their window ended (each one raised a floor)."""
+        self.refused_floor = 0
+        """Messages refused because their ts was at or below a floor."""
 
-    def check_and_mark(self, message_id: str, now: float) -> bool:
-        """``True`` (and mark it) if ``message_id`` is new; ``False`` if seen within the TTL."""
-        seen = self._seen
-        self._expire(now)
-        if message_id in seen:
+    @classmethod
+    def from_config(cls, config: TransportConfig) -> ReplayGuard:
+        """The guard a transport with ``config`` uses (window: ``ts_window``, or
+        ``dedup_ttl`` when ``ts`` is not checked)."""
+        window = config.ts_window if config.ts_window is not None else config.dedup_ttl
+        return cls(
+            window,
+            max_per_peer=config.replay_max_ids_per_peer,
+            max_entries=config.dedup_max_entries,
+            max_peers=config.replay_max_peers,
+        )
+
+    def check_and_mark(self, peer_key: str, message_id: str, ts: float, now: float) -> bool:
+        """``True`` (and remember it) if ``message_id`` from ``peer_key`` may be delivered."""
+        table = self._peers.get(peer_key)
+        if table is None:
+            if ts <= self._amnesia:
+                self.refused_floor += 1
+                return False
+            table = self._new_table(peer_key, now)
+        else:
+            self._expire(table, now)
+        if ts <= table.floor:
+            self.refused_floor += 1
             return False
-        seen[message_id] = now
-        if len(seen) > self.max_entries:
-            seen.popitem(last=False)
+        if message_id in table.ids:
+            return False
+        table.ids[message_id] = ts
+        heapq.heappush(table.heap, (ts, message_id))
+        self._total += 1
+        table.newest = max(table.newest, ts)
+        while len(table.ids) > self.max_per_peer or (
+            self._total > self.max_entries and len(table.ids) > 1
+        ):
+            table.pop_oldest()
+            self._total -= 1
             self.evicted += 1
         return True
 
-    def _expire(self, now: float) -> None:
-        seen = self._seen
-        limit = now - self.ttl
-        while seen:
-            oldest_id, marked = next(iter(seen.items()))
-            if marked > limit:
-                break
-            del seen[oldest_id]
+    def _new_table(self, peer_key: str, now: float) -> _PeerIds:
+        if len(self._peers) >= self.max_peers:
+            self.sweep(now)
+        if len(self._peers) >= self.max_peers:
+            # drop a batch (1/16 of the tables, those whose newest ts is oldest) so the
+            # O(n) pass is paid once per many newcomers, not once per newcomer
+            batch = max(1, self.max_peers // 16, len(self._peers) - self.max_peers + 1)
+            peers = self._peers
+            for key in heapq.nsmallest(batch, peers, key=lambda k: peers[k].newest):
+                dropped = peers.pop(key)
+                self._total -= len(dropped.ids)
+                self.evicted += len(dropped.ids)
+                self._amnesia = max(self._amnesia, dropped.newest)
+        table = _PeerIds(self._amnesia)
+        self._peers[peer_key] = table
+        return table
+
+    def _expire(self, table: _PeerIds, now: float) -> None:
+        limit = now - self.window
+        heap = table.heap
+        while heap and heap[0][0] < limit:
+            table.pop_oldest()
+            self._total -= 1
 
     def sweep(self, now: float) -> None:
-        """Forget expired ids (also done lazily by every check)."""
-        self._expire(now)
+        """Forget ids whose window has passed, and tables nothing can be replayed into."""
+        limit = now - self.window
+        for key in list(self._peers):
+            table = self._peers[key]
+            self._expire(table, now)
+            if not table.ids and table.floor < limit:
+                del self._peers[key]
+
+    @property
+    def peers(self) -> int:
+        """Peers with a table."""
+        return len(self._peers)
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._total
 
-    def __contains__(self, message_id: object) -> bool:
-        return message_id in self._seen
+    def __contains__(self, item: object) -> bool:
+        """``(peer_key, message_id)`` is remembered."""
+        if not isinstance(item, tuple) or len(item) != 2:
+            return False
+        table = self._peers.get(item[0])
+        return table is not None and item[1] in table.ids
+
+
+def source_prefix(address: str, v4_bits: int = 32, v6_bits: int = 64) -> str:
+    """The network ``address`` (``host:port``, ``[v6]:port`` or a bare host) belongs to,
+    as ``"net/bits"``: the unit charged for what many identities from one place do."""
+    host = address
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.rpartition(":")[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = v4_bits if ip.version == 4 else v6_bits
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
 
 
 class DropReason(str, enum.Enum):
@@ -140,6 +272,8 @@ class DropReason(str, enum.Enum):
     OVERLOAD = "overload"
     UNROUTABLE = "unroutable"
     MISADDRESSED = "misaddressed"
+    UNPROVEN = "unproven"
+    """A binary frame the raw hook would get, from a connection that has not proved its key."""
 
 
 class DropCounters:

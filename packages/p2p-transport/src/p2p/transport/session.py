@@ -4,6 +4,12 @@ A :class:`Session` turns each inbound WebSocket data frame into one of: a decryp
 :class:`Message` for the handlers, a raw non-SMSG binary frame for the raw hook, or a
 drop with a counted reason. It applies the reference's order (activity, rate limit,
 decrypt, dedup) plus this port's replay window on ``ts``. Time is passed in.
+
+An inbound session starts *unproven* (protocol 1.0 never makes the initiator prove its
+key): until a frame decrypts under the shared secret and is neither stale nor a replay,
+non-SMSG frames are not routed (the first small one is held for the raw hook, since a
+peer's UEPS setup frame may arrive before its first message) and everything else counts
+against this connection alone.
 """
 
 from __future__ import annotations
@@ -16,17 +22,28 @@ from p2p.transport import envelope
 from p2p.transport.config import TransportConfig
 from p2p.transport.errors import TransportError
 from p2p.transport.frames import FrameCodec
-from p2p.transport.limits import DedupTable, DropCounters, DropReason, TokenBucket
+from p2p.transport.limits import DropCounters, DropReason, ReplayGuard, TokenBucket
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
     from p2p.transport.messages import Message
 
-__all__ = ["SMSG_MAGIC", "Delivery", "RawFrame", "Session", "TooManyUndecryptableError"]
+__all__ = [
+    "MAX_HELD_RAW_FRAME",
+    "SMSG_MAGIC",
+    "Delivery",
+    "RateLimitExceededError",
+    "RawFrame",
+    "Session",
+    "TooManyUndecryptableError",
+]
 
 log = logging.getLogger(__name__)
 
 SMSG_MAGIC = b"SMSG"
+MAX_HELD_RAW_FRAME = 512
+"""Largest non-SMSG frame an unproven session keeps for after the proof (a UEPS setup
+frame is about 70 bytes); one frame at most."""
 
 
 class TooManyUndecryptableError(TransportError):
@@ -36,6 +53,18 @@ class TooManyUndecryptableError(TransportError):
         super().__init__(f"peer {peer_id} sent {count} undecryptable frames in a row")
         self.peer_id = peer_id
         self.count = count
+
+
+class RateLimitExceededError(TransportError):
+    """The peer had ``count`` frames rate-limited within ``window`` seconds: disconnect it."""
+
+    def __init__(self, peer_id: str, count: int, window: float) -> None:
+        super().__init__(
+            f"peer {peer_id} exceeded its rate limit {count} times within {window:g} s"
+        )
+        self.peer_id = peer_id
+        self.count = count
+        self.window = window
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +88,21 @@ class Session:
         "_bucket",
         "_codec",
         "_config",
-        "_dedup",
+        "_excess",
+        "_excess_since",
+        "_peer_key",
+        "_replay",
         "bytes_in",
         "bytes_out",
         "drops",
         "frames_in",
+        "held_raw",
         "last_activity",
         "messages_in",
         "messages_out",
         "own_id",
         "peer",
+        "proven",
         "raw_frames_enabled",
         "undecryptable_in_a_row",
     )
@@ -78,11 +112,12 @@ class Session:
         peer: NodeIdentity,
         secret: bytes,
         config: TransportConfig,
-        dedup: DedupTable,
+        replay: ReplayGuard,
         now: float,
         *,
         drops_parent: DropCounters | None = None,
         own_id: str = "",
+        proven: bool = True,
     ) -> None:
         self.peer = peer
         self.own_id = own_id
@@ -90,7 +125,14 @@ class Session:
             secret, max_frame=config.max_message_size, max_message=config.max_message_size
         )
         self._config = config
-        self._dedup = dedup
+        self._replay = replay
+        self._peer_key = peer.public_key
+        #: whether a frame has shown that the peer holds its key (outbound: the handshake)
+        self.proven = proven
+        #: the one non-SMSG frame an unproven session keeps for the raw hook (see module doc)
+        self.held_raw: bytes | None = None
+        self._excess = 0
+        self._excess_since = now
         self._bucket = TokenBucket(config.rate_burst, config.rate_refill_per_s, now)
         self.drops = DropCounters(drops_parent)
         self.last_activity = now
@@ -105,9 +147,12 @@ class Session:
     def receive(self, data: bytes | str, now: float, wall_now: float) -> Delivery | RawFrame | None:
         """Judge one inbound data frame; ``None`` means dropped (and counted).
 
-        ``now`` is the monotonic clock (activity, rate limit, dedup), ``wall_now`` Unix
-        seconds (the replay window on ``ts``). Raises :class:`TooManyUndecryptableError` once
-        the configured run of bad frames is reached.
+        ``now`` is the monotonic clock (activity, rate limit), ``wall_now`` Unix seconds
+        (the ``ts`` window and the replay tables, which keep an id until its ``ts`` leaves
+        the window). Raises :class:`TooManyUndecryptableError` once
+        the configured run of bad frames is reached, :class:`RateLimitExceededError` once
+        more than ``max_rate_limited`` frames were rate-limited within
+        ``rate_limited_window`` seconds.
         """
         self.frames_in += 1
         self.bytes_in += len(data)
@@ -115,28 +160,38 @@ class Session:
         if not self._bucket.allow(now):
             self.drops.add(DropReason.RATE)
             log.warning("rate limit: dropping frame from %s", self.peer.id)
+            self._count_excess(now)
             return None
         raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
         if self.raw_frames_enabled and not raw.startswith(SMSG_MAGIC):
-            self.undecryptable_in_a_row = 0
-            return RawFrame(raw)
+            if self.proven:
+                self.undecryptable_in_a_row = 0
+                return RawFrame(raw)
+            if self.held_raw is None and len(raw) <= MAX_HELD_RAW_FRAME:
+                self.held_raw = raw  # kept, yet it proves nothing: it counts like the rest
+            else:
+                self.drops.add(DropReason.UNPROVEN)
+            self._proves_nothing(None)
+            return None
         try:
             message = self._codec.open(raw)
         except TransportError as exc:
             self.drops.add(DropReason.DECRYPT)
-            self.undecryptable_in_a_row += 1
             log.debug("undecryptable frame from %s: %s", self.peer.id, type(exc).__name__)
-            if self.undecryptable_in_a_row >= self._config.max_undecryptable_in_a_row:
-                raise TooManyUndecryptableError(self.peer.id, self.undecryptable_in_a_row) from exc
+            self._proves_nothing(exc)
             return None
-        self.undecryptable_in_a_row = 0
+        if self.proven:
+            self.undecryptable_in_a_row = 0
         window = self._config.ts_window
+        stamp = wall_now  # no ts check: ids are remembered from arrival for ``dedup_ttl``
         if window is not None:
             sent = envelope.ts_seconds(message)
             if sent is None or abs(wall_now - sent) > window:
                 self.drops.add(DropReason.STALE_TS)
                 log.info("stale ts from %s: dropping %s", self.peer.id, message.id)
+                self._proves_nothing(None)
                 return None
+            stamp = sent
         # One key serves both directions, so a frame we sent can be reflected back to us:
         # a message must come from this connection's peer and, when addressed, to us
         # (Go always fills both). TRANSPORT.md §10 #5.
@@ -150,12 +205,35 @@ class Session:
                 message.from_,
                 message.to,
             )
+            self._proves_nothing(None)
             return None
-        if not self._dedup.check_and_mark(message.id, now):
+        if not self._replay.check_and_mark(self._peer_key, message.id, stamp, wall_now):
             self.drops.add(DropReason.DEDUP)
+            self._proves_nothing(None)
             return None
+        # decrypted, fresh, ours and never seen: only the key holder can make this frame
+        self.undecryptable_in_a_row = 0
+        self.proven = True
         self.messages_in += 1
         return Delivery(message)
+
+    def _proves_nothing(self, cause: Exception | None) -> None:
+        """Count one frame that did not decrypt (or, while unproven, did not prove the key);
+        raise once the run is too long. A proven session only counts undecryptable ones."""
+        if self.proven and cause is None:
+            return
+        self.undecryptable_in_a_row += 1
+        if self.undecryptable_in_a_row >= self._config.max_undecryptable_in_a_row:
+            raise TooManyUndecryptableError(self.peer.id, self.undecryptable_in_a_row) from cause
+
+    def _count_excess(self, now: float) -> None:
+        cfg = self._config
+        if now - self._excess_since > cfg.rate_limited_window:
+            self._excess_since = now
+            self._excess = 0
+        self._excess += 1
+        if self._excess > cfg.max_rate_limited:
+            raise RateLimitExceededError(self.peer.id, self._excess, cfg.rate_limited_window)
 
     def seal(self, message: Message) -> bytes:
         """Encrypt ``message`` into one SMSG container for this peer."""

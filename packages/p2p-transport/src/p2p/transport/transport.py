@@ -31,7 +31,7 @@ from p2p.transport.connection import (
 from p2p.transport.errors import TransportError
 from p2p.transport.gate import OpenGate, PeerGate
 from p2p.transport.handshake import HandshakeError, HandshakeInitiator, HandshakeResponder
-from p2p.transport.limits import DedupTable, DropCounters, KeyedBuckets
+from p2p.transport.limits import DropCounters, KeyedBuckets, ReplayGuard
 from p2p.transport.session import Session
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 TOO_MANY_CONNECTIONS = "Too many connections\n"
+REPLAY_SWEEP_INTERVAL = 10.0
+"""Seconds between sweeps of expired replay ids (each check also expires lazily)."""
 
 
 class NotRunningError(TransportError):
@@ -119,10 +121,12 @@ class Transport:
         self._clock = clock
         self._wall = wall_clock
         cfg = self.config
-        self.dedup = DedupTable(cfg.dedup_ttl, cfg.dedup_max_entries)
+        #: replay protection per peer public key, shared by all of a peer's connections
+        self.dedup = ReplayGuard.from_config(cfg)
         self.drop_counters = DropCounters()
         self._conns: dict[str, PeerConnection] = {}
-        self._probation: dict[str, PeerConnection] = {}
+        #: inbound connections that have not proven their key yet (an ordered set)
+        self._probation: dict[PeerConnection, None] = {}
         self._pending: dict[ServerConnection, str] = {}
         self._ip_buckets = KeyedBuckets(
             cfg.handshake_burst_per_ip, cfg.handshake_refill_per_ip_s, cfg.max_tracked_ips
@@ -142,6 +146,8 @@ class Transport:
             "ip_rate": 0,
             "handshake": 0,
         }
+        #: connections closed by the transport, per cause
+        self.closed_for: dict[str, int] = {"undecryptable": 0, "rate_limit": 0, "unproven": 0}
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,7 +183,7 @@ class Transport:
         try:
             if self._server is not None:
                 self._server.close(close_connections=False)
-            conns = list(self._conns.values()) + list(self._probation.values())
+            conns = list(self._conns.values()) + list(self._probation)
             await asyncio.gather(
                 *(c.graceful_close("server shutdown", DISCONNECT_SHUTDOWN) for c in conns),
                 return_exceptions=True,
@@ -245,7 +251,7 @@ class Transport:
         undecryptable.
         """
         self._raw = handler
-        for conn in self._conns.values():
+        for conn in (*self._conns.values(), *self._probation):
             conn.session.raw_frames_enabled = handler is not None
 
     # --- connections ----------------------------------------------------------------
@@ -262,6 +268,10 @@ class Transport:
     @property
     def pending_handshakes(self) -> int:
         return len(self._pending)
+
+    def unproven_connections(self) -> list[PeerConnection]:
+        """Inbound connections that have not proven their key yet (nobody's session)."""
+        return list(self._probation)
 
     @property
     def drops(self) -> dict[str, int]:
@@ -324,11 +334,29 @@ class Transport:
         return conn
 
     async def send(self, peer_id: str, message: Message) -> None:
-        """Send ``message`` to a connected peer (raises :class:`NotConnectedError`)."""
+        """Send ``message`` to a connected peer (raises :class:`NotConnectedError`).
+
+        A peer whose only connection has just arrived and not proven its key yet (we probe
+        it at once) is waited for, up to ``handshake_timeout``.
+        """
+        conn = self._conns.get(peer_id)
+        if conn is None:
+            conn = await self._wait_proven(peer_id)
+        await conn.send(message)
+
+    async def _wait_proven(self, peer_id: str) -> PeerConnection:
+        waiting = [c for c in self._probation if c.peer_id == peer_id]
+        if waiting:
+            tasks = [asyncio.ensure_future(c.wait_settled()) for c in waiting]
+            try:
+                await asyncio.wait(tasks, timeout=self.config.handshake_timeout)
+            finally:
+                for task in tasks:
+                    task.cancel()
         conn = self._conns.get(peer_id)
         if conn is None:
             raise NotConnectedError(peer_id)
-        await conn.send(message)
+        return conn
 
     async def broadcast(self, message: Message, *, timeout: float | None = None) -> BroadcastResult:
         """Send to every connected peer except ``message.from`` concurrently.
@@ -370,47 +398,50 @@ class Transport:
     def _own_id(self) -> str:
         return self._own_identity().id
 
+    def _closed_for(self, why: str) -> None:
+        self.closed_for[why] = self.closed_for.get(why, 0) + 1
+
     def _connection_closed(self, conn: PeerConnection) -> None:
-        if self._probation.get(conn.peer_id) is conn:
-            del self._probation[conn.peer_id]
+        if conn in self._probation:
+            # an unproven connection ends alone: it was nobody's session, nothing inherits
+            del self._probation[conn]
             return
         if self._conns.get(conn.peer_id) is conn:
             del self._conns[conn.peer_id]
-            waiting = self._probation.pop(conn.peer_id, None)
-            if waiting is not None and not waiting.closed:
-                self._promote(waiting)  # the old session ended: the newer one takes over
-                return
             try:
                 self.gate.peer_disconnected(conn.peer_id)
             except Exception:
                 log.exception("gate.peer_disconnected failed")
 
     def mark_proven(self, conn: PeerConnection) -> None:
-        """A layer above authenticated a frame on ``conn`` under the shared secret (e.g. a
-        session-bound UEPS data frame): end its probation as a decrypted SMSG frame would."""
-        if conn.on_probation:
-            self._connection_proven(conn)
+        """A layer above authenticated a fresh frame on ``conn`` under the shared secret:
+        end its probation as a fresh decrypted SMSG frame does. The proof must be something
+        a recording cannot give (never a replayable frame)."""
+        if conn.on_probation and not conn.closed:
+            conn.session.proven = True
+            conn._proved()
 
     def _connection_proven(self, conn: PeerConnection) -> None:
-        if self._probation.get(conn.peer_id) is conn:
-            del self._probation[conn.peer_id]
-            log.info(
-                "newer connection for %s proved its key: it replaces the old one", conn.peer_id
-            )
-            self._promote(conn)
-        conn.on_probation = False
+        if conn in self._probation:
+            del self._probation[conn]
+            if not conn.closed:
+                self._promote(conn, "")
 
-    def _promote(self, conn: PeerConnection) -> None:
-        """Make ``conn`` the peer's connection, closing any older one."""
-        conn.on_probation = False
+    def _promote(self, conn: PeerConnection, dialled: str) -> None:
+        """Make the proven ``conn`` the peer's connection, closing any older one, and only
+        now tell the gate: the registry hears of nobody who has not shown their key."""
         old = self._conns.get(conn.peer_id)
         self._conns[conn.peer_id] = conn
         if old is not None and old is not conn:
+            log.info("new connection for %s replaces the old one", conn.peer_id)
             self._spawn(old.graceful_close("replaced by a newer connection", DISCONNECT_NORMAL))
         try:
-            self.gate.peer_connected(conn.identity, "")  # only inbound connections wait
+            # the address one can dial back: known for outbound, unknown ("") for inbound
+            self.gate.peer_connected(conn.identity, dialled)
         except Exception:
             log.exception("gate.peer_connected failed")
+        direction = "out" if conn.outbound else "in"
+        log.info("peer %s connected (%s, %s)", conn.peer_id, direction, conn.address)
 
     # --- server side ----------------------------------------------------------------
     def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -510,6 +541,7 @@ class Transport:
             self._clock(),
             drops_parent=self.drop_counters,
             own_id=self._own_id(),
+            proven=outbound,  # we checked the responder's answer to our challenge
         )
         session.raw_frames_enabled = self._raw is not None
         address = peer_address(ws)
@@ -523,30 +555,17 @@ class Transport:
             clock=self._clock,
             wall_clock=self._wall,
         )
-        old = self._conns.get(peer.id)
-        if not outbound and old is not None and not old.closed:
-            # Inbound duplicate: the initiator has proved nothing yet (protocol 1.0), so the
-            # live session stays until this one decrypts a frame or the old one ends.
-            earlier = self._probation.pop(peer.id, None)
-            if earlier is not None:
-                self._spawn(earlier.close("superseded by a newer unproven connection"))
-            conn.on_probation = True
-            self._probation[peer.id] = conn
-            log.info("second connection for %s on probation until it proves its key", peer.id)
+        if outbound:
+            self._promote(conn, dialled)
             return conn
-        earlier = self._probation.pop(peer.id, None)
-        if earlier is not None:
-            self._spawn(earlier.close("superseded by a newer connection"))
-        self._conns[peer.id] = conn
-        if old is not None:
-            log.info("new connection for %s replaces the old one", peer.id)
-            self._spawn(old.graceful_close("replaced by a newer connection", DISCONNECT_NORMAL))
-        try:
-            # the address one can dial back: known for outbound, unknown ("") for inbound
-            self.gate.peer_connected(peer, dialled)
-        except Exception:
-            log.exception("gate.peer_connected failed")
-        log.info("peer %s connected (%s, %s)", peer.id, "out" if outbound else "in", address)
+        # Inbound: the initiator has proved nothing yet (protocol 1.0). The connection is
+        # nobody's session until a fresh frame decrypts; probe it with a ping, which an
+        # honest peer (Go or ours) answers with a pong at once.
+        self._probation[conn] = None
+        log.info(
+            "inbound connection claiming %s (%s) unproven until it shows its key", peer.id, address
+        )
+        self._spawn(_quiet(conn.send_ping()))
         return conn
 
     async def _run_outbound(self, conn: PeerConnection, ws: ClientConnection) -> None:
@@ -565,12 +584,19 @@ class Transport:
         """One ticker for all connections: ping the quiet ones, drop the silent ones."""
         cfg = self.config
         tick = min(cfg.ping_interval, cfg.pong_timeout, cfg.send_timeout) / 4
+        last_sweep = self._clock()
         while True:
             await asyncio.sleep(tick)
             now = self._clock()
-            for conn in list(self._probation.values()):
-                if now - conn.connected_at > cfg.idle_timeout:
-                    log.info("unproven connection for %s expired: closing", conn.peer_id)
+            if now - last_sweep >= REPLAY_SWEEP_INTERVAL:
+                last_sweep = now
+                self.dedup.sweep(self._wall())
+            for conn in list(self._probation):
+                if conn.write_stalled(now):
+                    conn.fail_stalled_write()
+                elif now - conn.connected_at > cfg.idle_timeout:
+                    log.info("unproven connection claiming %s expired: closing", conn.peer_id)
+                    self._closed_for("unproven")
                     self._spawn(conn.close("never proved its key"))
             for conn in list(self._conns.values()):
                 if conn.write_stalled(now):

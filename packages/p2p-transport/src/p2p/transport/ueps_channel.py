@@ -22,9 +22,9 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
+import heapq
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -190,7 +190,15 @@ class UepsConfig:
     setup_timeout: float = 10.0
     """How long a send waits for the peer's setup frame."""
     max_tracked_peers: int = 4096
-    """Peers whose threat score / counters are remembered (least recently used forgotten)."""
+    """Peers (and, separately, source prefixes) whose threat score is remembered; past it the
+    *least dangerous* entry is forgotten, never an active ban while a lesser entry exists."""
+    source_prefix_v4: int = 32
+    """Violations of every identity from one IPv4 /N are also charged to that source."""
+    source_prefix_v6: int = 64
+    """Likewise for IPv6 /N: cycling throw-away identities cannot wash a source clean."""
+    source_breaker_factor: float = 4.0
+    """A source prefix trips at ``breaker_threshold`` times this (so one misbehaving peer
+    does not cut off its neighbours behind the same NAT, but identity churn does trip)."""
     dispatch_threshold: int = THREAT_SCORE_THRESHOLD
     """Frames whose own threat score is strictly above this are dropped before routing."""
 
@@ -205,6 +213,12 @@ class UepsConfig:
             raise ValueError("UepsConfig.max_tracked_peers must be in 1..1000000")
         if not 0 <= self.dispatch_threshold <= 0xFFFF:
             raise ValueError("UepsConfig.dispatch_threshold must be in 0..65535")
+        if not 1.0 <= self.source_breaker_factor <= 1e6:
+            raise ValueError("UepsConfig.source_breaker_factor must be in [1, 1e6]")
+        if not 8 <= self.source_prefix_v4 <= 32:
+            raise ValueError("UepsConfig.source_prefix_v4 must be in 8..32")
+        if not 16 <= self.source_prefix_v6 <= 128:
+            raise ValueError("UepsConfig.source_prefix_v6 must be in 16..128")
 
 
 class UepsSession:
@@ -374,8 +388,12 @@ class ThreatTracker:
 
     :meth:`record` adds ``increment`` points; when the decayed score goes strictly above
     ``threshold`` the breaker trips: the score resets and the peer is refused for
-    ``cooldown`` seconds. At most ``max_peers`` peers are remembered (LRU), so a flood of
-    identities cannot grow memory; a forgotten peer starts again from zero.
+    ``cooldown`` seconds. At most ``max_peers`` keys are remembered, so a flood of
+    identities cannot grow memory. When full, the *least dangerous* entries go (not in
+    cool-down, lowest decayed score, oldest; 1/16 of the table at a time): an active ban
+    is never forgotten to make room while a lesser entry exists, and when every entry is a
+    ban the newcomer is simply not tracked (counted in :attr:`untracked`), so churn cannot
+    lift a ban.
     """
 
     def __init__(
@@ -394,15 +412,19 @@ class ThreatTracker:
         self.decay_per_s = decay_per_s
         self.cooldown = cooldown
         self.max_peers = max_peers
-        self._peers: OrderedDict[str, _Threat] = OrderedDict()
+        self._peers: dict[str, _Threat] = {}
         self._lock = threading.Lock()
+        self.untracked = 0
+        """Violations not remembered because the table was full of active bans."""
 
     @classmethod
-    def from_config(cls, config: UepsConfig, clock: Callable[[], float]) -> ThreatTracker:
+    def from_config(
+        cls, config: UepsConfig, clock: Callable[[], float], *, threshold_factor: float = 1.0
+    ) -> ThreatTracker:
         return cls(
             clock=clock,
             increment=config.threat_increment,
-            threshold=config.breaker_threshold,
+            threshold=config.breaker_threshold * threshold_factor,
             decay_per_s=config.threat_decay_per_s,
             cooldown=config.cooldown,
             max_peers=config.max_tracked_peers,
@@ -423,12 +445,11 @@ class ThreatTracker:
         with self._lock:
             t = self._peers.get(peer_id)
             if t is None:
+                if len(self._peers) >= self.max_peers and not self._make_room(now):
+                    self.untracked += 1
+                    return False
                 t = _Threat(0.0, now)
                 self._peers[peer_id] = t
-                while len(self._peers) > self.max_peers:
-                    self._peers.popitem(last=False)
-            else:
-                self._peers.move_to_end(peer_id)
             t.score = self._decayed(t, now) + (self.increment if points is None else points)
             t.at = now
             if t.score > self.threshold and now >= t.refused_until:
@@ -437,6 +458,23 @@ class ThreatTracker:
                 t.trips += 1
                 return True
             return False
+
+    def _danger(self, t: _Threat, now: float) -> tuple[bool, float, float]:
+        return (t.refused_until > now, self._decayed(t, now), t.at)
+
+    def _make_room(self, now: float) -> bool:
+        """Forget the least dangerous entries (1/16 of the table, so the O(n) pass is paid
+        once per many newcomers), never an active ban; ``False`` if all are active bans."""
+        peers = self._peers
+        batch = max(1, self.max_peers // 16)
+        lesser = heapq.nsmallest(batch, peers, key=lambda k: self._danger(peers[k], now))
+        freed = False
+        for key in lesser:
+            if peers[key].refused_until > now:
+                break  # sorted: the rest are bans too
+            del peers[key]
+            freed = True
+        return freed
 
     def refused(self, peer_id: str) -> bool:
         """Whether the peer is inside its cool-down."""

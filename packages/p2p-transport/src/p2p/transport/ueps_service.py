@@ -8,7 +8,11 @@ of new connections and to refuse peers in their cool-down. Handlers run through 
 connection's bounded handler pool, exactly like message handlers.
 
 Attach the service *before* connecting peers: each side's setup frame is sent when the
-connection is established.
+connection is established and proven. An inbound connection that has not proven its key
+(protocol 1.0 makes the initiator prove nothing) gets no channel: the transport does not
+route its binary frames here and does not report it connected, so nothing it sends is ever
+charged to the identity it claims. Violations on a proven channel are charged to the peer
+*and* to its source prefix, so cycling identities from one place cannot escape a ban.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from p2p.transport.connection import DISCONNECT_PROTOCOL_ERROR, PeerConnection, with_timeout
+from p2p.transport.limits import source_prefix
 from p2p.transport.transport import NotConnectedError
 from p2p.transport.ueps_channel import (
     Accept,
@@ -121,11 +126,6 @@ class _Channel:
         self.closed = True
         self.ready.set()  # wake senders; they see ``closed``
 
-    @property
-    def proven(self) -> bool:
-        """The peer sent a data frame bound to our fresh nonce: it holds the key."""
-        return self.session.recv_counter > 0 and not self.closed and not self.conn.closed
-
 
 class _BreakerGate:
     """The transport's gate, plus the breaker's refusals and connection events."""
@@ -174,14 +174,15 @@ class UepsService:
             dispatcher if dispatcher is not None else PeerDispatcher(self.config.dispatch_threshold)
         )
         self.threats = ThreatTracker.from_config(self.config, clock)
+        #: the same breaker keyed by source prefix (see :meth:`source_of`)
+        self.sources = ThreatTracker.from_config(
+            self.config, clock, threshold_factor=self.config.source_breaker_factor
+        )
+        self.source_trips = 0
         self._record_failure = record_failure
         self.counters = ReasonCounters()
         self._peer_counters: OrderedDict[str, ReasonCounters] = OrderedDict()
         self._channels: dict[str, _Channel] = {}
-        # A newer connection the transport keeps on probation (the handshake does not make
-        # the initiator prove its key): its UEPS session is set up at once and adopted when
-        # the transport promotes the connection; a data frame that verifies in it is proof.
-        self._waiting: dict[str, _Channel] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.trips = 0
         self._gate = _BreakerGate(transport.gate, self)
@@ -205,6 +206,11 @@ class UepsService:
         c = self._peer_counters.get(peer_id)
         return c.as_dict() if c is not None else ReasonCounters().as_dict()
 
+    def source_of(self, conn: PeerConnection) -> str:
+        """The source prefix a connection is charged to (``source_prefix_v4/v6``)."""
+        cfg = self.config
+        return source_prefix(conn.address, cfg.source_prefix_v4, cfg.source_prefix_v6)
+
     def session(self, peer_id: str) -> UepsSession | None:
         """The live session with ``peer_id`` (for inspection and tests)."""
         ch = self._channels.get(peer_id)
@@ -218,8 +224,8 @@ class UepsService:
         conn = self.transport.connection(peer_id)
         if conn is None:
             raise NotConnectedError(peer_id)
-        ch = self._sending_channel(peer_id)
-        if ch is None or (ch.conn is not conn and not ch.proven):
+        ch = self._channels.get(peer_id)
+        if ch is None or ch.conn is not conn:
             if not advertises_ueps(conn.features):
                 raise UepsNotNegotiatedError(peer_id)
             raise UepsSessionError(f"no UEPS session with {peer_id} (connected before attach?)")
@@ -241,10 +247,10 @@ class UepsService:
         Raises :class:`~p2p.transport.NotConnectedError`, :class:`UepsNotNegotiatedError`
         (e.g. a Go peer), :class:`PeerRefusedError`, :class:`UepsSessionError`.
         """
-        ch = self._sending_channel(peer_id)
+        ch = self._channels.get(peer_id)
         if ch is None or ch.closed or not ch.ready.is_set():  # the fast path skips this
             await self.wait_ready(peer_id)
-            ch = self._sending_channel(peer_id)
+            ch = self._channels.get(peer_id)
             assert ch is not None
         frame = ch.session.seal(intent_id, payload, threat_score)  # no await until written
         await ch.conn.send_raw(frame)
@@ -255,10 +261,9 @@ class UepsService:
         self.transport.on_raw_frame(None)
         if self.transport.gate is self._gate:
             self.transport.gate = self._gate.inner
-        for ch in (*self._channels.values(), *self._waiting.values()):
+        for ch in self._channels.values():
             ch.close()
         self._channels.clear()
-        self._waiting.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -272,8 +277,9 @@ class UepsService:
         old = self._channels.pop(peer_id, None)
         if old is not None:
             old.close()
-        waiting = self._waiting.pop(peer_id, None)
-        left = self.threats.refused_for(peer_id)
+        left = max(
+            self.threats.refused_for(peer_id), self.sources.refused_for(self.source_of(conn))
+        )
         if left > 0:
             log.warning("closing connection to %s: refused for %.0f s (UEPS)", peer_id, left)
             self._spawn(conn.close("refused: UEPS threat cool-down"))
@@ -282,11 +288,6 @@ class UepsService:
             # Go's rule for peers without UEPS: every binary frame is tried as SMSG, so junk
             # counts towards ``max_undecryptable_in_a_row`` and closes the connection.
             conn.session.raw_frames_enabled = False
-        if waiting is not None and waiting.conn is conn and not waiting.closed:
-            self._channels[peer_id] = waiting  # promoted: keep the session it already has
-            return
-        if waiting is not None:
-            waiting.close()
         ch = self._open(conn)
         if ch is not None:
             self._channels[peer_id] = ch
@@ -307,34 +308,9 @@ class UepsService:
         return ch
 
     def _disconnected(self, peer_id: str) -> None:
-        for table in (self._channels, self._waiting):
-            ch = table.pop(peer_id, None)
-            if ch is not None:
-                ch.close()
-
-    def _sending_channel(self, peer_id: str) -> _Channel | None:
-        """The active channel, or a waiting one whose peer already proved the key."""
-        waiting = self._waiting.get(peer_id)
-        if waiting is not None and waiting.proven:
-            return waiting
-        return self._channels.get(peer_id)
-
-    def _waiting_channel(self, conn: PeerConnection) -> _Channel | None:
-        """The channel of a connection on probation (opened on its first UEPS frame)."""
-        peer_id = conn.peer_id
-        waiting = self._waiting.get(peer_id)
-        if waiting is not None and waiting.conn is conn:
-            return waiting
-        if not getattr(conn, "on_probation", False) or conn.closed:
-            return None
-        if self.threats.refused(peer_id):
-            return None
-        ch = self._open(conn)
+        ch = self._channels.pop(peer_id, None)
         if ch is not None:
-            if waiting is not None:
-                waiting.close()
-            self._waiting[peer_id] = ch
-        return ch
+            ch.close()
 
     async def _send_setup(self, ch: _Channel, frame: bytes) -> None:
         try:
@@ -348,10 +324,12 @@ class UepsService:
 
     # --- inbound ----------------------------------------------------------------------
     def _on_frame(self, conn: PeerConnection, frame: bytes) -> Awaitable[None] | None:
+        if conn.on_probation:
+            return None  # the transport holds such frames; never charge a claimed identity
         peer_id = conn.peer_id
         ch = self._channels.get(peer_id)
-        if ch is None or ch.conn is not conn:
-            ch = self._waiting_channel(conn)
+        if ch is not None and ch.conn is not conn:
+            ch = None  # a frame from a connection already replaced: not this session's
         if ch is None:
             counters = self._counters_for(peer_id)
             if self.threats.refused(peer_id):
@@ -377,8 +355,6 @@ class UepsService:
         if not isinstance(verdict, Accept):  # the peer's setup frame
             ch.update()
             return None
-        if conn.on_probation:  # a bound data frame verified: the peer holds the key
-            self.transport.mark_proven(conn)
         packet = verdict.packet
         try:
             handler = self.dispatcher.route(packet)
@@ -392,7 +368,16 @@ class UepsService:
         return handler(conn, packet)
 
     def _violation(self, ch: _Channel, reason: RejectReason) -> None:
+        """Charge a violation on a proven channel to the peer and to its source prefix."""
         peer_id = ch.conn.peer_id
+        source = self.source_of(ch.conn)
+        if self.sources.record(source):
+            self.source_trips += 1
+            log.warning(
+                "source %s tripped the UEPS threat breaker: its identities refused %.0f s",
+                source,
+                self.config.cooldown,
+            )
         if self._record_failure is not None:
             try:
                 self._record_failure(peer_id)
@@ -406,17 +391,18 @@ class UepsService:
                 reason.value,
                 self.config.cooldown,
             )
-            conns = {ch.conn}
-            for table in (self._channels, self._waiting):
-                other = table.pop(peer_id, None)
-                if other is not None:
-                    other.close()
-                    conns.add(other.conn)
-            ch.close()
-            for conn in conns:
-                self._spawn(
-                    conn.graceful_close("UEPS threat threshold exceeded", DISCONNECT_PROTOCOL_ERROR)
-                )
+        elif not self.sources.refused(source):
+            return
+        conns = {ch.conn}
+        other = self._channels.pop(peer_id, None)
+        if other is not None:
+            other.close()
+            conns.add(other.conn)
+        ch.close()
+        for conn in conns:
+            self._spawn(
+                conn.graceful_close("UEPS threat threshold exceeded", DISCONNECT_PROTOCOL_ERROR)
+            )
 
     # --- internals ------------------------------------------------------------------
     def _counters_for(self, peer_id: str) -> ReasonCounters:
