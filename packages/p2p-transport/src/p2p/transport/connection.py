@@ -51,6 +51,7 @@ __all__ = [
     "PeerConnection",
     "RawFrameHandler",
     "SendTimeoutError",
+    "WriteWatch",
     "with_timeout",
 ]
 
@@ -142,6 +143,36 @@ def outbound_overflowed(ws: Connection) -> bool:
     return isinstance(ws, BoundedServerConnection | BoundedClientConnection) and ws.overflowed
 
 
+class WriteWatch:
+    """Sans-I/O: have the bytes waiting on a socket made progress lately?
+
+    Fed snapshots (the transport's ticker looks every fraction of ``send_timeout``): the
+    socket's buffered byte count and how many of our sends wait. Progress is a send of ours
+    starting from idle or finishing (:meth:`progressed`), nothing waiting, a wait starting
+    since the last look, or the buffer shrinking since the last look. Bytes websockets
+    wrote itself (pongs, close frames) count as waiting, so a peer that never reads stalls
+    even when we never send.
+    """
+
+    __slots__ = ("_last_buffered", "_looked_idle", "last_progress")
+
+    def __init__(self, now: float) -> None:
+        self.last_progress = now
+        self._last_buffered = 0
+        self._looked_idle = True
+
+    def progressed(self, now: float) -> None:
+        self.last_progress = now
+
+    def stalled(self, buffered: int, writes_pending: int, now: float, timeout: float) -> bool:
+        idle = buffered == 0 and writes_pending == 0
+        if idle or self._looked_idle or buffered < self._last_buffered:
+            self.last_progress = now
+        self._looked_idle = idle
+        self._last_buffered = buffered
+        return not idle and now - self.last_progress > timeout
+
+
 class SendTimeoutError(TransportError):
     """A write to ``peer_id`` did not finish within ``timeout`` seconds (connection dropped)."""
 
@@ -213,9 +244,7 @@ class PeerConnection:
         self.close_reason: str | None = None
         self.handler_errors = 0
         self._writes_pending = 0
-        self._write_progress = self.connected_at
-        self._last_buffered = 0
-        self._looked_idle = True
+        self._write_watch = WriteWatch(self.connected_at)
         self._inflight = 0
         self._inflight_room = asyncio.Event()
         self._inflight_room.set()
@@ -484,7 +513,7 @@ class PeerConnection:
             self.fail_outbound_overflow(buffered, limit)
             raise OutboundOverflowError(self.peer_id, limit)
         if self._writes_pending == 0:
-            self._write_progress = self._clock()
+            self._write_watch.progressed(self._clock())
         self._writes_pending += 1
         try:
             await self._ws.send(frame)
@@ -498,7 +527,7 @@ class PeerConnection:
                 raise SendTimeoutError(self.peer_id, self._host.config.send_timeout)
         finally:
             self._writes_pending -= 1
-            self._write_progress = self._clock()
+            self._write_watch.progressed(self._clock())
 
     def write_stalled(self, now: float) -> bool:
         """True if bytes have waited ``send_timeout`` seconds without the socket taking any.
@@ -508,13 +537,9 @@ class PeerConnection:
         shrinking since the previous look (the ticker calls this every fraction of
         ``send_timeout``).
         """
-        buffered = self._buffered()
-        idle = buffered == 0 and self._writes_pending == 0
-        if idle or self._looked_idle or buffered < self._last_buffered:
-            self._write_progress = now  # nothing waits, a wait starts, or bytes left
-        self._looked_idle = idle
-        self._last_buffered = buffered
-        return not idle and now - self._write_progress > self._host.config.send_timeout
+        return self._write_watch.stalled(
+            self._buffered(), self._writes_pending, now, self._host.config.send_timeout
+        )
 
     def fail_outbound_overflow(self, buffered: int, limit: int) -> None:
         """Drop the connection whose peer lets more than ``limit`` bytes pile up."""

@@ -30,6 +30,7 @@ from p2p.transport.connection import (
     MessageHandler,
     PeerConnection,
     RawFrameHandler,
+    outbound_overflowed,
     peer_address,
     set_outbound_limit,
     with_timeout,
@@ -149,6 +150,7 @@ class Transport:
             "evicted": 0,
             "reserved": 0,
             "prefix_conns": 0,
+            "outbound_overflow": 0,
         }
 
     # --- lifecycle ------------------------------------------------------------------
@@ -511,6 +513,8 @@ class Transport:
                 await with_timeout(ws.send(envelope.to_text(reply)), cfg.send_timeout)
         except (TimeoutError, ConnectionClosed) as exc:
             self.rejected["handshake"] += 1
+            if outbound_overflowed(ws):
+                self.rejected["outbound_overflow"] += 1  # it never read what we wrote
             log.info("inbound handshake from %s failed: %r", peer_address(ws), exc)
             ws.transport.abort()
             return None
