@@ -355,16 +355,18 @@ async def test_handlers_and_replies_of_a_peer_that_never_reads_are_bounded(
     conns = {c.peer_id: c for c in node.transport.connections()}
     max_buffered = 0
     max_held = 0
+    max_running = 0
     done = asyncio.Event()
 
     async def watch() -> None:
-        nonlocal max_buffered, max_held
+        nonlocal max_buffered, max_held, max_running
         while not done.is_set():
             for conn in conns.values():
                 transport = conn._ws.transport
                 if transport is not None:
                     max_buffered = max(max_buffered, transport.get_write_buffer_size())
                 max_held = max(max_held, conn._running + len(conn._pending))
+                max_running = max(max_running, conn._running)
             await asyncio.sleep(0.005)
 
     async def attack(client: StubbornClient, manager: Any) -> None:
@@ -399,6 +401,7 @@ async def test_handlers_and_replies_of_a_peer_that_never_reads_are_bounded(
         peers=len(peers),
         max_buffered_bytes=max_buffered,
         max_handlers_held=max_held,
+        max_handlers_running=max_running,
         closed={c.close_reason for c in conns.values() if c.closed},
     )
     # (defaults written out so the test reads the same against a node without the knobs)

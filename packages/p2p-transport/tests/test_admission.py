@@ -242,3 +242,11 @@ def test_hold_the_line_knobs_are_validated(changes: dict[str, object]) -> None:
 def test_known_reserve_rounds_down() -> None:
     assert TransportConfig().known_reserve == 10
     assert TransportConfig(max_conns=5).known_reserve == 0
+
+
+def test_allowlist_gate_knows_its_keys() -> None:
+    from p2p.transport import AllowlistGate, OpenGate
+
+    gate = AllowlistGate(["key-a"])
+    assert gate.is_peer_known("id", "key-a") and not gate.is_peer_known("id", "key-b")
+    assert not hasattr(OpenGate(), "is_peer_known")  # nobody is known to an open gate

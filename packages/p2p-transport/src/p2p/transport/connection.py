@@ -16,6 +16,8 @@ Memory one connection can hold (TransportConfig "memory and admission"):
 - inbound: ``recv_queue_frames`` frames in websockets' queue, plus the wire bytes of
   messages whose async handlers are queued or running, ``max_inflight_bytes``: above it
   the read loop stops reading until handlers finish (back-pressure; TCP does the rest).
+- handlers: while more than ``write_limit`` bytes wait to be sent, queued handlers start
+  one at a time (a reply the peer does not read blocks only the handler that built it).
 """
 
 from __future__ import annotations
@@ -447,7 +449,9 @@ class PeerConnection:
         """Run ``awaitable`` in the pool, charging ``size`` wire bytes until it finishes."""
         coro = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
         config = self._host.config
-        if self._running < config.handler_concurrency:
+        if self._running < config.handler_concurrency and (
+            self._running == 0 or not self._output_congested()
+        ):
             self._running += 1
             self._inflight += size
             task = asyncio.get_running_loop().create_task(self._worker(coro, size))
@@ -474,6 +478,10 @@ class PeerConnection:
                 finally:
                     self._release(size)
                     size = 0
+                if self._pending and self._output_congested():
+                    # the peer is not reading our replies: run its handlers one at a time,
+                    # so only one of them holds a reply it cannot deliver
+                    await self._ws.drain()
                 if not self._pending:
                     return
                 coro, size = self._pending.popleft()
@@ -499,6 +507,10 @@ class PeerConnection:
             await asyncio.gather(*workers, return_exceptions=True)
 
     # --- internals ------------------------------------------------------------------
+    def _output_congested(self) -> bool:
+        """More than ``write_limit`` bytes wait in the socket's buffer (sends would block)."""
+        return self._buffered() > self._host.config.write_limit
+
     def _buffered(self) -> int:
         transport = self._ws.transport
         return transport.get_write_buffer_size() if transport is not None else 0

@@ -275,7 +275,15 @@ class Transport:
     @property
     def pending_handshakes(self) -> int:
         """Inbound sockets admitted and still in their handshake."""
+        self._sweep_pending()
         return self.admission.pending
+
+    def _sweep_pending(self) -> None:
+        """Forget admitted sockets that died before their handler ran (e.g. websockets
+        refused the upgrade after ``process_request`` let it through)."""
+        for dead in [p for p in self._pending if p.transport.is_closing()]:
+            self._pending.discard(dead)
+            self.admission.closed(dead)
 
     @property
     def drops(self) -> dict[str, int]:
@@ -444,10 +452,7 @@ class Transport:
         if origin is not None and not _origin_allowed(origin):
             self.rejected["origin"] += 1
             return ws.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
-        # forget admitted sockets that died before their handler ran
-        for dead in [p for p in self._pending if p.transport.is_closing()]:
-            self._pending.discard(dead)
-            self.admission.closed(dead)
+        self._sweep_pending()
         set_outbound_limit(ws, cfg.max_handshake_outbound_bytes)
         verdict = self.admission.upgrade_requested(ws, _remote_ip(ws), self._clock())
         if isinstance(verdict, Refuse):
