@@ -71,3 +71,29 @@ async def test_pongs_to_a_client_that_never_reads_close_it_before_the_handshake(
     assert sent < 400_000, "the server kept buffering pongs"
     assert server.rejected["outbound_overflow"] == 1
     ws.transport.abort()
+
+
+async def test_a_connection_paused_on_stuck_handlers_still_closes(make_transport: Any) -> None:
+    """Handlers that never finish keep the read loop paused; closing the connection (here:
+    the idle timeout's path, ``close()``) must still end it and free its admission slot."""
+    a = await make_transport("a")
+    b = await make_transport("b", max_inflight_bytes=1 << 20, rate_burst=1000)
+    never = asyncio.Event()
+
+    async def stuck(conn: Any, message: Any) -> None:
+        if message.type == "stats":
+            await never.wait()
+
+    b.on_message(stuck)
+    ab = await a.connect(b.address)
+    me, them = a.node_manager.identity.id, b.node_manager.identity.id
+    for _ in range(8):
+        await ab.send(envelope.new_message("stats", me, them, {"nodeId": "y" * 250_000}))
+    ba = b.connection(me)
+    assert ba is not None
+    await eventually(lambda: ba.read_pauses >= 1)
+    assert b.admission.established == 1
+    await asyncio.wait_for(ba.close("idle timeout"), 10)
+    await asyncio.wait_for(ba.wait_closed(), 10)
+    await eventually(lambda: b.admission.established == 0, timeout=10)
+    assert ba.counters["inflight_bytes"] == 0

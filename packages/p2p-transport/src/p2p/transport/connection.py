@@ -367,6 +367,10 @@ class PeerConnection:
                     self.read_pauses += 1
                     self._inflight_room.clear()
                     await self._inflight_room.wait()
+                    if self._closed:
+                        # closed while paused: let the close finish, the finally stops handlers
+                        await ws.wait_closed()
+                        return
                 data = await ws.recv()
                 try:
                     verdict = session.receive(data, clock(), wall())
@@ -574,6 +578,7 @@ class PeerConnection:
         if not self._closed:
             self._closed = True
             self.close_reason = reason
+            self._inflight_room.set()  # a read loop paused on handlers must see the close
             self._host._connection_closed(self)
 
 
