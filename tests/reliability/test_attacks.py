@@ -631,7 +631,9 @@ async def test_low_order_public_key_is_refused(make_node, make_node_manager) -> 
 
 async def test_max_conns_admission_is_atomic(make_node, make_node_manager) -> None:
     """Go checks MaxConns then increments later (may overshoot); 40 concurrent dials to a
-    node allowing 5 connections: never more than 5 established, the rest get HTTP 503."""
+    node allowing 5 connections: never more than 5 established, the rest get HTTP 503 (at
+    the upgrade) or a reject ack "too many connections" (pending handshakes have their own
+    budget, so a hello can arrive when the established slots are gone)."""
     from websockets.exceptions import InvalidStatus
 
     target = await make_node(
@@ -645,11 +647,12 @@ async def test_max_conns_admission_is_atomic(make_node, make_node_manager) -> No
             session = await raw_handshake(target.address, hello_doc(identity_doc(manager)))
         except InvalidStatus as exc:
             return str(exc.response.status_code)
-        return "accepted" if session.accepted else "refused"
+        return "accepted" if session.accepted else f"refused: {session.reason}"
 
     outcomes = await asyncio.gather(*(dial() for _ in range(40)))
     assert outcomes.count("accepted") <= 5
-    assert outcomes.count("503") >= 35
+    refused = outcomes.count("503") + outcomes.count("refused: too many connections")
+    assert refused >= 35
     assert len(target.transport.connected_peers) <= 5
 
 

@@ -52,6 +52,8 @@ def bench_config(**changes: Any) -> TransportConfig:
         "rate_refill_per_s": 1_000_000.0,
         "max_conns": 10_000,
         "max_handshakes_per_ip": 10_000,
+        "max_pending_handshakes": 10_000,
+        "max_conns_per_prefix": 10_000,
         "handshake_burst_per_ip": 1_000_000,
         "handshake_refill_per_ip_s": 1_000_000.0,
     }

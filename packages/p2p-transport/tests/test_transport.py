@@ -264,23 +264,36 @@ async def test_client_handshake_timeout_against_silent_server(make_transport: An
 # --- admission -------------------------------------------------------------------------------
 
 
-async def test_503_at_max_conns_counts_pending(make_transport: Any) -> None:
+async def test_503_at_max_conns_counts_established_not_pending(
+    make_transport: Any, make_node_manager: Any
+) -> None:
+    """``max_conns`` counts established connections; pending handshakes have their own
+    budget, and one that completes when the node is full gets a reject ack."""
     server = await make_transport("server", max_conns=2)
     c1 = await make_transport("c1")
     await c1.connect(server.address)
-    stalled = await raw_ws(server)  # in handshake: counts too
+    stalled = await raw_ws(server)  # in handshake: does not take an established slot
     await eventually(lambda: server.pending_handshakes == 1)
+    c2 = await make_transport("c2")
+    await c2.connect(server.address)
     with pytest.raises(InvalidStatus) as info:
         await raw_ws(server)
     assert info.value.response.status_code == 503
     assert info.value.response.body == b"Too many connections\n"
-    c2 = await make_transport("c2")
+    c3 = await make_transport("c3")
     with pytest.raises(ConnectError, match="503"):
-        await c2.connect(server.address)
+        await c3.connect(server.address)
     assert server.rejected["max_conns"] == 2
-    stalled.transport.abort()
+    # the pending one finishes its hello now that the node is full: refused with a reason
+    await stalled.send(hello_text(make_node_manager("late")))
+    ack = json.loads(await asyncio.wait_for(stalled.recv(), 5))
+    assert ack["type"] == "handshake_ack"
+    assert ack["payload"]["accepted"] is False
+    assert ack["payload"]["reason"] == "too many connections"
     await eventually(lambda: server.pending_handshakes == 0)
-    await c2.connect(server.address)
+    await c1.disconnect(c1.connected_peers[0])
+    await eventually(lambda: len(server.connected_peers) == 1)
+    await c3.connect(server.address)
 
 
 @pytest.mark.parametrize(

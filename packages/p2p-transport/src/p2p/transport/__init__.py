@@ -12,6 +12,7 @@ from p2p.transport.config import ConfigError, TransportConfig
 from p2p.transport.connection import (
     ConnectionClosedError,
     MessageHandler,
+    OutboundOverflowError,
     PeerConnection,
     RawFrameHandler,
     SendTimeoutError,
@@ -64,6 +65,7 @@ __all__ = [
     "NotConnectedError",
     "NotRunningError",
     "OpenGate",
+    "OutboundOverflowError",
     "PeerConnection",
     "PeerGate",
     "ProtocolError",

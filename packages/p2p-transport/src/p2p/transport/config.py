@@ -2,8 +2,9 @@
 
 The first block mirrors the Go reference's ``DefaultTransportConfig`` and its hard-coded
 timeouts; the second holds what this port adds (rate limiting knobs, bounded dedup, replay
-window, per-IP handshake limits, write timeouts, handler bounds). Each value is a security
-parameter: bounded, positive, documented in the package README.
+window, per-IP handshake limits, write timeouts, handler bounds); the last group bounds the
+memory one connection can hold and who gets a socket (the admission table). Each value is a
+security parameter: bounded, positive, documented in the package README.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ class TransportConfig:
     """Drop messages whose ``ts`` is further than this from now (``None``: never check)."""
     max_handshake_message_size: int = 64 * 1024
     max_handshakes_per_ip: int = 8
-    """Concurrent in-handshake inbound connections from one IP address."""
+    """Concurrent in-handshake inbound connections from one source: one address prefix
+    (``ipv4_prefix_len``/``ipv6_prefix_len``, by default one IPv4 address or IPv6 /64); the
+    new-handshake bucket below is keyed the same way."""
     handshake_burst_per_ip: int = 20
     handshake_refill_per_ip_s: float = 5.0
     max_tracked_ips: int = 4096
@@ -103,6 +106,33 @@ class TransportConfig:
     """A connection with more rate-limited frames than this within ``rate_limited_window``
     is closed ("rate limit exceeded")."""
     rate_limited_window: float = 10.0
+    # -- memory and admission (hold the line)
+    write_limit: int = 64 * 1024
+    """High-water mark of a socket's write buffer (websockets' ``write_limit``): a send
+    waits for the buffer to drain below it (low-water: a quarter)."""
+    max_outbound_bytes: int = 4 * MIB
+    """Bytes buffered for one established connection (ours and the library's, e.g. pongs to
+    WebSocket pings); a connection past it is closed (``outbound overflow``)."""
+    max_handshake_outbound_bytes: int = 64 * 1024
+    """The same bound before the handshake completes (we only send the ack then)."""
+    recv_queue_frames: int = 4
+    """Frames websockets buffers for one connection before it stops reading (``max_queue``)."""
+    max_inflight_bytes: int = 2 * MIB
+    """Wire bytes of one connection's messages whose async handlers are queued or running;
+    above it the connection's reads pause until handlers finish (back-pressure)."""
+    max_pending_handshakes: int = 64
+    """Inbound sockets between the HTTP upgrade and the end of the handshake, all sources
+    (separate from ``max_conns``); when full, a newcomer evicts the oldest pending socket of
+    the address prefix holding the most, or is refused (503) if its own prefix holds as many."""
+    max_conns_per_prefix: int = 32
+    """Established inbound connections of unknown peers from one address prefix."""
+    known_reserve_fraction: float = 0.1
+    """Share of ``max_conns`` (rounded down) that only known peers (the gate's optional
+    ``is_peer_known``) and our own dials may take."""
+    ipv4_prefix_len: int = 32
+    """IPv4 prefix length that makes one source for the per-prefix limits (32: per address)."""
+    ipv6_prefix_len: int = 64
+    """IPv6 prefix length that makes one source (64: one subnet, what one host usually has)."""
 
     def __post_init__(self) -> None:
         if self.listen_addr is not None:
@@ -126,8 +156,30 @@ class TransportConfig:
             "handler_queue_size",
             "rate_burst",
             "dedup_max_entries",
+            "recv_queue_frames",
+            "max_pending_handshakes",
+            "max_conns_per_prefix",
         ):
             _positive_int(name, getattr(self, name))
+        _positive_int("write_limit", self.write_limit, upper=64 * MIB)
+        _positive_int("max_outbound_bytes", self.max_outbound_bytes, upper=1024 * MIB)
+        _positive_int(
+            "max_handshake_outbound_bytes", self.max_handshake_outbound_bytes, upper=1024 * MIB
+        )
+        _positive_int("max_inflight_bytes", self.max_inflight_bytes, upper=1024 * MIB)
+        if self.max_outbound_bytes < self.write_limit + self.max_message_size:
+            raise ConfigError(
+                "max_outbound_bytes",
+                f"must be at least write_limit + max_message_size "
+                f"({self.write_limit + self.max_message_size}), got {self.max_outbound_bytes}",
+            )
+        if self.recv_queue_frames > 1024:
+            raise ConfigError("recv_queue_frames", f"must be <= 1024, got {self.recv_queue_frames}")
+        frac = self.known_reserve_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac < 1:
+            raise ConfigError("known_reserve_fraction", f"must be in [0, 1), got {frac!r}")
+        _positive_int("ipv4_prefix_len", self.ipv4_prefix_len, upper=32)
+        _positive_int("ipv6_prefix_len", self.ipv6_prefix_len, upper=128)
         _positive_int("max_message_size", self.max_message_size, upper=256 * MIB)
         _positive_int(
             "max_handshake_message_size", self.max_handshake_message_size, upper=256 * MIB
@@ -167,6 +219,11 @@ class TransportConfig:
     def handshake_size_limit(self) -> int:
         """Largest handshake message accepted: the smaller of the two size limits."""
         return min(self.max_handshake_message_size, self.max_message_size)
+
+    @property
+    def known_reserve(self) -> int:
+        """Established slots kept for known peers: ``floor(max_conns * known_reserve_fraction)``."""
+        return int(self.max_conns * self.known_reserve_fraction)
 
     @property
     def idle_timeout(self) -> float:

@@ -4,6 +4,20 @@ The thin I/O shell around a :class:`~p2p.transport.session.Session`. The read lo
 reads, judges frames and answers pings; handlers that are coroutines run in a small
 per-connection pool (bounded running count + bounded queue) so a slow handler never
 stalls this peer's reads or pongs, and a flood cannot create unbounded tasks.
+
+Memory one connection can hold (TransportConfig "memory and admission"):
+
+- outbound: every byte waiting in the socket's write buffer, ours and the library's (pongs
+  to WebSocket pings are written without back-pressure), is bounded by ``outbound_limit``
+  of :class:`BoundedServerConnection`/:class:`BoundedClientConnection`
+  (``max_handshake_outbound_bytes`` until the handshake is done, then
+  ``max_outbound_bytes``); past it the connection is closed. A write that makes no
+  progress for ``send_timeout`` (the buffer not shrinking) also closes it.
+- inbound: ``recv_queue_frames`` frames in websockets' queue, plus the wire bytes of
+  messages whose async handlers are queued or running, ``max_inflight_bytes``: above it
+  the read loop stops reading until handlers finish (back-pressure; TCP does the rest).
+- handlers: while more than ``write_limit`` bytes wait to be sent, queued handlers start
+  one at a time (a reply the peer does not read blocks only the handler that built it).
 """
 
 from __future__ import annotations
@@ -26,7 +40,9 @@ from p2p.transport.session import (
     Session,
     TooManyUndecryptableError,
 )
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 if TYPE_CHECKING:
@@ -35,11 +51,15 @@ if TYPE_CHECKING:
     from p2p.transport.messages import Message
 
 __all__ = [
+    "BoundedClientConnection",
+    "BoundedServerConnection",
     "ConnectionClosedError",
     "MessageHandler",
+    "OutboundOverflowError",
     "PeerConnection",
     "RawFrameHandler",
     "SendTimeoutError",
+    "WriteWatch",
     "with_timeout",
 ]
 
@@ -54,6 +74,9 @@ CLOSE_CODE_POLICY = 1008
 DISCONNECT_NORMAL = 1000
 DISCONNECT_PROTOCOL_ERROR = 1002
 DISCONNECT_SHUTDOWN = 1004
+FRAME_HEADER_MAX = 14
+"""Largest WebSocket frame header (what a frame adds to its payload in the write buffer)."""
+DEFAULT_OUTBOUND_LIMIT = 64 * 1024
 
 
 class ConnectionClosedError(TransportError):
@@ -62,6 +85,100 @@ class ConnectionClosedError(TransportError):
     def __init__(self, peer_id: str) -> None:
         super().__init__(f"connection to peer {peer_id} is closed")
         self.peer_id = peer_id
+
+
+class OutboundOverflowError(ConnectionClosedError):
+    """Bytes waiting to be sent to ``peer_id`` passed ``limit``: the connection was closed."""
+
+    def __init__(self, peer_id: str, limit: int) -> None:
+        TransportError.__init__(
+            self, f"connection to peer {peer_id} closed: over {limit} bytes waiting to be sent"
+        )
+        self.peer_id = peer_id
+        self.limit = limit
+
+
+class BoundedServerConnection(ServerConnection):
+    """websockets' server connection with a hard cap on its write buffer.
+
+    websockets answers every WebSocket ping with a pong written straight to the transport,
+    without back-pressure: a client that pings and never reads would grow it forever.
+    After each chunk read, a buffer above ``outbound_limit`` aborts the connection.
+    """
+
+    outbound_limit: int = DEFAULT_OUTBOUND_LIMIT
+    overflowed: bool = False
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        _enforce_outbound_limit(self)
+
+
+class BoundedClientConnection(ClientConnection):
+    """The dialling side's connection, with the same write-buffer cap."""
+
+    outbound_limit: int = DEFAULT_OUTBOUND_LIMIT
+    overflowed: bool = False
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        _enforce_outbound_limit(self)
+
+
+def _enforce_outbound_limit(ws: BoundedServerConnection | BoundedClientConnection) -> None:
+    transport = ws.transport
+    if ws.overflowed or transport is None:
+        return
+    buffered = transport.get_write_buffer_size()
+    if buffered > ws.outbound_limit:
+        ws.overflowed = True
+        log.warning(
+            "%s: %d bytes waiting to be written (limit %d): closing",
+            peer_address(ws),
+            buffered,
+            ws.outbound_limit,
+        )
+        transport.abort()
+
+
+def set_outbound_limit(ws: Connection, limit: int) -> None:
+    """Set the write-buffer cap of ``ws`` (no-op for a plain websockets connection)."""
+    if isinstance(ws, BoundedServerConnection | BoundedClientConnection):
+        ws.outbound_limit = limit
+
+
+def outbound_overflowed(ws: Connection) -> bool:
+    return isinstance(ws, BoundedServerConnection | BoundedClientConnection) and ws.overflowed
+
+
+class WriteWatch:
+    """Sans-I/O: have the bytes waiting on a socket made progress lately?
+
+    Fed snapshots (the transport's ticker looks every fraction of ``send_timeout``): the
+    socket's buffered byte count and how many of our sends wait. Progress is a send of ours
+    starting from idle or finishing (:meth:`progressed`), nothing waiting, a wait starting
+    since the last look, or the buffer shrinking since the last look. Bytes websockets
+    wrote itself (pongs, close frames) count as waiting, so a peer that never reads stalls
+    even when we never send.
+    """
+
+    __slots__ = ("_last_buffered", "_looked_idle", "last_progress")
+
+    def __init__(self, now: float) -> None:
+        self.last_progress = now
+        self._last_buffered = 0
+        self._looked_idle = True
+
+    def progressed(self, now: float) -> None:
+        self.last_progress = now
+
+    def stalled(self, buffered: int, writes_pending: int, now: float, timeout: float) -> bool:
+        idle = buffered == 0 and writes_pending == 0
+        if idle or self._looked_idle or buffered < self._last_buffered:
+            self.last_progress = now
+        self._looked_idle = idle
+        self._last_buffered = buffered
+        return not idle and now - self.last_progress > timeout
 
 
 class SendTimeoutError(TransportError):
@@ -131,12 +248,18 @@ class PeerConnection:
         self._closed = False
         self._done = asyncio.Event()
         self._running = 0
-        self._pending: deque[Coroutine[Any, Any, Any]] = deque()
+        self._pending: deque[tuple[Coroutine[Any, Any, Any], int]] = deque()
         self._workers: set[asyncio.Task[None]] = set()
         self.close_reason: str | None = None
         self.handler_errors = 0
         self._writes_pending = 0
-        self._write_progress = self.connected_at
+        self._write_watch = WriteWatch(self.connected_at)
+        self._inflight = 0
+        self._inflight_room = asyncio.Event()
+        self._inflight_room.set()
+        #: Times the read loop paused because handlers pinned over ``max_inflight_bytes``.
+        self.read_pauses = 0
+        set_outbound_limit(ws, host.config.max_outbound_bytes)
         self._settled = asyncio.Event()  # proven or closed
         if session.proven:
             self._settled.set()
@@ -193,6 +316,9 @@ class PeerConnection:
             "bytes_in": s.bytes_in,
             "bytes_out": s.bytes_out,
             "handler_errors": self.handler_errors,
+            "read_pauses": self.read_pauses,
+            "inflight_bytes": self._inflight,
+            "outbound_buffered": self._buffered(),
             **{f"dropped_{k}": v for k, v in s.drops.as_dict().items()},
         }
 
@@ -255,8 +381,19 @@ class PeerConnection:
         session = self.session
         clock, wall = self._clock, self._wall
         answer_pings = self._host.config.answer_pings
+        inflight_budget = self._host.config.max_inflight_bytes
         try:
             while True:
+                if self._inflight > inflight_budget:
+                    # back-pressure: handlers pin too many of this peer's bytes; stop reading
+                    # (websockets then stops after recv_queue_frames, then TCP pushes back)
+                    self.read_pauses += 1
+                    self._inflight_room.clear()
+                    await self._inflight_room.wait()
+                    if self._closed:
+                        # closed while paused: let the close finish, the finally stops handlers
+                        await ws.wait_closed()
+                        return
                 data = await ws.recv()
                 was_proven = session.proven
                 try:
@@ -281,7 +418,7 @@ class PeerConnection:
                     message = verdict.message
                     if message.type == envelope.PING and answer_pings:
                         await self._answer_ping(message)
-                    self._dispatch(message)
+                    self._dispatch(message, len(data))
                 elif isinstance(verdict, RawFrame):
                     self._dispatch_raw(verdict.data)
         except ConnectionClosed as exc:
@@ -296,7 +433,8 @@ class PeerConnection:
             log.exception("read loop of %s failed", self.peer_id)
         finally:
             if not self._closed:
-                self._mark_closed("connection lost")
+                overflow = outbound_overflowed(ws)
+                self._mark_closed("outbound overflow" if overflow else "connection lost")
             if not self._done.is_set():
                 self.abort()
                 await self._stop_workers()
@@ -325,7 +463,7 @@ class PeerConnection:
         await self.send(ping)
 
     # --- handler pool ---------------------------------------------------------------
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: Message, size: int) -> None:
         for handler in self._host._handlers():
             try:
                 result = handler(self, message)
@@ -334,7 +472,7 @@ class PeerConnection:
                 log.exception("message handler failed for %s", message.type)
                 continue
             if result is not None:
-                self._submit(result)
+                self._submit(result, size)
 
     def _dispatch_raw(self, frame: bytes) -> None:
         handler = self._host._raw_handler()
@@ -348,24 +486,29 @@ class PeerConnection:
             log.exception("raw frame handler failed")
             return
         if result is not None:
-            self._submit(result)
+            self._submit(result, len(frame))
 
-    def _submit(self, awaitable: Awaitable[None]) -> None:
+    def _submit(self, awaitable: Awaitable[None], size: int) -> None:
+        """Run ``awaitable`` in the pool, charging ``size`` wire bytes until it finishes."""
         coro = awaitable if asyncio.iscoroutine(awaitable) else _await(awaitable)
         config = self._host.config
-        if self._running < config.handler_concurrency:
+        if self._running < config.handler_concurrency and (
+            self._running == 0 or not self._output_congested()
+        ):
             self._running += 1
-            task = asyncio.get_running_loop().create_task(self._worker(coro))
+            self._inflight += size
+            task = asyncio.get_running_loop().create_task(self._worker(coro, size))
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
         elif len(self._pending) < config.handler_queue_size:
-            self._pending.append(coro)
+            self._inflight += size
+            self._pending.append((coro, size))
         else:
             coro.close()
             self.session.drops.add(DropReason.OVERLOAD)
             log.warning("handler queue full for %s: dropping a message", self.peer_id)
 
-    async def _worker(self, coro: Coroutine[Any, Any, Any]) -> None:
+    async def _worker(self, coro: Coroutine[Any, Any, Any], size: int) -> None:
         try:
             while True:
                 try:
@@ -375,15 +518,30 @@ class PeerConnection:
                 except Exception:
                     self.handler_errors += 1
                     log.exception("async message handler failed (peer %s)", self.peer_id)
+                finally:
+                    self._release(size)
+                    size = 0
+                if self._pending and self._output_congested():
+                    # the peer is not reading our replies: run its handlers one at a time,
+                    # so only one of them holds a reply it cannot deliver
+                    await self._ws.drain()
                 if not self._pending:
                     return
-                coro = self._pending.popleft()
+                coro, size = self._pending.popleft()
         finally:
+            self._release(size)
             self._running -= 1
+
+    def _release(self, size: int) -> None:
+        self._inflight -= size
+        if self._inflight <= self._host.config.max_inflight_bytes:
+            self._inflight_room.set()
 
     async def _stop_workers(self) -> None:
         while self._pending:
-            self._pending.popleft().close()
+            coro, size = self._pending.popleft()
+            coro.close()
+            self._release(size)
         current = asyncio.current_task()
         workers = [t for t in self._workers if t is not current]
         for task in workers:
@@ -392,11 +550,25 @@ class PeerConnection:
             await asyncio.gather(*workers, return_exceptions=True)
 
     # --- internals ------------------------------------------------------------------
+    def _output_congested(self) -> bool:
+        """More than ``write_limit`` bytes wait in the socket's buffer (sends would block)."""
+        return self._buffered() > self._host.config.write_limit
+
+    def _buffered(self) -> int:
+        transport = self._ws.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
     async def _write(self, frame: bytes) -> None:
         # The write deadline is enforced by the transport's ticker (write_stalled), not a
         # timer per send: a send that does not block costs two attribute updates.
+        buffered = self._buffered()
+        limit = self._host.config.max_outbound_bytes
+        if buffered and buffered + len(frame) + FRAME_HEADER_MAX > limit:
+            # a peer that does not read: queueing more would only grow this process
+            self.fail_outbound_overflow(buffered, limit)
+            raise OutboundOverflowError(self.peer_id, limit)
         if self._writes_pending == 0:
-            self._write_progress = self._clock()
+            self._write_watch.progressed(self._clock())
         self._writes_pending += 1
         try:
             await self._ws.send(frame)
@@ -410,13 +582,30 @@ class PeerConnection:
                 raise SendTimeoutError(self.peer_id, self._host.config.send_timeout)
         finally:
             self._writes_pending -= 1
-            self._write_progress = self._clock()
+            self._write_watch.progressed(self._clock())
 
     def write_stalled(self, now: float) -> bool:
-        """True if a write has made no progress for ``send_timeout`` seconds."""
-        return (
-            self._writes_pending > 0 and now - self._write_progress > self._host.config.send_timeout
+        """True if bytes have waited ``send_timeout`` seconds without the socket taking any.
+
+        Counts the transport's write buffer, not only our sends: websockets writes pongs
+        (and close frames) itself. Progress is one of our writes finishing or the buffer
+        shrinking since the previous look (the ticker calls this every fraction of
+        ``send_timeout``).
+        """
+        return self._write_watch.stalled(
+            self._buffered(), self._writes_pending, now, self._host.config.send_timeout
         )
+
+    def fail_outbound_overflow(self, buffered: int, limit: int) -> None:
+        """Drop the connection whose peer lets more than ``limit`` bytes pile up."""
+        log.warning(
+            "%d bytes waiting to be sent to %s (limit %d): dropping the connection",
+            buffered,
+            self.peer_id,
+            limit,
+        )
+        self._mark_closed("outbound overflow")
+        self.abort()
 
     def fail_stalled_write(self) -> None:
         """Drop the connection whose writes are stuck (pending sends raise SendTimeoutError)."""
@@ -429,6 +618,7 @@ class PeerConnection:
             self._closed = True
             self.close_reason = reason
             self._settled.set()
+            self._inflight_room.set()  # a read loop paused on handlers must see the close
             self._host._connection_closed(self)
 
 

@@ -38,6 +38,10 @@ class PeerGate(Protocol):
         """The connection for ``peer_id`` is gone (not called when a newer one replaced it)."""
         ...
 
+    # Optional, looked up with getattr (not part of the protocol, so older gates still fit):
+    # ``is_peer_known(peer_id, public_key) -> bool``: an identity the operator knows, which
+    # may use the established slots reserved for known peers.
+
 
 class OpenGate:
     """Allows everyone; remembers who is connected (handy in tests and tools)."""
@@ -74,6 +78,11 @@ class AllowlistGate(OpenGate):
 
     def revoke(self, public_key: str) -> None:
         self.public_keys.discard(public_key)
+
+    def is_peer_known(self, peer_id: str, public_key: str) -> bool:
+        """Optional gate method: listed keys may use the established slots the transport
+        reserves for known peers (``TransportConfig.known_reserve_fraction``)."""
+        return public_key in self.public_keys
 
     def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
         allowed = public_key in self.public_keys

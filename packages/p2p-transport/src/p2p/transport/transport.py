@@ -1,8 +1,10 @@
 """The live WebSocket transport: listen, dial, handshake, then encrypted messages.
 
 A thin asyncio shell over the sans-I/O pieces (``handshake``, ``session``, ``limits``)
-using ``websockets``' asyncio API. Admission (path, origin, per-IP limits, MaxConns) is
-decided synchronously in ``process_request``, so check-and-reserve is atomic.
+using ``websockets``' asyncio API. Admission (path and origin here; pending-handshake,
+per-prefix and MaxConns budgets in the sans-I/O :class:`~p2p.transport.admission.Admission`)
+is decided synchronously in ``process_request`` and right after the hello, so
+check-and-reserve is atomic.
 """
 
 from __future__ import annotations
@@ -18,20 +20,26 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from p2p.transport import envelope
+from p2p.transport.admission import Admission, AdmissionLimits, Refuse
 from p2p.transport.config import TransportConfig
 from p2p.transport.connection import (
     DISCONNECT_NORMAL,
     DISCONNECT_SHUTDOWN,
+    BoundedClientConnection,
+    BoundedServerConnection,
     MessageHandler,
     PeerConnection,
     RawFrameHandler,
+    outbound_overflowed,
     peer_address,
+    set_outbound_limit,
     with_timeout,
 )
 from p2p.transport.errors import TransportError
 from p2p.transport.gate import OpenGate, PeerGate
 from p2p.transport.handshake import HandshakeError, HandshakeInitiator, HandshakeResponder
-from p2p.transport.limits import DropCounters, KeyedBuckets, ReplayGuard
+from p2p.transport.limits import DropCounters, ReplayGuard
+from p2p.transport.messages import HandshakeAckPayload
 from p2p.transport.session import Session
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -56,7 +64,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-TOO_MANY_CONNECTIONS = "Too many connections\n"
 REPLAY_SWEEP_INTERVAL = 10.0
 """Seconds between sweeps of expired replay ids (each check also expires lazily)."""
 
@@ -127,10 +134,8 @@ class Transport:
         self._conns: dict[str, PeerConnection] = {}
         #: inbound connections that have not proven their key yet (an ordered set)
         self._probation: dict[PeerConnection, None] = {}
-        self._pending: dict[ServerConnection, str] = {}
-        self._ip_buckets = KeyedBuckets(
-            cfg.handshake_burst_per_ip, cfg.handshake_refill_per_ip_s, cfg.max_tracked_ips
-        )
+        self._pending: set[ServerConnection] = set()
+        self.admission = Admission(AdmissionLimits.from_config(cfg))
         self._subscribers: tuple[MessageHandler, ...] = ()
         self._raw: RawFrameHandler | None = None
         self._server: Server | None = None
@@ -145,6 +150,11 @@ class Transport:
             "ip_concurrent": 0,
             "ip_rate": 0,
             "handshake": 0,
+            "pending_full": 0,
+            "evicted": 0,
+            "reserved": 0,
+            "prefix_conns": 0,
+            "outbound_overflow": 0,
         }
         #: connections closed by the transport, per cause
         self.closed_for: dict[str, int] = {"undecryptable": 0, "rate_limit": 0, "unproven": 0}
@@ -167,7 +177,10 @@ class Transport:
             open_timeout=cfg.handshake_timeout,
             close_timeout=cfg.close_timeout,
             max_size=cfg.handshake_size_limit,
+            max_queue=cfg.recv_queue_frames,
+            write_limit=cfg.write_limit,
             server_header=None,
+            create_connection=BoundedServerConnection,
         )
         self._keepalive = asyncio.get_running_loop().create_task(self._keepalive_loop())
         self._state = "running"
@@ -267,7 +280,16 @@ class Transport:
 
     @property
     def pending_handshakes(self) -> int:
-        return len(self._pending)
+        """Inbound sockets admitted and still in their handshake."""
+        self._sweep_pending()
+        return self.admission.pending
+
+    def _sweep_pending(self) -> None:
+        """Forget admitted sockets that died before their handler ran (e.g. websockets
+        refused the upgrade after ``process_request`` let it through)."""
+        for dead in [p for p in self._pending if p.transport.is_closing()]:
+            self._pending.discard(dead)
+            self.admission.closed(dead)
 
     def unproven_connections(self) -> list[PeerConnection]:
         """Inbound connections that have not proven their key yet (nobody's session)."""
@@ -303,14 +325,18 @@ class Transport:
                 compression=None,
                 ping_interval=None,
                 max_size=cfg.max_message_size,
+                max_queue=cfg.recv_queue_frames,
+                write_limit=cfg.write_limit,
                 proxy=None,
                 ssl=self._client_ssl(uri),
                 user_agent_header=None,
+                create_connection=BoundedClientConnection,
             )
         except InvalidStatus as exc:
             raise ConnectError(address, f"HTTP {exc.response.status_code}") from exc
         except (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError) as exc:
             raise ConnectError(address, type(exc).__name__) from exc
+        set_outbound_limit(ws, cfg.max_handshake_outbound_bytes)
         try:
             await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
             reply = await with_timeout(ws.recv(), cfg.handshake_timeout)
@@ -325,6 +351,7 @@ class Transport:
         if not self.running:
             ws.transport.abort()
             raise NotRunningError("transport stopped during connect")
+        self.admission.outbound_established(ws, _remote_ip(ws))
         conn = self._establish(
             ws, result.peer, result.secret, result.features, outbound=True, dialled=address
         )
@@ -456,63 +483,104 @@ class Transport:
         if origin is not None and not _origin_allowed(origin):
             self.rejected["origin"] += 1
             return ws.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
-        # forget admitted sockets that died before their handler ran
-        for dead in [p for p in self._pending if p.transport.is_closing()]:
-            del self._pending[dead]
-        if len(self._conns) + len(self._probation) + len(self._pending) >= cfg.max_conns:
-            self.rejected["max_conns"] += 1
-            log.warning("rejecting connection: max_conns %d reached", cfg.max_conns)
-            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS)
-        ip = _remote_ip(ws)
-        if sum(1 for p in self._pending.values() if p == ip) >= cfg.max_handshakes_per_ip:
-            self.rejected["ip_concurrent"] += 1
-            return ws.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many pending handshakes\n")
-        if not self._ip_buckets.allow(ip, self._clock()):
-            self.rejected["ip_rate"] += 1
-            return ws.respond(HTTPStatus.TOO_MANY_REQUESTS, "Too many handshakes\n")
-        self._pending[ws] = ip
+        self._sweep_pending()
+        set_outbound_limit(ws, cfg.max_handshake_outbound_bytes)
+        verdict = self.admission.upgrade_requested(ws, _remote_ip(ws), self._clock())
+        if isinstance(verdict, Refuse):
+            self.rejected[verdict.counter] += 1
+            if verdict.counter == "max_conns":
+                log.warning("rejecting connection: max_conns %d reached", cfg.max_conns)
+            return ws.respond(HTTPStatus(verdict.status), verdict.body)
+        for victim in verdict.evict:
+            # its slot went to this newcomer (admission rule 3); its _serve sees the close
+            self.rejected["evicted"] += 1
+            if isinstance(victim, ServerConnection):
+                self._pending.discard(victim)
+                victim.transport.abort()
+        self._pending.add(ws)
         return None
 
     async def _serve(self, ws: ServerConnection) -> None:
+        try:
+            conn = await self._handshake_inbound(ws)
+            self._pending.discard(ws)
+            if conn is not None:
+                await conn.run()
+        finally:
+            self._pending.discard(ws)
+            self.admission.closed(ws)
+
+    async def _handshake_inbound(self, ws: ServerConnection) -> PeerConnection | None:
         cfg = self.config
         try:
-            try:
-                own = self._own_identity()
-                responder = HandshakeResponder(
-                    own,
-                    self.node_manager.derive_shared_secret,
-                    self._is_allowed,
-                    features=cfg.features,
+            own = self._own_identity()
+            responder = HandshakeResponder(
+                own,
+                self.node_manager.derive_shared_secret,
+                self._is_allowed,
+                features=cfg.features,
+            )
+            hello = await with_timeout(ws.recv(), cfg.handshake_timeout)
+            decision = responder.receive_hello(hello)
+            reply = decision.reply
+            if decision.result is not None:
+                peer = decision.result.peer
+                verdict = self.admission.handshake_done(
+                    ws,
+                    known=self._is_known(peer),
+                    duplicate=peer.id in self._conns
+                    or any(c.peer_id == peer.id for c in self._probation),
                 )
-                hello = await with_timeout(ws.recv(), cfg.handshake_timeout)
-                decision = responder.receive_hello(hello)
-                if decision.result is not None:
-                    # lift the handshake size cap before the peer can react to our ack
-                    ws.protocol.max_message_size = cfg.max_message_size
-                if decision.reply is not None:
-                    await with_timeout(ws.send(envelope.to_text(decision.reply)), cfg.send_timeout)
-            except (TimeoutError, ConnectionClosed) as exc:
-                self.rejected["handshake"] += 1
-                log.info("inbound handshake from %s failed: %r", peer_address(ws), exc)
-                ws.transport.abort()
-                return
-            if decision.result is None:
-                self.rejected["handshake"] += 1
-                log.info(
-                    "inbound handshake from %s refused: %s",
-                    peer_address(ws),
-                    decision.error.reason if decision.error else "?",
-                )
-                ws.transport.abort()  # bare close after the reject ack, as Go does
-                return
-            if self._state != "running":
-                ws.transport.abort()
-                return
-            result = decision.result
-            conn = self._establish(ws, result.peer, result.secret, result.features, outbound=False)
-        finally:
-            self._pending.pop(ws, None)
-        await conn.run()
+                if isinstance(verdict, Refuse):
+                    self.rejected[verdict.counter] += 1
+                    log.info(
+                        "inbound peer %s from %s refused: %s",
+                        peer.id,
+                        peer_address(ws),
+                        verdict.counter,
+                    )
+                    await with_timeout(
+                        ws.send(_reject_ack(own, peer.id, verdict.reason)), cfg.send_timeout
+                    )
+                    ws.transport.abort()  # bare close after the reject ack, as Go does
+                    return None
+                # lift the handshake size cap before the peer can react to our ack
+                ws.protocol.max_message_size = cfg.max_message_size
+            if reply is not None:
+                await with_timeout(ws.send(envelope.to_text(reply)), cfg.send_timeout)
+        except (TimeoutError, ConnectionClosed) as exc:
+            self.rejected["handshake"] += 1
+            if outbound_overflowed(ws):
+                self.rejected["outbound_overflow"] += 1  # it never read what we wrote
+            log.info("inbound handshake from %s failed: %r", peer_address(ws), exc)
+            ws.transport.abort()
+            return None
+        if decision.result is None:
+            self.rejected["handshake"] += 1
+            log.info(
+                "inbound handshake from %s refused: %s",
+                peer_address(ws),
+                decision.error.reason if decision.error else "?",
+            )
+            ws.transport.abort()  # bare close after the reject ack, as Go does
+            return None
+        if self._state != "running":
+            ws.transport.abort()
+            return None
+        result = decision.result
+        return self._establish(ws, result.peer, result.secret, result.features, outbound=False)
+
+    def _is_known(self, peer: NodeIdentity) -> bool:
+        """Does the gate know this (claimed) identity? Optional gate method ``is_peer_known``;
+        without it nobody is known and the reserve serves only our own dials."""
+        probe = getattr(self.gate, "is_peer_known", None)
+        if probe is None:
+            return False
+        try:
+            return bool(probe(peer.id, peer.public_key))
+        except Exception:
+            log.exception("gate.is_peer_known failed")
+            return False
 
     def _is_allowed(self, peer_id: str, public_key: str) -> bool:
         try:
@@ -572,6 +640,7 @@ class Transport:
         try:
             await conn.run()
         finally:
+            self.admission.closed(ws)
             if ws.transport is not None and not ws.transport.is_closing():
                 await conn.close()
 
@@ -665,6 +734,13 @@ def _origin_allowed(origin: str) -> bool:
     except ValueError:
         return False
     return host in ALLOWED_ORIGIN_HOSTS
+
+
+def _reject_ack(own: NodeIdentity, peer_id: str, reason: str) -> str:
+    """A ``handshake_ack`` with ``accepted: false`` (the shape Go's reject acks have)."""
+    message = envelope.new_message(envelope.HANDSHAKE_ACK, own.id, peer_id, None)
+    message.payload = HandshakeAckPayload(own, b"", False, reason).to_json().decode("utf-8")
+    return envelope.to_text(message)
 
 
 def _remote_ip(ws: Connection) -> str:
