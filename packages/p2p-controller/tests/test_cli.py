@@ -31,6 +31,7 @@ from p2p.controller._cli_output import (
 )
 from p2p.controller.bundles import Bundle, extract_profile_bundle
 from p2p.controller.cli import main
+from p2p.controller.authz import Capability
 from p2p.controller.config import MinerConfig, parse_host_port
 from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
 from p2p.transport import ConnectError
@@ -342,6 +343,7 @@ class _Served:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
+        self.node: Node | None = None
 
     def _run(self) -> None:
         try:
@@ -353,7 +355,11 @@ class _Served:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with Node(self.data_dir, config=self.config, name="srv") as node:
+        node = Node(
+            self.data_dir, config=self.config, name="srv", watch_files=True, watch_interval=0.05
+        )
+        async with node:
+            self.node = node
             self.info = node.info()
             self._ready.set()
             await self._stop.wait()
@@ -403,9 +409,32 @@ def test_client_commands_against_a_node(tmp_path: Path, served: _Served) -> None
     assert code == 0 and stats["nodeId"] == info["id"] and stats["nodeName"] == "srv"
     code, out, _ = run("--data-dir", d, "stats", "--all", "--json")
     assert code == 0 and list(one_json(out)["stats"]) == [info["id"]]
-    # deploy a plain profile JSON: the CLI encrypts it for this peer on the fly
+    # observing is open, controlling is not: refused in one sentence naming our key, exit 4
     profile = tmp_path / "p9.json"
     profile.write_text('{"threads": 9}', encoding="utf-8")
+    ours = one_json(run("--data-dir", d, "identity", "show", "--json")[1])["publicKey"]
+    code, out, err = run("--data-dir", d, "deploy", "srv-a", str(profile))
+    assert code == EXIT_REMOTE
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"p2p-node: srv ({info['id'][:12]}) refused: this controller is not authorized to "
+        f"control it; on the worker run: p2p-node controllers add {ours}"
+    )
+    assert not (served.data_dir / "profiles" / "p9.json").exists()
+    # the operator authorizes our key on the worker; the running node picks it up
+    srv = str(served.data_dir)
+    code, out, _ = run("--data-dir", srv, "controllers", "add", ours, "--json")
+    assert code == 0 and one_json(out)["publicKey"] == ours
+    node = served.node
+    assert node is not None
+    deadline = time.monotonic() + 20
+    while not node.policy.allows(ours, Capability.CONTROL) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    listing = one_json(run("--data-dir", srv, "controllers", "list", "--json")[1])
+    assert listing["controllers"] == [
+        {"publicKey": ours, "source": "controllers.json", "peer": None}
+    ]
+    # deploy a plain profile JSON: the CLI encrypts it for this peer on the fly
     code, out, _ = run("--data-dir", d, "deploy", "srv-a", str(profile), "--json")
     assert code == 0 and one_json(out)["name"] == "p9"
     saved = json.loads((served.data_dir / "profiles" / "p9.json").read_text())
