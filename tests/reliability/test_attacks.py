@@ -209,6 +209,7 @@ async def test_deploy_name_path_traversal(make_node, tmp_path: Path, name: str) 
 
     worker = await make_node("worker")
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)  # an authorized controller attacks
     await controller.add_peer(worker.address)
     binary = tmp_path / "xmrig"
     binary.write_bytes(b"#!/bin/sh\necho mining\n")
@@ -237,6 +238,7 @@ async def test_deploy_tar_entry_traversal(make_node, tmp_path: Path, entry: str)
 
     worker = await make_node("worker")
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)  # an authorized controller attacks
     await controller.add_peer(worker.address)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
@@ -278,6 +280,7 @@ async def test_stim_config_size_overflow(make_node) -> None:
 
     worker = await make_node("worker")
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)  # an authorized controller attacks
     await controller.add_peer(worker.address)
     for size in (0xFFFFFFFC, 0xFFFFFFFF, 0x7FFFFFFF):
         payload = struct.pack(">I", size) + os.urandom(64)
@@ -586,6 +589,8 @@ async def test_reflected_command_is_not_executed(make_node, raw_peer) -> None:
     p2p-transport 7244514 by binding messages to the authenticated peer)."""
     node = await make_node("controller-and-worker")
     peer = await raw_peer(node.transport)
+    # even with the peer granted control here, the reflected request must not run
+    node.policy.grant(peer.manager.require_identity().public_key)
     task = asyncio.ensure_future(
         node.controller.start_remote_miner(peer.id, "sh", config={"pool": "x"})
     )
@@ -738,6 +743,7 @@ async def test_slow_handler_does_not_block_the_peer(make_node, tmp_path) -> None
         "worker", miners=ProcessMinerManager({"stubborn": stubborn}, run_dir=tmp_path / "run")
     )
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)
     await controller.add_peer(worker.address)
     name = await controller.controller.start_remote_miner(worker.id, "stubborn", config={})
     loop = asyncio.get_running_loop()

@@ -29,9 +29,9 @@ from p2p.controller._cli_output import (
     parse_since,
     table,
 )
+from p2p.controller.authz import Capability
 from p2p.controller.bundles import Bundle, extract_profile_bundle
 from p2p.controller.cli import main
-from p2p.controller.authz import Capability
 from p2p.controller.config import MinerConfig, parse_host_port
 from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
 from p2p.transport import ConnectError
