@@ -8,6 +8,7 @@ import base64
 import errno
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from p2p.controller import Node, NodeConfig, NodeConfigError
+from p2p.controller import Node, NodeConfig, NodeConfigError, bundles
 from p2p.controller import controller as ctl
 from p2p.controller._cli_output import (
     EXIT_ERROR,
@@ -34,6 +35,7 @@ from p2p.controller.bundles import Bundle, extract_profile_bundle
 from p2p.controller.cli import main
 from p2p.controller.config import MinerConfig, parse_host_port
 from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
+from p2p.identity import NodeManager
 from p2p.transport import ConnectError
 from p2p.transport.errors import ProtocolError
 
@@ -529,3 +531,48 @@ def test_client_trusts_the_ca_from_config_toml(tmp_path: Path) -> None:
         assert one_json(out)["peer"] == node.info["id"]
     finally:
         node.stop()
+
+
+def test_deploy_refuses_garbage_locally(tmp_path: Path, served: _Served) -> None:
+    """`p2p-node deploy` checks the file before sending: random bytes are not a miner, a
+    truncated or mislabelled bundle is not deployable; exit 2 and the worker is untouched."""
+    d = str(tmp_path / "client")
+    info = served.info
+    assert run("--data-dir", d, "peers", "add", info["address"], "--name", "srv")[0] == 0
+    ours = one_json(run("--data-dir", d, "identity", "show", "--json")[1])["publicKey"]
+    node = served.node
+    assert node is not None
+    node.policy.grant(ours)  # authorized: only the file's contents can be refused
+    manager = NodeManager(
+        tmp_path / "client" / "node" / "private.key", tmp_path / "client" / "node.json"
+    )
+    password = base64.b64encode(manager.derive_shared_secret(info["publicKey"])).decode()
+    script = tmp_path / "real-miner"
+    script.write_text("#!/bin/sh\necho real\n", encoding="utf-8")
+    miner = bundles.create_miner_bundle(script, None, "real", password)
+    noise = os.urandom(4096)
+    cases: dict[str, tuple[bytes, str]] = {
+        "noise.bin": (noise, "neither a bundle, a profile JSON nor a program"),
+        "truncated.json": (miner.to_json()[:-40], "not valid JSON (truncated?)"),
+        "truncated-data.json": (
+            bundles.Bundle(miner.type, "td", miner.data[:-100], miner.checksum).to_json(),
+            "checksum mismatch",
+        ),
+        "labelled-profile.json": (
+            bundles.Bundle.create("profile", "lp", miner.data).to_json(),
+            "carries files",
+        ),
+        "random-miner.json": (bundles.Bundle.create("miner", "rm", noise).to_json(), "STIM"),
+        "array.json": (b"[1, 2, 3]", "not a profile"),
+    }
+    worker_files = set(served.data_dir.rglob("*"))
+    for name, (content, why) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        code, _out, err = run("--data-dir", d, "deploy", "srv", str(path))
+        assert code == EXIT_USAGE, (name, err)
+        assert why in err, (name, err)
+    assert {p for p in served.data_dir.rglob("*") if p.suffix != ".tmp"} <= worker_files
+    # the real thing still deploys
+    code, out, err = run("--data-dir", d, "deploy", "srv", str(script), "--json")
+    assert code == 0 and one_json(out)["name"] == "real-miner", err

@@ -1033,6 +1033,11 @@ def _check_deploy_file(kind: str, raw: bytes, path: Path) -> bundles.Bundle | No
         except bundles.BundleError as exc:
             raise CliError(f"{path} is not a profile: {exc}", EXIT_USAGE) from None
         return None
+    if raw.lstrip()[:1] in (b"{", b"["):
+        raise CliError(
+            f"{path} starts like JSON but is not valid JSON (truncated?): refusing to deploy it",
+            EXIT_USAGE,
+        )
     if not bundles.is_executable_image(raw[:8]):
         raise CliError(
             f"{path} is neither a bundle, a profile JSON nor a program "
