@@ -318,3 +318,35 @@ def test_demo_in_a_sandbox(tmp_path: Path, p2p_node: Callable[..., CliResult]) -
         assert f"[{step}/9]" in res.out
     assert "log │ speed" in res.out and "deploy" in res.out.lower()
     assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_readme_server_recipe_works_first_try(
+    tmp_path: Path,
+    p2p_node: Callable[..., CliResult],
+    p2p_serve: Callable[..., ServeProcess],
+) -> None:
+    """README "The p2p-node command": the controller's key is authorized on the server
+    before it serves; every control command then works on the first try."""
+    me = str(tmp_path / "me")
+    assert p2p_node("--data-dir", me, "identity", "init", "--name", "laptop").code == 0
+    ours = p2p_node("--data-dir", me, "identity", "show", "--json").json()["publicKey"]
+    server = worker_dir(tmp_path, "server-a")
+    assert p2p_node("--data-dir", str(server), "identity", "init", "--name", "server-a").code == 0
+    res = p2p_node("--data-dir", str(server), "controllers", "add", ours)
+    assert res.code == 0 and ours in res.out, res.err
+    srv = p2p_serve(server)
+    assert wait_until(lambda: "authorization: 1 controller trusted" in srv.stderr())
+    key = srv.info["publicKey"]
+    res = p2p_node(
+        "--data-dir", me, "peers", "add", srv.address, "--public-key", key, "--name", "server-a"
+    )
+    assert res.code == 0, res.err
+    res = p2p_node("--data-dir", me, "miner", "start", "server-a", "fake", "--json")
+    assert res.code == 0 and res.json()["minerName"] == "fake", res.err
+    assert miner_pid(p2p_node, me, "server-a", "fake") > 0
+    profile = tmp_path / "pool.json"
+    profile.write_text('{"pool": "pool.example:3333"}', encoding="utf-8")
+    assert p2p_node("--data-dir", me, "deploy", "server-a", str(profile)).code == 0
+    assert p2p_node("--data-dir", me, "miner", "stop", "server-a", "fake").code == 0
+    listing = p2p_node("--data-dir", str(server), "controllers", "list", "--json").json()
+    assert [c["publicKey"] for c in listing["controllers"]] == [ours]
