@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -543,7 +544,11 @@ def _register_deployed(manager: ProcessMinerManager, data_dir: Path | None) -> N
     except OSError:
         return
     for d in dirs[:MAX_DEPLOYED_SCAN]:
-        if d.name in manager.types:
+        if d.name.startswith((".deploy-", ".replaced-")):
+            # a deploy interrupted by a crash: never complete, never registered
+            shutil.rmtree(d, ignore_errors=True)
+            continue
+        if d.name.startswith(".") or d.name in manager.types:
             continue
         try:
             files = [
