@@ -363,3 +363,44 @@ async def test_garbage_truncated_and_mislabelled_bundles_are_refused(
             await ctl.deploy(worker.id, bundle)
         assert _bundle_files(worker) == before, what
     assert await ctl.ping_peer(worker.id) > 0
+
+
+async def test_a_hundred_deploys_from_one_connection_stay_bounded(
+    pair: Any, tmp_path: Path
+) -> None:
+    """The issue's disk-filling run: 100 miner deploys from a stranger store nothing; from an
+    authorized controller, only `max_miners` (8 by default) are kept."""
+    controller, worker = await pair()
+    ctl = controller.controller
+    binary = tmp_path / "m"
+    binary.write_bytes(b"#!/bin/sh\n" + os.urandom(32 * 1024).hex().encode())
+    password = await ctl.bundle_password(worker.id)
+    root = worker.paths.root / "lethean-desktop" / "miners"
+    made = [create_miner_bundle(binary, None, f"m{i}", password) for i in range(100)]
+    for bundle in made:
+        with pytest.raises(UnauthorizedError):
+            await ctl.deploy(worker.id, bundle)
+    assert files_under(root) == set()
+    worker.policy.grant(controller.identity.public_key)
+    ok = refused = 0
+    for bundle in made:
+        try:
+            await ctl.deploy(worker.id, bundle)
+            ok += 1
+        except ProtocolError as exc:
+            assert "quota exceeded" in str(exc)
+            refused += 1
+    limit = DeployLimits().max_miners
+    assert (ok, refused) == (limit, 100 - limit)
+    assert len([p for p in files_under(root) if p.is_file()]) == limit
+
+
+async def test_an_interrupted_deploy_is_cleaned_up_at_start(tmp_path: Path) -> None:
+    stale = tmp_path / "w" / "lethean-desktop" / "miners" / ".deploy-x-0123456789ab"
+    stale.mkdir(parents=True)
+    (stale / "x").write_bytes(b"#!/bin/sh\n")
+    (stale / "x").chmod(0o755)
+    async with Node(tmp_path / "w", config=LOOPBACK) as node:
+        assert not stale.exists()
+        assert node.miners is not None
+        assert all(not t.startswith(".") for t in getattr(node.miners, "types", []))
