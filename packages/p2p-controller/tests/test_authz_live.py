@@ -70,10 +70,10 @@ async def pair(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """``await pair(**worker_node_kw) -> (controller, worker)``, connected, nothing granted."""
     made: list[Node] = []
 
-    async def make(**kw: Any) -> tuple[Node, Node]:
+    async def make(controller_config: NodeConfig = LOOPBACK, **kw: Any) -> tuple[Node, Node]:
         kw.setdefault("config", worker_config())
         worker = Node(tmp_path / "worker", name="worker", **kw)
-        controller = Node(tmp_path / "controller", config=LOOPBACK, name="controller")
+        controller = Node(tmp_path / "controller", config=controller_config, name="controller")
         for node in (worker, controller):
             await node.start()
             made.append(node)
@@ -370,7 +370,12 @@ async def test_a_hundred_deploys_from_one_connection_stay_bounded(
 ) -> None:
     """The issue's disk-filling run: 100 miner deploys from a stranger store nothing; from an
     authorized controller, only `max_miners` (8 by default) are kept."""
-    controller, worker = await pair()
+    # 200 requests back to back: lift the per-connection rate limit (not what is tested)
+    fast = {"rate_burst": 10_000, "rate_refill_per_s": 10_000.0}
+    controller, worker = await pair(
+        config=worker_config(transport=fast),
+        controller_config=NodeConfig(listen="127.0.0.1:0", transport=fast),
+    )
     ctl = controller.controller
     binary = tmp_path / "m"
     binary.write_bytes(b"#!/bin/sh\n" + os.urandom(32 * 1024).hex().encode())
