@@ -737,7 +737,8 @@ async def test_slow_handler_does_not_block_the_peer(make_node, tmp_path) -> None
     from p2p.controller.miners import MinerSpec, ProcessMinerManager
 
     stubborn = MinerSpec(
-        command=["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"], stop_grace=2.0
+        command=["/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"],
+        stop_grace=2.0,
     )
     worker = await make_node(
         "worker", miners=ProcessMinerManager({"stubborn": stubborn}, run_dir=tmp_path / "run")
@@ -746,6 +747,12 @@ async def test_slow_handler_does_not_block_the_peer(make_node, tmp_path) -> None
     worker.policy.grant(controller.identity.public_key)
     await controller.add_peer(worker.address)
     name = await controller.controller.start_remote_miner(worker.id, "stubborn", config={})
+    # SIGTERM before the shell ran `trap` would end it at once: wait until it is ignoring it
+    await until(
+        lambda: "ready" in worker.miners.get_miner(name).get_console_history_since(10, None),
+        timeout=20,
+        what="the stubborn miner is ready",
+    )
     loop = asyncio.get_running_loop()
     start = loop.time()
     stop = asyncio.ensure_future(controller.controller.stop_remote_miner(worker.id, name))
