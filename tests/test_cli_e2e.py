@@ -151,6 +151,25 @@ def test_two_servers_and_every_client_command(
     assert every.code == 0 and set(every.json()["stats"]) == {a.info["id"], b.info["id"]}
     assert every.json()["errors"] == {}
 
+    # connecting is not commanding: a fresh worker refuses control, in one sentence, exit 4
+    ours = p2p_node("--data-dir", me, "identity", "show", "--json").json()["publicKey"]
+    res = p2p_node("--data-dir", me, "miner", "start", "alpha", "fake", "--config", "{}")
+    assert res.code == 4, res.err
+    assert f"on the worker run: p2p-node controllers add {ours}" in res.err
+    assert wait_until(lambda: "authorization: 0 controllers trusted" in a.stderr())
+    # the README's step: on each worker, authorize the controller's key; serve picks it up
+    for srv in (a, b):
+        res = p2p_node("--data-dir", str(srv.data_dir), "controllers", "add", ours)
+        assert res.code == 0, res.err
+
+    def authorized(ref: str) -> bool:
+        probe = p2p_node("--data-dir", me, "logs", ref, "no-such-miner", "--json")
+        return probe.code == 4 and "miner not found" in probe.json()["error"]
+
+    assert wait_until(lambda: authorized("alpha"), 30) and wait_until(
+        lambda: authorized(b.address), 30
+    )
+
     # a real miner process on alpha: start, logs, stats, stop
     res = p2p_node(
         "--data-dir", me, "miner", "start", "alpha", "fake", "--config", '{"threads": 3}', "--json"
@@ -224,8 +243,12 @@ def test_sigterm_stops_serve_and_its_miners(
     p2p_node: Callable[..., CliResult],
     p2p_serve: Callable[..., ServeProcess],
 ) -> None:
-    w = p2p_serve(worker_dir(tmp_path, "worker"))
     me = str(tmp_path / "me")
+    assert p2p_node("--data-dir", me, "identity", "init").code == 0
+    ours = p2p_node("--data-dir", me, "identity", "show", "--json").json()["publicKey"]
+    # one-off authorization for this run of serve
+    w = p2p_serve(worker_dir(tmp_path, "worker"), "--controller", ours)
+    assert wait_until(lambda: "authorization: 1 controller trusted" in w.stderr())
     assert p2p_node("--data-dir", me, "peers", "add", w.address, "--name", "w").code == 0
     names = []
     for _ in range(2):
@@ -295,3 +318,35 @@ def test_demo_in_a_sandbox(tmp_path: Path, p2p_node: Callable[..., CliResult]) -
         assert f"[{step}/9]" in res.out
     assert "log │ speed" in res.out and "deploy" in res.out.lower()
     assert list(home.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_readme_server_recipe_works_first_try(
+    tmp_path: Path,
+    p2p_node: Callable[..., CliResult],
+    p2p_serve: Callable[..., ServeProcess],
+) -> None:
+    """README "The p2p-node command": the controller's key is authorized on the server
+    before it serves; every control command then works on the first try."""
+    me = str(tmp_path / "me")
+    assert p2p_node("--data-dir", me, "identity", "init", "--name", "laptop").code == 0
+    ours = p2p_node("--data-dir", me, "identity", "show", "--json").json()["publicKey"]
+    server = worker_dir(tmp_path, "server-a")
+    assert p2p_node("--data-dir", str(server), "identity", "init", "--name", "server-a").code == 0
+    res = p2p_node("--data-dir", str(server), "controllers", "add", ours)
+    assert res.code == 0 and ours in res.out, res.err
+    srv = p2p_serve(server)
+    assert wait_until(lambda: "authorization: 1 controller trusted" in srv.stderr())
+    key = srv.info["publicKey"]
+    res = p2p_node(
+        "--data-dir", me, "peers", "add", srv.address, "--public-key", key, "--name", "server-a"
+    )
+    assert res.code == 0, res.err
+    res = p2p_node("--data-dir", me, "miner", "start", "server-a", "fake", "--json")
+    assert res.code == 0 and res.json()["minerName"] == "fake", res.err
+    assert miner_pid(p2p_node, me, "server-a", "fake") > 0
+    profile = tmp_path / "pool.json"
+    profile.write_text('{"pool": "pool.example:3333"}', encoding="utf-8")
+    assert p2p_node("--data-dir", me, "deploy", "server-a", str(profile)).code == 0
+    assert p2p_node("--data-dir", me, "miner", "stop", "server-a", "fake").code == 0
+    listing = p2p_node("--data-dir", str(server), "controllers", "list", "--json").json()
+    assert [c["publicKey"] for c in listing["controllers"]] == [ours]

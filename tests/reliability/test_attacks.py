@@ -209,6 +209,7 @@ async def test_deploy_name_path_traversal(make_node, tmp_path: Path, name: str) 
 
     worker = await make_node("worker")
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)  # an authorized controller attacks
     await controller.add_peer(worker.address)
     binary = tmp_path / "xmrig"
     binary.write_bytes(b"#!/bin/sh\necho mining\n")
@@ -237,6 +238,7 @@ async def test_deploy_tar_entry_traversal(make_node, tmp_path: Path, entry: str)
 
     worker = await make_node("worker")
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)  # an authorized controller attacks
     await controller.add_peer(worker.address)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
@@ -278,6 +280,7 @@ async def test_stim_config_size_overflow(make_node) -> None:
 
     worker = await make_node("worker")
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)  # an authorized controller attacks
     await controller.add_peer(worker.address)
     for size in (0xFFFFFFFC, 0xFFFFFFFF, 0x7FFFFFFF):
         payload = struct.pack(">I", size) + os.urandom(64)
@@ -592,6 +595,8 @@ async def test_reflected_command_is_not_executed(make_node, raw_peer) -> None:
     p2p-transport 7244514 by binding messages to the authenticated peer)."""
     node = await make_node("controller-and-worker")
     peer = await raw_peer(node.transport)
+    # even with the peer granted control here, the reflected request must not run
+    node.policy.grant(peer.manager.require_identity().public_key)
     task = asyncio.ensure_future(
         node.controller.start_remote_miner(peer.id, "sh", config={"pool": "x"})
     )
@@ -741,14 +746,22 @@ async def test_slow_handler_does_not_block_the_peer(make_node, tmp_path) -> None
     from p2p.controller.miners import MinerSpec, ProcessMinerManager
 
     stubborn = MinerSpec(
-        command=["/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"], stop_grace=2.0
+        command=["/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"],
+        stop_grace=2.0,
     )
     worker = await make_node(
         "worker", miners=ProcessMinerManager({"stubborn": stubborn}, run_dir=tmp_path / "run")
     )
     controller = await make_node("controller")
+    worker.policy.grant(controller.identity.public_key)
     await controller.add_peer(worker.address)
     name = await controller.controller.start_remote_miner(worker.id, "stubborn", config={})
+    # SIGTERM before the shell ran `trap` would end it at once: wait until it is ignoring it
+    await until(
+        lambda: "ready" in worker.miners.get_miner(name).get_console_history_since(10, None),
+        timeout=20,
+        what="the stubborn miner is ready",
+    )
     loop = asyncio.get_running_loop()
     start = loop.time()
     stop = asyncio.ensure_future(controller.controller.stop_remote_miner(worker.id, name))

@@ -34,6 +34,7 @@ async def test_soak_mesh(make_node) -> None:
     pairs: list[tuple[Any, Any, str]] = []
     for ci, ctl in enumerate(controllers):
         for w in workers[ci * WORKERS_PER_CONTROLLER : (ci + 1) * WORKERS_PER_CONTROLLER]:
+            w.policy.grant(ctl.identity.public_key)
             await ctl.add_peer(w.address)
             miner = await ctl.controller.start_remote_miner(w.id, "sh", config={"pool": "soak"})
             pairs.append((ctl, w, miner))

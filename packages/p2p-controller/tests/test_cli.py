@@ -8,6 +8,7 @@ import base64
 import errno
 import io
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from p2p.controller import Node, NodeConfig, NodeConfigError
+from p2p.controller import Node, NodeConfig, NodeConfigError, bundles
 from p2p.controller import controller as ctl
 from p2p.controller._cli_output import (
     EXIT_ERROR,
@@ -29,10 +30,12 @@ from p2p.controller._cli_output import (
     parse_since,
     table,
 )
+from p2p.controller.authz import Capability
 from p2p.controller.bundles import Bundle, extract_profile_bundle
 from p2p.controller.cli import main
 from p2p.controller.config import MinerConfig, parse_host_port
 from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
+from p2p.identity import NodeManager
 from p2p.transport import ConnectError
 from p2p.transport.errors import ProtocolError
 
@@ -342,6 +345,7 @@ class _Served:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
+        self.node: Node | None = None
 
     def _run(self) -> None:
         try:
@@ -353,7 +357,11 @@ class _Served:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with Node(self.data_dir, config=self.config, name="srv") as node:
+        node = Node(
+            self.data_dir, config=self.config, name="srv", watch_files=True, watch_interval=0.05
+        )
+        async with node:
+            self.node = node
             self.info = node.info()
             self._ready.set()
             await self._stop.wait()
@@ -403,9 +411,32 @@ def test_client_commands_against_a_node(tmp_path: Path, served: _Served) -> None
     assert code == 0 and stats["nodeId"] == info["id"] and stats["nodeName"] == "srv"
     code, out, _ = run("--data-dir", d, "stats", "--all", "--json")
     assert code == 0 and list(one_json(out)["stats"]) == [info["id"]]
-    # deploy a plain profile JSON: the CLI encrypts it for this peer on the fly
+    # observing is open, controlling is not: refused in one sentence naming our key, exit 4
     profile = tmp_path / "p9.json"
     profile.write_text('{"threads": 9}', encoding="utf-8")
+    ours = one_json(run("--data-dir", d, "identity", "show", "--json")[1])["publicKey"]
+    code, out, err = run("--data-dir", d, "deploy", "srv-a", str(profile))
+    assert code == EXIT_REMOTE
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"p2p-node: srv ({info['id'][:12]}) refused: this controller is not authorized to "
+        f"control it; on the worker run: p2p-node controllers add {ours}"
+    )
+    assert not (served.data_dir / "profiles" / "p9.json").exists()
+    # the operator authorizes our key on the worker; the running node picks it up
+    srv = str(served.data_dir)
+    code, out, _ = run("--data-dir", srv, "controllers", "add", ours, "--json")
+    assert code == 0 and one_json(out)["publicKey"] == ours
+    node = served.node
+    assert node is not None
+    deadline = time.monotonic() + 20
+    while not node.policy.allows(ours, Capability.CONTROL) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    listing = one_json(run("--data-dir", srv, "controllers", "list", "--json")[1])
+    assert listing["controllers"] == [
+        {"publicKey": ours, "source": "controllers.json", "peer": None}
+    ]
+    # deploy a plain profile JSON: the CLI encrypts it for this peer on the fly
     code, out, _ = run("--data-dir", d, "deploy", "srv-a", str(profile), "--json")
     assert code == 0 and one_json(out)["name"] == "p9"
     saved = json.loads((served.data_dir / "profiles" / "p9.json").read_text())
@@ -500,3 +531,48 @@ def test_client_trusts_the_ca_from_config_toml(tmp_path: Path) -> None:
         assert one_json(out)["peer"] == node.info["id"]
     finally:
         node.stop()
+
+
+def test_deploy_refuses_garbage_locally(tmp_path: Path, served: _Served) -> None:
+    """`p2p-node deploy` checks the file before sending: random bytes are not a miner, a
+    truncated or mislabelled bundle is not deployable; exit 2 and the worker is untouched."""
+    d = str(tmp_path / "client")
+    info = served.info
+    assert run("--data-dir", d, "peers", "add", info["address"], "--name", "srv")[0] == 0
+    ours = one_json(run("--data-dir", d, "identity", "show", "--json")[1])["publicKey"]
+    node = served.node
+    assert node is not None
+    node.policy.grant(ours)  # authorized: only the file's contents can be refused
+    manager = NodeManager(
+        tmp_path / "client" / "node" / "private.key", tmp_path / "client" / "node.json"
+    )
+    password = base64.b64encode(manager.derive_shared_secret(info["publicKey"])).decode()
+    script = tmp_path / "real-miner"
+    script.write_text("#!/bin/sh\necho real\n", encoding="utf-8")
+    miner = bundles.create_miner_bundle(script, None, "real", password)
+    noise = os.urandom(4096)
+    cases: dict[str, tuple[bytes, str]] = {
+        "noise.bin": (noise, "neither a bundle, a profile JSON nor a program"),
+        "truncated.json": (miner.to_json()[:-40], "not valid JSON (truncated?)"),
+        "truncated-data.json": (
+            bundles.Bundle(miner.type, "td", miner.data[:-100], miner.checksum).to_json(),
+            "checksum mismatch",
+        ),
+        "labelled-profile.json": (
+            bundles.Bundle.create("profile", "lp", miner.data).to_json(),
+            "carries files",
+        ),
+        "random-miner.json": (bundles.Bundle.create("miner", "rm", noise).to_json(), "STIM"),
+        "array.json": (b"[1, 2, 3]", "not a profile"),
+    }
+    worker_files = set(served.data_dir.rglob("*"))
+    for name, (content, why) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        code, _out, err = run("--data-dir", d, "deploy", "srv", str(path))
+        assert code == EXIT_USAGE, (name, err)
+        assert why in err, (name, err)
+    assert {p for p in served.data_dir.rglob("*") if p.suffix != ".tmp"} <= worker_files
+    # the real thing still deploys
+    code, out, err = run("--data-dir", d, "deploy", "srv", str(script), "--json")
+    assert code == 0 and one_json(out)["name"] == "real-miner", err

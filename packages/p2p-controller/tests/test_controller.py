@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from p2p.controller import bundles
+from p2p.controller.authz import Policy
 from p2p.controller.controller import (
     ConnectionLostError,
     Controller,
@@ -121,8 +122,15 @@ async def mesh(
                 slow = MinerSpec([sys.executable, "-u", str(stubborn)], stop_grace=3)
                 node.miners = ProcessMinerManager({"sim": spec, "stubborn": slow}, base / "run")
                 node.profiles = DirectoryProfileManager(base / "profiles")
+                # the worker grants control to this mesh's controller (by its key)
+                ctl_key = ctl_transport.node_manager.require_identity().public_key
                 node.worker = Worker(
-                    t.node_manager, t, node.miners, node.profiles, data_dir=base / "data"
+                    t.node_manager,
+                    t,
+                    node.miners,
+                    node.profiles,
+                    data_dir=base / "data",
+                    policy=Policy([ctl_key]),
                 )
             identity = t.node_manager.identity
             assert identity is not None

@@ -185,7 +185,9 @@ async def test_miner_through_the_mesh_and_no_process_left(tmp_path: Path) -> Non
         },
     )
     async with Node(tmp_path / "ctl", config=LOOPBACK) as ctl:
-        worker = Node(tmp_path / "w", config=worker_cfg, name="w")
+        worker = Node(
+            tmp_path / "w", config=worker_cfg, name="w", controllers=[ctl.identity.public_key]
+        )
         await worker.start()
         try:
             await ctl.add_peer(worker.address)
@@ -220,6 +222,7 @@ async def test_deploy_profile_between_nodes(tmp_path: Path) -> None:
         Node(tmp_path / "b", config=LOOPBACK) as b,
     ):
         await a.add_peer(b.address)
+        b.policy.grant(a.identity.public_key)  # b lets a control it (by a's key)
         password = await a.controller.bundle_password(b.id)
         bundle = create_profile_bundle(b'{"id":"p1","threads":3}', "p1", password)
         assert await a.controller.deploy(b.id, bundle) == "p1"
@@ -345,7 +348,7 @@ async def test_deployed_miner_runs_and_survives_a_restart(tmp_path: Path) -> Non
     binary = tmp_path / "tiny-miner"
     binary.write_text("#!/bin/sh\necho deployed miner up\nexec sleep 30\n", encoding="utf-8")
     async with Node(tmp_path / "ctl", config=LOOPBACK) as ctl:
-        worker = Node(tmp_path / "w", config=LOOPBACK)
+        worker = Node(tmp_path / "w", config=LOOPBACK, controllers=[ctl.identity.public_key])
         await worker.start()
         try:
             await ctl.add_peer(worker.address)
@@ -355,7 +358,7 @@ async def test_deployed_miner_runs_and_survives_a_restart(tmp_path: Path) -> Non
         finally:
             await worker.close()
         # a fresh process on the same data dir still knows the deployed miner type
-        worker = Node(tmp_path / "w", config=LOOPBACK)
+        worker = Node(tmp_path / "w", config=LOOPBACK, controllers=[ctl.identity.public_key])
         await worker.start()
         try:
             await ctl.add_peer(worker.address)  # it listens on a new ephemeral port

@@ -52,6 +52,7 @@ async def test_nodes_speak_ueps_and_rehab(tmp_path: Path) -> None:
         miner = await miners.start_miner("spin", {})
         pid = miner.pid
         assert pid is not None
+        b.policy.grant(a.identity.public_key)  # REHAB needs control
         await a.send_ueps(b.id, INTENT_REHAB, b"pause:30")
         await eventually(lambda: state(pid) == "T")
     # closing b resumed the miner it paused (the miners were passed in, so still running)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from p2p.controller import bundles
+from p2p.controller.authz import Policy
 from p2p.controller.miners import JsonFileStats, MinerSpec, ProcessMinerManager
 from p2p.controller.profiles import DirectoryProfileManager
 from p2p.controller.worker import Worker
@@ -22,6 +23,9 @@ from p2p.identity import NodeManager
 from p2p.transport.messages import Message, MessageType
 
 CONTROLLER_ID = "3a9d0b593887c6b9bdb320dd8c6168aa"
+#: the requests' sender: the key it proved in the handshake, granted control below
+CONTROLLER_KEY = base64.b64encode(bytes(range(100, 132))).decode()
+POLICY = Policy([CONTROLLER_KEY])
 SECRET = bytes(range(32))
 PASSWORD = base64.b64encode(SECRET).decode()
 
@@ -65,7 +69,7 @@ async def worker(
     profiles: DirectoryProfileManager,
     tmp_path: Path,
 ) -> Any:
-    w = Worker(node, None, miners, profiles, data_dir=tmp_path / "data")
+    w = Worker(node, None, miners, profiles, data_dir=tmp_path / "data", policy=POLICY)
     yield w
     await miners.close()
 
@@ -80,7 +84,7 @@ def request(node: NodeManager, type_: MessageType | str, payload: Any) -> Messag
 
 async def ask(w: Worker, node: NodeManager, type_: MessageType | str, payload: Any) -> Message:
     req = request(node, type_, payload)
-    reply = await w.handle(req, shared_secret=SECRET)
+    reply = await w.handle(req, shared_secret=SECRET, public_key=CONTROLLER_KEY)
     assert reply is not None
     assert reply.reply_to == req.id
     assert reply.to == CONTROLLER_ID
@@ -230,7 +234,7 @@ async def test_null_config_uses_profile(
 
 
 async def test_no_managers(node: NodeManager) -> None:
-    w = Worker(node)
+    w = Worker(node, policy=POLICY)
     for t, p in (
         (MessageType.START_MINER, {"minerType": "x"}),
         (MessageType.STOP_MINER, {"minerName": "x"}),
@@ -238,7 +242,7 @@ async def test_no_managers(node: NodeManager) -> None:
     ):
         assert error_text(await ask(w, node, t, p)) == "node: miner manager not configured"
     miners = ProcessMinerManager({})
-    w = Worker(node, None, miners)
+    w = Worker(node, None, miners, policy=POLICY)
     reply = await ask(w, node, MessageType.START_MINER, {"minerType": "x"})
     assert (
         error_text(reply)
@@ -285,10 +289,13 @@ async def test_deploy_profile_failures(worker: Worker, node: NodeManager) -> Non
     assert error_text(reply).endswith("checksum mismatch - bundle may be corrupted")
     not_json = bundles.create_profile_bundle(b"not json", "nj", PASSWORD)
     reply = await ask(worker, node, MessageType.DEPLOY, json.loads(not_json.deploy_payload_json()))
-    assert error_text(reply).startswith("Worker.handleDeploy: invalid profile JSON")
+    assert error_text(reply).startswith(
+        "Worker.handleDeploy: failed to extract profile bundle: profile is not valid JSON"
+    )
+    # validated before anything is stored: an unsafe id is refused with an error reply
     bad_id = bundles.create_profile_bundle(b'{"id": "../x"}', "bad", PASSWORD)
     reply = await ask(worker, node, MessageType.DEPLOY, json.loads(bad_id.deploy_payload_json()))
-    assert body(reply) == {"success": False, "name": "bad", "error": "invalid name: '../x'"}
+    assert "profile id '../x' is not a safe name" in error_text(reply)
 
 
 async def test_deploy_miner_then_start_by_type(
@@ -327,7 +334,7 @@ async def test_deploy_miner_with_profile(
 async def test_deploy_without_secret(worker: Worker, node: NodeManager) -> None:
     bundle = bundles.create_profile_bundle(b"{}", "p", PASSWORD)
     req = request(node, MessageType.DEPLOY, bundle.deploy_payload_json().decode())
-    reply = await worker.handle(req)
+    reply = await worker.handle(req, public_key=CONTROLLER_KEY)
     assert reply is not None
     assert error_text(reply) == "Worker.handleDeploy: no shared secret for this connection"
 
@@ -336,7 +343,7 @@ async def test_logs_reply_fits_one_message(node: NodeManager, tmp_path: Path) ->
     script = tmp_path / "chatty.py"
     script.write_text("for i in range(200):\n    print(f'{i:04d}' + 'x' * 8000)\n")
     miners = ProcessMinerManager({"chatty": MinerSpec([sys.executable, str(script)])}, tmp_path)
-    w = Worker(node, None, miners)
+    w = Worker(node, None, miners, policy=POLICY)
     miner = await miners.start_miner("chatty", {})
     await miner.wait()
     reply = await ask(w, node, MessageType.GET_LOGS, {"minerName": "chatty", "lines": 1000})
@@ -398,7 +405,7 @@ class PopenMinerManager:
 
 async def test_synchronous_miner_manager(node: NodeManager, tmp_path: Path) -> None:
     manager = PopenMinerManager(tmp_path)
-    w = Worker(node, None, manager)
+    w = Worker(node, None, manager, policy=POLICY)
     reply = await ask(w, node, MessageType.START_MINER, {"minerType": "popen", "config": [1]})
     assert body(reply) == {"success": True, "minerName": "popen-1"}
     manager.miners["popen-1"].proc.wait()

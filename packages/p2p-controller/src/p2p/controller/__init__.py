@@ -6,6 +6,7 @@ profiles and miner binaries as encrypted bundles (`p2p.controller.bundles`).
 
 from __future__ import annotations
 
+from p2p.controller.authz import Capability, ObserveRule, Policy, PolicyError, required_capability
 from p2p.controller.config import NodeConfig, NodeConfigError, NodePaths
 from p2p.controller.controller import (
     AllStats,
@@ -17,8 +18,10 @@ from p2p.controller.controller import (
     PeerNotFoundError,
     RequestError,
     RequestTimeout,
+    UnauthorizedError,
     UnexpectedResponseError,
 )
+from p2p.controller.deploy_guard import DeployLimits
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import (
     JsonFileStats,
@@ -50,11 +53,13 @@ from p2p.controller.worker import Worker, WorkerError
 __all__ = [
     "AllStats",
     "AmbiguousPeerError",
+    "Capability",
     "ConnectionLostError",
     "Controller",
     "ControllerConfig",
     "ControllerError",
     "DeployFailedError",
+    "DeployLimits",
     "DirectoryProfileManager",
     "JsonFileStats",
     "MinerCommandError",
@@ -69,7 +74,10 @@ __all__ = [
     "NodeError",
     "NodePaths",
     "NodeStateError",
+    "ObserveRule",
     "PeerNotFoundError",
+    "Policy",
+    "PolicyError",
     "ProcessMiner",
     "ProcessMinerManager",
     "ProfileError",
@@ -78,9 +86,11 @@ __all__ = [
     "RegexStats",
     "RequestError",
     "RequestTimeout",
+    "UnauthorizedError",
     "UnexpectedResponseError",
     "UnknownMinerTypeError",
     "UnknownPeerError",
     "Worker",
     "WorkerError",
+    "required_capability",
 ]

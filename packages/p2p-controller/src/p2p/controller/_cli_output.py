@@ -212,6 +212,8 @@ def classify(exc: BaseException) -> CliError:
         return CliError(text, EXIT_USAGE, "fix the value in the config file or the flag")
     if isinstance(exc, ctl.PeerNotFoundError):
         return CliError(text, EXIT_USAGE, "add it first with `p2p-node peers add ADDRESS`")
+    if isinstance(exc, ctl.UnauthorizedError):
+        return CliError(text, EXIT_REMOTE)
     if isinstance(exc, ProtocolError):
         return CliError(f"the peer answered with an error: {text}", EXIT_REMOTE)
     if isinstance(exc, (ctl.MinerCommandError, ctl.DeployFailedError, ctl.UnexpectedResponseError)):

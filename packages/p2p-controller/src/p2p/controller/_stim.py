@@ -82,3 +82,18 @@ def decode_stim(data: bytes, password: str) -> tuple[bytes, bytes]:
         log.debug("stim decryption failed: %s", exc)
         raise BundleDecryptError("decryption failed (wrong password?)") from None
     return config, rootfs
+
+
+def check_framing(data: bytes) -> None:
+    """The checks `decode_stim` makes before it needs the password (`StimFormatError`)."""
+    try:
+        payload = trix.decode(data, STIM_MAGIC).payload
+    except TrixError as exc:
+        raise StimFormatError(f"failed to decode stim: {exc}") from None
+    if len(payload) < 4:
+        raise StimFormatError("invalid stim payload")
+    (config_size,) = _U32.unpack_from(payload, 0)
+    if config_size > len(payload) - 4:
+        raise StimFormatError(
+            f"invalid stim payload: config_size {config_size} exceeds payload {len(payload) - 4}"
+        )

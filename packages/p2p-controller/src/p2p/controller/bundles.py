@@ -63,19 +63,25 @@ __all__ = [
     "ChecksumMismatch",
     "ChecksumMismatchError",
     "ExtractLimits",
+    "MinerBundleContents",
     "PasswordRequiredError",
     "StimFormatError",
     "UnknownBundleTypeError",
     "UnsafeArchiveError",
+    "check_bundle_shape",
     "compute_checksum",
     "create_miner_bundle",
     "create_profile_bundle",
     "create_profile_bundle_unencrypted",
     "extract_miner_bundle",
     "extract_profile_bundle",
+    "inspect_miner_bundle",
+    "inspect_profile_bundle",
+    "is_executable_image",
     "iter_bundles",
     "read_bundle",
     "stream_bundle",
+    "validate_profile_json",
     "verify_bundle",
 ]
 
@@ -561,6 +567,137 @@ def _extract_rootfs(rootfs: bytes, dest_dir: Path, limits: ExtractLimits) -> Pat
     if miner is None:
         return None
     return dest_dir.joinpath(*miner.parts)
+
+
+#: How a miner binary starts: ELF, a ``#!`` script, Mach-O (thin, fat), PE/COFF.
+_EXECUTABLE_MAGIC = (
+    b"\x7fELF",
+    b"#!",
+    b"\xfe\xed\xfa\xce",
+    b"\xfe\xed\xfa\xcf",
+    b"\xce\xfa\xed\xfe",
+    b"\xcf\xfa\xed\xfe",
+    b"\xca\xfe\xba\xbe",
+    b"MZ",
+)
+#: Largest profile JSON accepted in a bundle (the worker's profile store has the same cap).
+MAX_PROFILE_JSON = 1 << 20
+
+
+def is_executable_image(head: bytes) -> bool:
+    """Does a file starting with `head` look like a program (not random bytes)?"""
+    return any(head.startswith(magic) for magic in _EXECUTABLE_MAGIC)
+
+
+def validate_profile_json(raw: bytes) -> dict[str, Any]:
+    """The profile object in `raw`, or `BundleFormatError` saying what is wrong.
+
+    A profile is a JSON object; ``id`` (if present) is one safe name, ``name`` and
+    ``minerType`` (if present) are strings. That is what a worker stores and starts with.
+    """
+    if len(raw) > MAX_PROFILE_JSON:
+        raise BundleFormatError(f"profile larger than {MAX_PROFILE_JSON} bytes")
+    if raw == DEFAULT_TIM_CONFIG:
+        raise BundleFormatError("bundle carries no profile (an empty STIM config)")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BundleFormatError(f"profile is not valid JSON: {str(exc)[:80]}") from None
+    if not isinstance(doc, dict):
+        raise BundleFormatError("profile must be a JSON object")
+    profile_id = doc.get("id")
+    if profile_id not in (None, "") and (
+        not isinstance(profile_id, str) or not _safe_id(profile_id)
+    ):
+        raise BundleFormatError(f"profile id {str(profile_id)[:64]!r} is not a safe name")
+    for key in ("name", "minerType"):
+        if key in doc and not isinstance(doc[key], str):
+            raise BundleFormatError(f"profile {key} must be a string")
+    return doc
+
+
+def _safe_id(text: str) -> bool:
+    return (
+        0 < len(text) <= 128
+        and text[0].isascii()
+        and text[0].isalnum()
+        and all(c.isascii() and (c.isalnum() or c in "._-") for c in text)
+    )
+
+
+def check_bundle_shape(bundle: Bundle) -> None:
+    """What can be checked without the password: the checksum, and that `data` is what
+    the `type` says (a profile: JSON object or STIM; a miner: STIM). `BundleError` if not."""
+    _check(bundle)
+    data = bundle.data
+    if bundle.type is BundleType.PROFILE and data[:1] in (b"{", b"["):
+        validate_profile_json(data)
+        return
+    try:
+        _stim.check_framing(data)
+    except StimFormatError as exc:
+        kind = (
+            "a STIM container or profile JSON"
+            if bundle.type is BundleType.PROFILE
+            else ("a STIM container")
+        )
+        raise BundleFormatError(f"{bundle.type} bundle data is not {kind}: {exc}") from None
+
+
+def inspect_profile_bundle(bundle: Bundle, password: str) -> tuple[bytes, dict[str, Any]]:
+    """The profile JSON of a profile bundle and its validated object: checksum, raw JSON
+    or STIM, a STIM that carries no files (else it is a miner bundle labelled profile)."""
+    if bundle.type is not BundleType.PROFILE:
+        raise BundleFormatError(f"a {bundle.type} bundle is not a profile bundle")
+    _check(bundle)
+    data = bundle.data
+    if data[:1] in (b"{", b"["):
+        return data, validate_profile_json(data)
+    config, rootfs = _stim.decode_stim(data, password)
+    if _plan(rootfs, ExtractLimits(max_entries=64)):
+        raise BundleFormatError("profile bundle carries files (is it a miner bundle?)")
+    return config, validate_profile_json(config)
+
+
+@dataclass(frozen=True, slots=True)
+class MinerBundleContents:
+    """What a miner bundle holds, validated, before anything is written."""
+
+    #: the bundled profile JSON (validated), or None
+    profile: bytes | None
+    #: the entry that becomes the miner binary
+    miner_entry: str
+    #: regular files and their total size
+    files: int
+    total_size: int
+
+
+def inspect_miner_bundle(
+    bundle: Bundle, password: str, *, limits: ExtractLimits = DEFAULT_LIMITS
+) -> MinerBundleContents:
+    """Decrypt and validate a miner/full bundle without writing: the archive passes the
+    extraction defences within `limits`, holds a regular file that is a program (ELF,
+    Mach-O, PE or a ``#!`` script), and its profile (if any) is a valid profile."""
+    if bundle.type is BundleType.PROFILE:
+        raise BundleFormatError("a profile bundle is not a miner bundle")
+    _check(bundle)
+    config, rootfs = _stim.decode_stim(bundle.data, password)
+    plan = _plan(rootfs, limits)
+    if not plan:
+        raise BundleFormatError("miner bundle contains no regular file (is it a profile?)")
+    miner = next((p for p in plan if p.entry.mode & 0o111), plan[0])
+    head = rootfs[miner.entry.offset : miner.entry.offset + min(miner.entry.size, 8)]
+    if not is_executable_image(head):
+        raise BundleFormatError(
+            f"miner file {miner.entry.name[:64]!r} is not a program "
+            "(no ELF, Mach-O, PE or #! header)"
+        )
+    profile = None if config in (b"", DEFAULT_TIM_CONFIG) else config
+    if profile is not None:
+        validate_profile_json(profile)
+    return MinerBundleContents(
+        profile, "/".join(miner.parts), len(plan), sum(p.entry.size for p in plan)
+    )
 
 
 def extract_miner_bundle(

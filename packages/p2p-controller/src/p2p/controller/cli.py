@@ -7,6 +7,9 @@ Contract other tools rely on (keep it stable):
   serves until SIGTERM/SIGINT;
 - ``peers add ADDRESS [--public-key B64] [--name N]`` connects, handshakes (pinned key or
   trust on first use), stores the peer and prints its id;
+- ``controllers add|remove|list [PEER|KEY]`` edits who may control this node (the data
+  dir's controllers.json, re-read by a running serve); ``serve --controller KEY`` grants
+  control for one run;
 - PEER is an id, a unique id prefix, a name or an address; ``--json`` prints one object;
 - exit codes: 0 ok, 1 local failure, 2 usage, 3 peer unreachable/timeout, 4 remote error.
 
@@ -49,6 +52,7 @@ from p2p.controller._cli_output import (
     stats_text,
     table,
 )
+from p2p.controller.authz import PolicyError, normalise_key
 from p2p.controller.bundles import Bundle
 from p2p.controller.config import (
     DATA_DIR_ENV,
@@ -58,6 +62,7 @@ from p2p.controller.config import (
     NodePaths,
 )
 from p2p.controller.controller import ControllerConfig
+from p2p.controller.controllers_file import load_controllers, save_controllers
 from p2p.controller.demo import run_demo
 from p2p.controller.node import Node, resolve_peer
 from p2p.controller.profiles import sanitise_name
@@ -214,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="allowlist a base64 public key (repeatable)",
     )
     serve.add_argument(
+        "--controller",
+        metavar="PUBLIC_KEY",
+        action="append",
+        default=[],
+        help="grant control (miners, logs, deploy) to this base64 key for this run (repeatable)",
+    )
+    serve.add_argument(
         "--miner",
         metavar="TYPE=COMMAND",
         action="append",
@@ -245,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     pal.add_argument("peer", metavar="PEER|PUBLIC_KEY")
     prv = psub.add_parser("revoke", parents=[common], help="remove a key from the allowlist")
     prv.add_argument("peer", metavar="PEER|PUBLIC_KEY")
+
+    ctls = add("controllers", "who may control this node: start/stop miners, logs, deploy")
+    csub = ctls.add_subparsers(dest="action", metavar="ACTION")
+    csub.required = True
+    cadd = csub.add_parser("add", parents=[common], help="grant control to a peer's key (or a key)")
+    cadd.add_argument("peer", metavar="PEER|PUBLIC_KEY")
+    crm = csub.add_parser("remove", parents=[common], help="withdraw control from a key")
+    crm.add_argument("peer", metavar="PEER|PUBLIC_KEY")
+    csub.add_parser("list", parents=[common], help="the keys granted control")
 
     ping = add("ping", "measure the round trip to a peer")
     ping.add_argument("peer", metavar="PEER")
@@ -502,6 +523,7 @@ def _serve_config(ctx: _Ctx) -> NodeConfig:
         log_format=a.log_format,
         metrics=a.metrics,
         miners=miners,
+        controllers=(*cfg.controllers, *a.controller) if a.controller else None,
     )
 
 
@@ -562,6 +584,7 @@ async def cmd_serve(ctx: _Ctx) -> int:
             metrics_server = _metrics.start(node, cfg.metrics)
         # The contract: exactly one JSON line on stdout once listening.
         print_json(node.info(), ctx.out)
+        _log_authorization(node)
         log.info("serving as %s (%s); SIGTERM or Ctrl-C stops", node.identity.name, node.id)
         await stop.wait()
         log.info("stopping")
@@ -571,6 +594,115 @@ async def cmd_serve(ctx: _Ctx) -> int:
         if metrics_server is not None:
             metrics_server.shutdown()
         await node.close()
+    return EXIT_OK
+
+
+def _log_authorization(node: Node) -> None:
+    """The one start-up line on who may command this node."""
+    count = len(node.policy.controllers)
+    if count == 0:
+        log.warning(
+            "authorization: 0 controllers trusted: peers may ping and read stats, no one may "
+            "start miners, read logs or deploy; grant one with `p2p-node controllers add "
+            "PEER|KEY` (picked up while serving)"
+        )
+    else:
+        log.info(
+            "authorization: %d controller%s trusted (control: miners, logs, deploy); "
+            "see `p2p-node controllers list`",
+            count,
+            "" if count == 1 else "s",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# controllers
+
+
+def _key_of(ctx: _Ctx, ref: str) -> tuple[str, Peer | None]:
+    """A PEER's public key, or `ref` itself when it is a key."""
+    registry = _open_registry(ctx.paths)
+    try:
+        try:
+            found: Peer | None = resolve_peer(registry.peers(), ref)
+        except LookupError:
+            found = None
+    finally:
+        registry.close()
+    if found is not None:
+        if not found.public_key:
+            raise CliError(
+                f"peer {found.id} has no known public key",
+                EXIT_USAGE,
+                "connect to it once with `p2p-node peers add`, or give its key",
+            )
+        return normalise_key(found.public_key), found
+    try:
+        return normalise_key(ref), None
+    except PolicyError:
+        raise CliError(
+            f"{ref[:60]!r} is neither a known peer nor a base64 X25519 public key",
+            EXIT_USAGE,
+            "give the controller's key (`p2p-node identity show` on the controller prints it)",
+        ) from None
+
+
+async def cmd_controllers(ctx: _Ctx) -> int:
+    path = ctx.paths.controllers
+    try:
+        keys = load_controllers(path)
+    except PolicyError as exc:
+        raise CliError(str(exc), EXIT_ERROR, f"fix or remove {path}") from None
+    configured = list(ctx.base_config().controllers)
+    action = ctx.args.action
+    if action == "list":
+        registry = _open_registry(ctx.paths)
+        try:
+            names = {p.public_key: p for p in registry.peers() if p.public_key}
+        finally:
+            registry.close()
+        rows = [(k, "controllers.json") for k in keys]
+        rows += [(k, "config.toml") for k in configured if k not in keys]
+        ctx.emit(
+            {
+                "controllers": [
+                    {"publicKey": k, "source": src, "peer": names[k].id if k in names else None}
+                    for k, src in rows
+                ]
+            }
+        )
+        if not rows:
+            ctx.say(
+                "no controllers: no one may start miners, read logs or deploy here; "
+                "grant one with `p2p-node controllers add PEER|KEY`"
+            )
+        else:
+            shown = [
+                (k, _label(names.get(k), names[k].id) if k in names else "-", src)
+                for k, src in rows
+            ]
+            ctx.say(table(("PUBLIC KEY", "PEER", "SOURCE"), shown))
+        return EXIT_OK
+    key, peer = _key_of(ctx, ctx.args.peer)
+    what = f"{_label(peer, peer.id)} ({key})" if peer is not None else key
+    if action == "add":
+        changed = key not in keys
+        if changed:
+            save_controllers(path, [*keys, key])
+        ctx.emit({"action": "add", "publicKey": key, "peer": peer.id if peer else None})
+        ctx.say(f"granted control to {what}" if changed else f"{what} already has control")
+        return EXIT_OK
+    if key not in keys:
+        if key in configured:
+            raise CliError(
+                f"{key} is granted control by config.toml [authorization]",
+                EXIT_USAGE,
+                "remove it from the controllers list there",
+            )
+        raise CliError(f"{key} is not a controller", EXIT_USAGE, "see `p2p-node controllers list`")
+    save_controllers(path, [k for k in keys if k != key])
+    ctx.emit({"action": "remove", "publicKey": key, "peer": peer.id if peer else None})
+    ctx.say(f"withdrew control from {what}")
     return EXIT_OK
 
 
@@ -888,15 +1020,63 @@ def _file_kind(raw: bytes) -> str:
     return "profile"
 
 
+def _check_deploy_file(kind: str, raw: bytes, path: Path) -> bundles.Bundle | None:
+    """Refuse garbage before anything is sent: a Bundle JSON must be well formed with
+    `data` matching its `type`, a profile a valid profile object, a binary a program."""
+    if kind == "bundle":
+        bundle = bundles.Bundle.from_json(raw)
+        bundles.check_bundle_shape(bundle)
+        return bundle
+    if kind == "profile":
+        try:
+            bundles.validate_profile_json(raw)
+        except bundles.BundleError as exc:
+            raise CliError(f"{path} is not a profile: {exc}", EXIT_USAGE) from None
+        return None
+    if raw.lstrip()[:1] in (b"{", b"["):
+        raise CliError(
+            f"{path} starts like JSON but is not valid JSON (truncated?): refusing to deploy it",
+            EXIT_USAGE,
+        )
+    if not bundles.is_executable_image(raw[:8]):
+        raise CliError(
+            f"{path} is neither a bundle, a profile JSON nor a program "
+            "(no ELF, Mach-O, PE or #! header): refusing to deploy it as a miner",
+            EXIT_USAGE,
+        )
+    return None
+
+
+def _check_bundle_contents(bundle: bundles.Bundle, password: str) -> None:
+    """Open the bundle with the password the worker will use; a bundle made with another
+    password cannot be checked here and is left to the worker."""
+    try:
+        if bundle.type is bundles.BundleType.PROFILE:
+            bundles.inspect_profile_bundle(bundle, password)
+        else:
+            bundles.inspect_miner_bundle(bundle, password)
+    except bundles.BundleDecryptError:
+        log.info("bundle %r is not encrypted for this peer: the worker will decide", bundle.name)
+
+
 async def cmd_deploy(ctx: _Ctx) -> int:
     a = ctx.args
     raw = _read_file(a.bundle, "bundle")
     kind = _file_kind(raw)
+    prebuilt = _check_deploy_file(kind, raw, a.bundle)
+    profile_json = _read_file(a.profile, "profile") if a.profile else None
+    if profile_json is not None:
+        try:
+            bundles.validate_profile_json(profile_json)
+        except bundles.BundleError as exc:
+            raise CliError(f"{a.profile} is not a profile: {exc}", EXIT_USAGE) from None
     async with ctx.client() as node:
         peer, conn = await node.connect(a.peer)
         label = _label(peer, conn.peer_id)
-        if kind == "bundle":
-            bundle = bundles.Bundle.from_json(raw)
+        if prebuilt is not None:
+            bundle = prebuilt
+            password = await node.controller.bundle_password(conn.peer_id)
+            await asyncio.to_thread(_check_bundle_contents, bundle, password)
             if a.name:
                 bundle = bundles.Bundle(
                     bundle.type, sanitise_name(a.name), bundle.data, bundle.checksum
@@ -905,12 +1085,10 @@ async def cmd_deploy(ctx: _Ctx) -> int:
             password = await node.controller.bundle_password(conn.peer_id)
             name = sanitise_name(a.name or (a.bundle.stem if kind == "profile" else a.bundle.name))
             if kind == "profile":
-                _check_profile_json(raw, a.bundle)
                 bundle = bundles.create_profile_bundle(raw, name, password)
             else:
-                profile = _read_file(a.profile, "profile") if a.profile else None
                 bundle = await asyncio.to_thread(
-                    bundles.create_miner_bundle, a.bundle, profile, name, password
+                    bundles.create_miner_bundle, a.bundle, profile_json, name, password
                 )
         size = len(bundle.data)
         ctx.note(
@@ -944,6 +1122,7 @@ _COMMANDS: dict[str, Callable[[_Ctx], Coroutine[Any, Any, int]]] = {
     "identity": cmd_identity,
     "serve": cmd_serve,
     "peers": cmd_peers,
+    "controllers": cmd_controllers,
     "ping": cmd_ping,
     "stats": cmd_stats,
     "miner": cmd_miner,

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+from p2p.controller.authz import Policy, PolicyError
+from p2p.controller.deploy_guard import DeployLimits, DeployRefusedError
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import JsonFileStats, MinerSpec, RegexStats, StatsSource
 from p2p.transport import TransportConfig
@@ -115,6 +117,7 @@ class NodePaths:
         DIR/profiles/          DIR/miners/            profiles, miner run directories
         DIR/lethean-desktop/miners/<name>             deployed miner binaries
         DIR/config.toml                               read by `serve` when present
+        DIR/controllers.json                          keys granted control (CLI-managed)
 
     Without one, the identity and peers are where a Go node keeps them (so a Python node
     and a Go node on one machine share them), and the rest is under the user data dir.
@@ -152,6 +155,11 @@ class NodePaths:
         if data_dir is None:
             data_dir = os.environ.get(DATA_DIR_ENV) or None
         return cls.for_dir(data_dir)
+
+    @property
+    def controllers(self) -> Path:
+        """The controllers file (`p2p-node controllers add` writes it, `serve` reads it)."""
+        return self.profiles.parent / "controllers.json"
 
     @property
     def allowlist(self) -> Path | None:
@@ -274,6 +282,12 @@ class NodeConfig:
     log_level: str = "info"
     log_format: str = "text"
     metrics: str | None = None
+    #: ``[authorization]``: keys granted control, who observes, who may replace
+    controllers: tuple[str, ...] = ()
+    observe: str = "connected"
+    allow_replace: tuple[str, ...] = ()
+    #: ``[deploy]``: quotas on what deploys may store
+    deploy: DeployLimits = field(default_factory=DeployLimits)
 
     def __post_init__(self) -> None:
         parse_host_port(self.listen)
@@ -296,6 +310,10 @@ class NodeConfig:
             raise NodeConfigError("name", "must be 1..256 characters")
         if self.metrics is not None:
             parse_host_port(self.metrics, key="metrics")
+        try:
+            self.policy()
+        except PolicyError as exc:
+            raise NodeConfigError("authorization", str(exc)) from None
         allowed = {f.name for f in dataclasses.fields(_transport_config_type())}
         bad = set(self.transport) - allowed
         if bad:
@@ -316,6 +334,8 @@ class NodeConfig:
             "log_level",
             "log_format",
             "metrics",
+            "authorization",
+            "deploy",
         }
         unknown = set(doc) - known
         if unknown:
@@ -350,6 +370,18 @@ class NodeConfig:
         if not isinstance(transport, dict):
             raise NodeConfigError("transport", "must be a table")
         kwargs["transport"] = dict(transport)
+        try:
+            policy = Policy.from_table(doc.get("authorization", {}))
+        except PolicyError as exc:
+            raise NodeConfigError("authorization", str(exc)) from None
+        table = policy.to_table()
+        kwargs["controllers"] = tuple(table["controllers"])
+        kwargs["observe"] = table["observe"]
+        kwargs["allow_replace"] = tuple(table["allow_replace"])
+        try:
+            kwargs["deploy"] = DeployLimits.from_table(doc.get("deploy", {}))
+        except (DeployRefusedError, TypeError) as exc:
+            raise NodeConfigError("deploy", str(exc)) from None
         return cls(**kwargs)
 
     @classmethod
@@ -376,6 +408,10 @@ class NodeConfig:
             return cfg_type(**fields)
         except (TypeError, ValueError) as exc:
             raise NodeConfigError("transport", str(exc)) from exc
+
+    def policy(self) -> Policy:
+        """The authorization policy of the ``[authorization]`` table (fixed keys only)."""
+        return Policy(self.controllers, observe=self.observe, allow_replace=self.allow_replace)
 
     def miner_specs(self) -> dict[str, MinerSpec]:
         return {t: m.spec() for t, m in self.miners.items()}

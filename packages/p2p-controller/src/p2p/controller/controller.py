@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from p2p.controller.authz import Capability, required_capability
 from p2p.controller.bundles import Bundle
 from p2p.controller.errors import ControllerError
 from p2p.transport.connection import with_timeout
@@ -31,6 +32,7 @@ from p2p.transport.errors import MessageError, ProtocolError, ResponseError
 from p2p.transport.messages import (
     DeployAckPayload,
     DeployPayload,
+    ErrorCode,
     GetLogsPayload,
     LogsPayload,
     Message,
@@ -66,6 +68,7 @@ __all__ = [
     "PeerNotFoundError",
     "RequestError",
     "RequestTimeout",
+    "UnauthorizedError",
     "UnexpectedResponseError",
 ]
 
@@ -101,6 +104,34 @@ class ConnectionLostError(RequestError):
 
     def __init__(self, peer_id: str) -> None:
         super().__init__(f"connection to {peer_id} lost before the reply", peer_id=peer_id)
+
+
+class UnauthorizedError(RequestError):
+    """The worker refused the request (error 1002): our key lacks the capability.
+
+    ``str()`` is one sentence naming the key the worker's operator must authorize.
+    """
+
+    def __init__(
+        self,
+        peer_id: str,
+        public_key: str,
+        capability: Capability,
+        *,
+        peer_name: str = "",
+        remote_message: str = "",
+    ) -> None:
+        who = f"{peer_name[:64]} ({peer_id[:12]})" if peer_name else peer_id[:12] or "the worker"
+        verb = "control" if capability is Capability.CONTROL else "observe"
+        super().__init__(
+            f"{who} refused: this controller is not authorized to {verb} it; "
+            f"on the worker run: p2p-node controllers add {public_key}",
+            peer_id=peer_id,
+        )
+        self.public_key = public_key
+        self.capability = capability
+        self.peer_name = peer_name
+        self.remote_message = remote_message
 
 
 class UnexpectedResponseError(RequestError):
@@ -338,6 +369,17 @@ class Controller:
             validate_response(reply, expected)
         except ResponseError as exc:
             raise UnexpectedResponseError(str(exc), peer_id=peer_id) from None
+        except ProtocolError as exc:
+            if exc.code != ErrorCode.UNAUTHORIZED:
+                raise
+            identity = self.node_manager.identity
+            raise UnauthorizedError(
+                target,
+                identity.public_key if identity is not None else "",
+                required_capability(msg_type) or Capability.CONTROL,
+                peer_name=str(getattr(conn.identity, "name", "") or ""),
+                remote_message=exc.message[:256],
+            ) from None
         return reply
 
     def _record_timeout(self, peer_id: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import tempfile
 import textwrap
@@ -22,6 +23,7 @@ from typing import TextIO
 
 from p2p.controller.bundles import create_profile_bundle
 from p2p.controller.config import MinerConfig, NodeConfig
+from p2p.controller.controller import UnauthorizedError
 from p2p.controller.node import Node
 from p2p.controller.ueps_cli import demo_ueps_steps
 
@@ -85,8 +87,10 @@ async def run_demo(out: TextIO | None = None, *, color: bool = False) -> int:
         say(style.ok(f"temporary directory {root} removed; no process left running"))
     say(f"\nDone in {time.monotonic() - started:.1f} s. Run a real node:")
     say("  p2p-node --data-dir ./node-a serve --listen 0.0.0.0:9091")
+    say("  p2p-node --data-dir ./me identity init        # prints the controller's public key")
+    say("  p2p-node --data-dir ./node-a controllers add KEY   # on the server: trust that key")
     say("  p2p-node --data-dir ./me peers add ws://SERVER:9091/ws --name server-a")
-    say("  p2p-node --data-dir ./me ping server-a")
+    say("  p2p-node --data-dir ./me stats server-a")
     return 0
 
 
@@ -117,7 +121,7 @@ async def _story(root: Path, say: object, style: _Style) -> None:
             await node.start()
             say(f"      {node.identity.name:<11} id {node.id[:12]}…  {node.address}")
 
-        say(style.step(2, total, "Handshakes: the controller connects to both workers"))
+        say(style.step(2, total, "Handshakes, then authorization: who may connect vs command"))
         say(style.dim("      challenge-response proves each node holds its key; every later"))
         say(style.dim("      message is encrypted (SMSG: XChaCha20-Poly1305, X25519 secret)"))
         for w in workers:
@@ -125,6 +129,24 @@ async def _story(root: Path, say: object, style: _Style) -> None:
             peer = await controller.add_peer(w.address, public_key=w.identity.public_key)
             ms = (time.monotonic() - t0) * 1000
             say(style.ok(f"{peer.name:<9} key pinned and verified, session up in {ms:.1f} ms"))
+        say(style.dim("      connecting is not commanding: a fresh worker lets no one control it"))
+        quiet = logging.getLogger("p2p.controller.worker")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # the refusal's warning line is the point, not noise
+        try:
+            await controller.controller.start_remote_miner(workers[0].id, "demo-miner", config={})
+        except UnauthorizedError as exc:
+            say(style.ok(f"refused (error 1002): {str(exc).partition(';')[0]}"))
+        else:  # pragma: no cover - the demo would be showing a hole
+            raise AssertionError("an unauthorized controller started a miner")
+        finally:
+            quiet.setLevel(level)
+        key = controller.identity.public_key
+        say(style.dim(f"      each worker authorizes the controller's key {key[:16]}…"))
+        say(style.dim("      (what `p2p-node controllers add KEY` does on a real worker)"))
+        for w in workers:
+            w.policy.grant(key)
+        say(style.ok("both workers grant `control` to the controller; others may only observe"))
 
         say(style.step(3, total, "Ping round-trip times (three each)"))
         ctl = controller.controller

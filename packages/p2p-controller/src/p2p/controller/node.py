@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import shutil
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,8 +32,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from p2p.controller._filesync import RegistryFileSync
+from p2p.controller.authz import Capability, Policy, PolicyError
 from p2p.controller.config import NodeConfig, NodePaths, parse_host_port
 from p2p.controller.controller import Controller, ControllerConfig
+from p2p.controller.controllers_file import ControllersFileSync, load_controllers
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import MinerManager, ProcessMinerManager
 from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
@@ -148,6 +151,12 @@ class Node:
     the config. ``persist=False`` keeps the peer registry in memory. ``watch_files=True``
     (what `p2p-node serve` uses) adopts peers and allowlist changes that other processes,
     such as `p2p-node peers add`, write to this node's files while it runs.
+
+    Authorization (`p2p.controller.authz`): `controllers` are public keys granted
+    ``control`` on top of the config's ``[authorization]`` table and the data dir's
+    controllers file; `policy` is the live policy the worker and REHAB consult. With
+    ``watch_files=True`` an edit of the controllers file (``p2p-node controllers add``)
+    takes effect within `watch_interval` seconds, also for connected controllers.
     """
 
     def __init__(
@@ -164,6 +173,7 @@ class Node:
         persist: bool = True,
         watch_files: bool = False,
         watch_interval: float = 2.0,
+        controllers: Iterable[str] = (),
     ) -> None:
         self.paths = NodePaths.from_env(data_dir)
         self.config = config if config is not None else NodeConfig(listen="127.0.0.1:0")
@@ -185,6 +195,17 @@ class Node:
         self._ueps: NodeUeps | None = None
         self._closed = asyncio.Event()
         self._state = "new"
+        self._controllers_sync: ControllersFileSync | None = None
+        self._controllers_watcher: asyncio.Task[None] | None = None
+        try:
+            self._policy = self.config.policy().with_controllers(controllers)
+        except PolicyError as exc:
+            raise NodeError(f"controllers: {exc}") from None
+
+    @property
+    def policy(self) -> Policy:
+        """Who may command this node (live: grant/revoke take effect at the next request)."""
+        return self._policy
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -219,6 +240,12 @@ class Node:
                 log.warning("peers file problem (a copy was kept): %s", registry.load_error)
             for key in cfg.allowlist:
                 registry.allow_public_key(key)
+            policy = self._policy
+            if self._persist:
+                try:
+                    policy.set_granted(await asyncio.to_thread(load_controllers, paths.controllers))
+                except PolicyError as exc:
+                    log.warning("controllers file not adopted: %s", exc)
             miners = self._miners_arg
             if miners is None:
                 manager = ProcessMinerManager(cfg.miner_specs(), run_dir=paths.miners)
@@ -239,8 +266,21 @@ class Node:
             self.gate = _CountingGate(registry)
             tcfg = enable_ueps(tcfg)  # advertise ueps/1 (Go peers ignore it)
             transport = Transport(node_manager, self.gate, tcfg)
-            self._ueps = NodeUeps(transport, miners=miners, record_failure=registry.record_failure)
-            worker = Worker(node_manager, None, miners, profiles, data_dir=paths.worker_data)
+            self._ueps = NodeUeps(
+                transport,
+                miners=miners,
+                record_failure=registry.record_failure,
+                rehab_authorized=lambda key: policy.allows(key, Capability.CONTROL),
+            )
+            worker = Worker(
+                node_manager,
+                None,
+                miners,
+                profiles,
+                data_dir=paths.worker_data,
+                policy=policy,
+                limits=cfg.deploy,
+            )
             controller = Controller(node_manager, registry, transport, self._controller_config)
             cleanups.append(controller.close)
             self._parts = _Parts(
@@ -253,6 +293,12 @@ class Node:
             if self._watch_interval is not None:
                 sync = RegistryFileSync(registry, interval=self._watch_interval)
                 self._watcher = asyncio.get_running_loop().create_task(sync.run())
+                csync = ControllersFileSync(
+                    policy, paths.controllers, interval=self._watch_interval
+                )
+                csync.poll()  # remember the file's signature as loaded
+                self._controllers_sync = csync
+                self._controllers_watcher = asyncio.get_running_loop().create_task(csync.run())
         except BaseException:
             for cleanup in reversed(cleanups):
                 with contextlib.suppress(Exception):
@@ -274,10 +320,11 @@ class Node:
         self._state = "closing"
         parts = self._parts
         assert parts is not None
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+        for watcher in (self._watcher, self._controllers_watcher):
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("controller", parts.controller.close),
             ("transport", parts.transport.stop),
@@ -497,7 +544,11 @@ def _register_deployed(manager: ProcessMinerManager, data_dir: Path | None) -> N
     except OSError:
         return
     for d in dirs[:MAX_DEPLOYED_SCAN]:
-        if d.name in manager.types:
+        if d.name.startswith((".deploy-", ".replaced-")):
+            # a deploy interrupted by a crash: never complete, never registered
+            shutil.rmtree(d, ignore_errors=True)
+            continue
+        if d.name.startswith(".") or d.name in manager.types:
             continue
         try:
             files = [

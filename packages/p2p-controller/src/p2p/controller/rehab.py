@@ -105,6 +105,8 @@ class RehabController:
         max_pause: float = 3600.0,
         is_authorized: Callable[[str], bool] | None = None,
     ) -> None:
+        """`is_authorized(public_key)` decides by the key the sender proved in the
+        handshake (``Policy.allows(key, Capability.CONTROL)``); None allows everyone."""
         if not 0 < max_pause <= 86400 or not 0 < default_pause <= max_pause:
             raise RehabError("need 0 < default_pause <= max_pause <= 86400")
         self.miners = miners
@@ -123,9 +125,9 @@ class RehabController:
     def handle(self, conn: PeerConnection, packet: BoundPacket) -> None:
         """The REHAB intent handler: ``dispatcher.register(INTENT_REHAB, rehab.handle)``."""
         peer_id = conn.peer_id
-        if self._authorized is not None and not self._authorized(peer_id):
+        if self._authorized is not None and not self._authorized(conn.identity.public_key):
             self.refused += 1
-            log.warning("REHAB from %s refused: not authorized", peer_id)
+            log.warning("REHAB from %s refused: its key is not granted control", peer_id)
             return
         try:
             command = parse_rehab(packet.payload, self.max_pause)
