@@ -45,6 +45,8 @@ from p2p.controller._cli_output import (
     parse_since,
     print_json,
     short_id,
+    shown,
+    shown_lines,
     stats_dict,
     stats_text,
     table,
@@ -62,7 +64,14 @@ from p2p.controller.demo import run_demo
 from p2p.controller.node import Node, resolve_peer
 from p2p.controller.profiles import sanitise_name
 from p2p.controller.ueps_cli import add_ueps_subcommand, cmd_ueps
-from p2p.identity import CorruptIdentityError, NodeManager, NodeRole, load_or_create
+from p2p.identity import (
+    CorruptIdentityError,
+    NodeManager,
+    NodeRole,
+    has_control_chars,
+    load_or_create,
+    safe_text,
+)
 from p2p.peers import Peer, PeerRegistry
 
 __all__ = ["build_parser", "main"]
@@ -98,6 +107,15 @@ def _count(text: str) -> int:
     if not 1 <= value <= MAX_COUNT:
         raise argparse.ArgumentTypeError(f"must be in 1..{MAX_COUNT}")
     return value
+
+
+def _own_name(text: str) -> str:
+    """A name we set ourselves (node or peer): no control characters, ever."""
+    if has_control_chars(text):
+        raise argparse.ArgumentTypeError(
+            f"{safe_text(text, 60)} holds control characters: use printable text"
+        )
+    return text
 
 
 def _lines(text: str) -> int:
@@ -178,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = isub.add_parser(
         "init", parents=[common], help="create the identity (keeps an existing one)"
     )
-    init.add_argument("--name", help="node name (default: host name)")
+    init.add_argument("--name", type=_own_name, help="node name (default: host name)")
     init.add_argument("--role", choices=_ROLES, default="dual")
     init.add_argument("--force", action="store_true", help="replace an existing identity")
     isub.add_parser("show", parents=[common], help="print the identity")
@@ -194,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--listen", metavar="HOST:PORT", help="listen address (default 0.0.0.0:9091)"
     )
-    serve.add_argument("--name", help="node name used when the identity is created")
+    serve.add_argument("--name", type=_own_name, help="node name used when the identity is created")
     serve.add_argument("--tls-cert", metavar="FILE", type=Path)
     serve.add_argument("--tls-key", metavar="FILE", type=Path)
     serve.add_argument(
@@ -237,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     padd.add_argument("address", help="ws://HOST:PORT/ws (or HOST:PORT)")
     padd.add_argument("--public-key", metavar="B64", help="pin this key (else trust on first use)")
-    padd.add_argument("--name", help="a local name to use as PEER")
+    padd.add_argument("--name", type=_own_name, help="a local name to use as PEER")
     psub.add_parser("list", parents=[common], help="known peers and the allowlist")
     prm = psub.add_parser("remove", parents=[common], help="forget a peer")
     prm.add_argument("peer", metavar="PEER")
@@ -330,13 +348,13 @@ class _Ctx:
     def say(self, text: str) -> None:
         """Human output (stdout), skipped with --json."""
         if not self.json:
-            self.out.write(text + "\n")
+            self.out.write(shown_lines(text) + "\n")
             self.out.flush()
 
     def note(self, text: str) -> None:
         """Progress and side remarks (stderr), skipped with --json."""
         if not self.json:
-            self.err.write(text + "\n")
+            self.err.write(shown_lines(text) + "\n")
             self.err.flush()
 
     def emit(self, obj: Any) -> None:
@@ -363,6 +381,7 @@ class _Ctx:
             tls_ca=base.tls_ca,
             transport=base.transport,
             profile_dir=base.profile_dir,
+            max_learned_peers=base.max_learned_peers,
         )
         tcfg = cfg.transport_config()
         ccfg = None
@@ -397,7 +416,7 @@ def _peer_json(peer: Peer) -> dict[str, Any]:
 
 def _label(peer: Peer | None, peer_id: str) -> str:
     if peer is not None and peer.name:
-        return f"{peer.name} ({short_id(peer_id)})"
+        return f"{shown(peer.name)} ({short_id(peer_id)})"
     return short_id(peer_id)
 
 
@@ -466,7 +485,7 @@ async def cmd_identity(ctx: _Ctx) -> int:
     doc = ident.to_dict()
     ctx.emit(doc)
     ctx.say(
-        f"id          {ident.id}\nname        {ident.name}\npublic key  {ident.public_key}\n"
+        f"id          {ident.id}\nname        {shown(ident.name)}\npublic key  {ident.public_key}\n"
         f"role        {doc.get('role', '')}\ncreated     {doc.get('createdAt', '')}\n"
         f"key file    {manager.key_path}"
     )
@@ -608,7 +627,7 @@ async def cmd_peers(ctx: _Ctx) -> int:
                 ctx.say("allowlisted keys of unknown peers:\n" + "\n".join("  " + k for k in extra))
             return EXIT_OK
         if action == "remove":
-            peer = resolve_peer(registry.peers(), ctx.args.peer)
+            peer = resolve_peer(registry, ctx.args.peer)
             registry.remove(peer.id)
             ctx.emit({"removed": peer.id})
             ctx.say(f"removed {_label(peer, peer.id)}")
@@ -616,7 +635,7 @@ async def cmd_peers(ctx: _Ctx) -> int:
         # allow / revoke: a PEER or a raw key
         ref = ctx.args.peer
         try:
-            found: Peer | None = resolve_peer(registry.peers(), ref)
+            found: Peer | None = resolve_peer(registry, ref)
         except LookupError:
             found = None
         if found is not None and not found.public_key:
@@ -648,7 +667,7 @@ async def _peers_add(ctx: _Ctx) -> int:
     if not ctx.json:
         ctx.out.write(peer.id + "\n")
         trust = "key pinned" if a.public_key else "key trusted on first use"
-        ctx.note(f"added {peer.name or 'peer'} at {peer.address} ({trust})")
+        ctx.note(f"added {shown(peer.name or 'peer')} at {shown(peer.address, 200)} ({trust})")
     return EXIT_OK
 
 
@@ -755,13 +774,13 @@ async def cmd_miner(ctx: _Ctx) -> int:
                 conn.peer_id, a.miner_type, a.profile, config
             )
             ctx.emit({"peer": conn.peer_id, "minerName": name, "started": True})
-            ctx.say(f"started miner {name} on {label}")
+            ctx.say(f"started miner {shown(name)} on {label}")
             if not ctx.json:
                 ctx.note(f"see its output: p2p-node logs {a.peer} {name}")
         else:
             await node.controller.stop_remote_miner(conn.peer_id, a.miner_name)
             ctx.emit({"peer": conn.peer_id, "minerName": a.miner_name, "stopped": True})
-            ctx.say(f"stopped miner {a.miner_name} on {label}")
+            ctx.say(f"stopped miner {shown(a.miner_name)} on {label}")
     return EXIT_OK
 
 
@@ -773,7 +792,7 @@ async def cmd_logs(ctx: _Ctx) -> int:
         lines = await node.controller.get_remote_logs(conn.peer_id, a.miner_name, a.lines, since)
     ctx.emit({"peer": conn.peer_id, "minerName": a.miner_name, "lines": lines})
     for line in lines:
-        ctx.say(line)
+        ctx.say(shown(line, 4096))  # a miner's output line: escaped, one terminal line
     if not lines:
         ctx.note("(no output lines)")
     return EXIT_OK
@@ -794,7 +813,7 @@ def _bundle_password(ctx: _Ctx, peer_ref: str | None, password: str | None) -> s
         )
     registry = _open_registry(ctx.paths)
     try:
-        peer = resolve_peer(registry.peers(), peer_ref)
+        peer = resolve_peer(registry, peer_ref)
     finally:
         registry.close()
     if not peer.public_key:
@@ -930,7 +949,7 @@ async def cmd_deploy(ctx: _Ctx) -> int:
         }
     )
     ctx.say(
-        f"deployed {bundle.type} {deployed or bundle.name!r} to {label} in "
+        f"deployed {bundle.type} {shown(deployed or bundle.name)!r} to {label} in "
         f"{human_duration(took) if took >= 1 else f'{took * 1000:.0f} ms'}"
     )
     return EXIT_OK
@@ -990,7 +1009,7 @@ def main(
         log.debug("command failed", exc_info=True)
         if args.json:
             print_json({"error": str(failure), "hint": failure.hint, "exitCode": failure.code}, out)
-        err.write(f"p2p-node: {failure.sentence()}\n")
+        err.write(f"p2p-node: {safe_text(failure.sentence(), 1000)}\n")
         err.flush()
         return failure.code
 

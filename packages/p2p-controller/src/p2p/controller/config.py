@@ -24,6 +24,7 @@ from typing import Any
 import platformdirs
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import JsonFileStats, MinerSpec, RegexStats, StatsSource
+from p2p.identity import has_control_chars, safe_text
 from p2p.transport import TransportConfig
 
 __all__ = [
@@ -48,6 +49,8 @@ _LOG_FORMATS = ("text", "json")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _MAX_MINER_TYPES = 256
 _MAX_ALLOWLIST = 100_000
+DEFAULT_MAX_LEARNED_PEERS = 1_000
+_MAX_LEARNED_PEERS = 1_000_000
 
 
 class NodeConfigError(ControllerError, ValueError):
@@ -274,6 +277,9 @@ class NodeConfig:
     log_level: str = "info"
     log_format: str = "text"
     metrics: str | None = None
+    #: peers registered from the network (not added by the operator, not allowlisted)
+    #: kept in peers.json; beyond it the lowest-scored, longest-unseen one is evicted
+    max_learned_peers: int = DEFAULT_MAX_LEARNED_PEERS
 
     def __post_init__(self) -> None:
         parse_host_port(self.listen)
@@ -294,6 +300,14 @@ class NodeConfig:
             raise NodeConfigError("miners", f"more than {_MAX_MINER_TYPES} miner types")
         if self.name is not None and not (0 < len(self.name) <= 256):
             raise NodeConfigError("name", "must be 1..256 characters")
+        if self.name is not None and has_control_chars(self.name):
+            raise NodeConfigError("name", f"{safe_text(self.name, 60)} holds control characters")
+        if (
+            isinstance(self.max_learned_peers, bool)
+            or not isinstance(self.max_learned_peers, int)
+            or not 0 <= self.max_learned_peers <= _MAX_LEARNED_PEERS
+        ):
+            raise NodeConfigError("max_learned_peers", f"must be 0..{_MAX_LEARNED_PEERS}")
         if self.metrics is not None:
             parse_host_port(self.metrics, key="metrics")
         allowed = {f.name for f in dataclasses.fields(_transport_config_type())}
@@ -316,6 +330,7 @@ class NodeConfig:
             "log_level",
             "log_format",
             "metrics",
+            "max_learned_peers",
         }
         unknown = set(doc) - known
         if unknown:
@@ -350,6 +365,8 @@ class NodeConfig:
         if not isinstance(transport, dict):
             raise NodeConfigError("transport", "must be a table")
         kwargs["transport"] = dict(transport)
+        if "max_learned_peers" in doc:
+            kwargs["max_learned_peers"] = doc["max_learned_peers"]
         return cls(**kwargs)
 
     @classmethod
