@@ -38,7 +38,7 @@ def run(*argv: str) -> tuple[int, str, str]:
 def test_our_own_names_refuse_control_characters(
     tmp_path: Path, argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run("--data-dir", str(tmp_path), *argv)
+    code, _, err = run("--data-dir", str(tmp_path), *argv)
     err += capsys.readouterr().err  # argparse writes usage errors to sys.stderr
     assert code == EXIT_USAGE
     assert "control characters" in err
@@ -71,7 +71,7 @@ def test_stats_text_and_tables_escape_remote_strings() -> None:
     assert table(("A",), [(EVIL,)]).count("\n") == 1
 
 
-async def test_stats_of_a_node_with_a_hostile_name(tmp_path: Path, make_node=None) -> None:
+async def test_stats_of_a_node_with_a_hostile_name(tmp_path: Path) -> None:
     """A real node whose (Go-written) identity name holds terminal controls: human output
     shows them escaped; --json keeps the exact string."""
     import asyncio
