@@ -581,7 +581,9 @@ async def cmd_serve(ctx: _Ctx) -> int:
             metrics_server = _metrics.start(node, cfg.metrics)
         # The contract: exactly one JSON line on stdout once listening.
         print_json(node.info(), ctx.out)
-        log.info("serving as %s (%s); SIGTERM or Ctrl-C stops", node.identity.name, node.id)
+        log.info(
+            "serving as %s (%s); SIGTERM or Ctrl-C stops", safe_text(node.identity.name), node.id
+        )
         await stop.wait()
         log.info("stopping")
     finally:

@@ -34,6 +34,7 @@ from p2p.controller import bundles
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import DeployTarget, MinerManager
 from p2p.controller.profiles import ProfileManager, sanitise_name
+from p2p.identity.text import safe_text
 from p2p.transport.errors import MessageError
 from p2p.transport.messages import (
     DeployAckPayload,
@@ -215,7 +216,7 @@ class Worker:
         except ControllerError as exc:
             return self._error_reply(message, str(exc))
         except Exception as exc:  # a miner/profile implementation failed unexpectedly
-            log.exception("worker handler for %s failed", message.type)
+            log.exception("worker handler for %s failed", safe_text(message.type))
             return self._error_reply(message, f"Worker: internal error: {type(exc).__name__}")
 
     def _error_reply(self, request: Message, text: str) -> Message:
@@ -281,7 +282,7 @@ class Worker:
             started = self.miners.start_miner(req.miner_type, config)
             miner = await started if inspect.isawaitable(started) else started
         except Exception as exc:
-            log.info("start_miner %s failed: %s", req.miner_type, exc)
+            log.info("start_miner %s failed: %s", safe_text(req.miner_type), safe_text(exc))
             return message.reply(MessageType.MINER_ACK, MinerAckPayload(False, "", str(exc)))
         return message.reply(MessageType.MINER_ACK, MinerAckPayload(True, miner.get_name()))
 
@@ -379,7 +380,7 @@ class Worker:
             try:
                 self.miners.register_binary(name, miner_path)
             except Exception as exc:
-                log.warning("deployed miner %s not registered: %s", name, exc)
+                log.warning("deployed miner %s not registered: %s", safe_text(name), safe_text(exc))
         if profile_json is not None and self.profiles is not None:
             self._save_bundled_profile(profile_json, name)
         return message.reply(MessageType.DEPLOY_ACK, DeployAckPayload(True, name))
@@ -389,14 +390,16 @@ class Worker:
         try:
             profile = json.loads(profile_json)
         except ValueError as exc:
-            log.warning("miner bundle %s carries an invalid profile: %s", name, exc)
+            log.warning(
+                "miner bundle %s has an invalid profile: %s", safe_text(name), safe_text(exc)
+            )
             return
         if isinstance(profile, dict) and not profile.get("id"):
             profile = {**profile, "id": name}
         try:
             self.profiles.save_profile(profile)
         except Exception as exc:
-            log.warning("profile of miner bundle %s not saved: %s", name, exc)
+            log.warning("profile of miner bundle %s not saved: %s", safe_text(name), safe_text(exc))
 
     # -- transport shell -------------------------------------------------------------------
 
@@ -425,7 +428,7 @@ class Worker:
         try:
             return bytes(self.node_manager.derive_shared_secret(conn.identity.public_key))
         except Exception as exc:
-            log.warning("no shared secret for %s: %s", conn.peer_id, exc)
+            log.warning("no shared secret for %s: %s", conn.peer_id, safe_text(exc))
             return None
 
     async def _serve(self, conn: PeerConnection, message: Message) -> None:
@@ -437,7 +440,7 @@ class Worker:
         try:
             await conn.send(reply)
         except Exception as exc:
-            log.info("reply to %s not sent: %s", message.from_, exc)
+            log.info("reply to %s not sent: %s", safe_text(message.from_), safe_text(exc))
 
     async def close(self) -> None:
         """Stop serving new requests."""

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.errors import TransportError
 from p2p.transport.limits import DropReason
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: repetitive lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 MessageHandler = Callable[["PeerConnection", "Message"], "Awaitable[None] | None"]
 """``handler(conn, message)``; may be a plain function or ``async def``."""
@@ -292,7 +295,7 @@ class PeerConnection:
                 result = handler(self, message)
             except Exception:
                 self.handler_errors += 1
-                log.exception("message handler failed for %s", message.type)
+                log.exception("message handler failed for %s", safe_text(message.type))
                 continue
             if result is not None:
                 self._submit(result)
@@ -324,7 +327,9 @@ class PeerConnection:
         else:
             coro.close()
             self.session.drops.add(DropReason.OVERLOAD)
-            log.warning("handler queue full for %s: dropping a message", self.peer_id)
+            _flood.warning(
+                "handler queue full", "handler queue full for %s: dropping a message", self.peer_id
+            )
 
     async def _worker(self, coro: Coroutine[Any, Any, Any]) -> None:
         try:

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.config import TransportConfig
 from p2p.transport.errors import TransportError
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["SMSG_MAGIC", "Delivery", "RawFrame", "Session", "TooManyUndecryptableError"]
 
 log = logging.getLogger(__name__)
+#: per-frame lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 SMSG_MAGIC = b"SMSG"
 
@@ -114,7 +117,7 @@ class Session:
         self.last_activity = now
         if not self._bucket.allow(now):
             self.drops.add(DropReason.RATE)
-            log.warning("rate limit: dropping frame from %s", self.peer.id)
+            _flood.warning("rate-limited frame", "rate limit: dropping frame from %s", self.peer.id)
             return None
         raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
         if self.raw_frames_enabled and not raw.startswith(SMSG_MAGIC):
@@ -125,7 +128,12 @@ class Session:
         except TransportError as exc:
             self.drops.add(DropReason.DECRYPT)
             self.undecryptable_in_a_row += 1
-            log.debug("undecryptable frame from %s: %s", self.peer.id, type(exc).__name__)
+            _flood.debug(
+                "undecryptable frame",
+                "undecryptable frame from %s: %s",
+                self.peer.id,
+                type(exc).__name__,
+            )
             if self.undecryptable_in_a_row >= self._config.max_undecryptable_in_a_row:
                 raise TooManyUndecryptableError(self.peer.id, self.undecryptable_in_a_row) from exc
             return None
@@ -135,7 +143,9 @@ class Session:
             sent = envelope.ts_seconds(message)
             if sent is None or abs(wall_now - sent) > window:
                 self.drops.add(DropReason.STALE_TS)
-                log.info("stale ts from %s: dropping %s", self.peer.id, message.id)
+                _flood.info(
+                    "stale ts", "stale ts from %s: dropping %s", self.peer.id, safe_text(message.id)
+                )
                 return None
         # One key serves both directions, so a frame we sent can be reflected back to us:
         # a message must come from this connection's peer and, when addressed, to us
@@ -144,11 +154,12 @@ class Session:
             self.own_id and message.to and message.to != self.own_id
         ):
             self.drops.add(DropReason.MISADDRESSED)
-            log.info(
-                "misaddressed message from %s (from=%r to=%r): dropping",
+            _flood.info(
+                "misaddressed message",
+                "misaddressed message from %s (from=%s to=%s): dropping",
                 self.peer.id,
-                message.from_,
-                message.to,
+                safe_text(message.from_),
+                safe_text(message.to),
             )
             return None
         if not self._dedup.check_and_mark(message.id, now):

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.config import TransportConfig
 from p2p.transport.connection import (
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: repetitive lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 TOO_MANY_CONNECTIONS = "Too many connections\n"
@@ -430,7 +433,7 @@ class Transport:
             del self._pending[dead]
         if len(self._conns) + len(self._probation) + len(self._pending) >= cfg.max_conns:
             self.rejected["max_conns"] += 1
-            log.warning("rejecting connection: max_conns %d reached", cfg.max_conns)
+            _flood.warning("max_conns", "rejecting connection: max_conns %d reached", cfg.max_conns)
             return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, TOO_MANY_CONNECTIONS)
         ip = _remote_ip(ws)
         if sum(1 for p in self._pending.values() if p == ip) >= cfg.max_handshakes_per_ip:
@@ -462,15 +465,21 @@ class Transport:
                     await with_timeout(ws.send(envelope.to_text(decision.reply)), cfg.send_timeout)
             except (TimeoutError, ConnectionClosed) as exc:
                 self.rejected["handshake"] += 1
-                log.info("inbound handshake from %s failed: %r", peer_address(ws), exc)
+                _flood.info(
+                    "handshake failed",
+                    "inbound handshake from %s failed: %r",
+                    peer_address(ws),
+                    exc,
+                )
                 ws.transport.abort()
                 return
             if decision.result is None:
                 self.rejected["handshake"] += 1
-                log.info(
+                _flood.info(
+                    "handshake refused",
                     "inbound handshake from %s refused: %s",
                     peer_address(ws),
-                    decision.error.reason if decision.error else "?",
+                    safe_text(decision.error.reason if decision.error else "?"),
                 )
                 ws.transport.abort()  # bare close after the reject ack, as Go does
                 return

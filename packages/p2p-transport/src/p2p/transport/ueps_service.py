@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport.connection import DISCONNECT_PROTOCOL_ERROR, PeerConnection, with_timeout
 from p2p.transport.transport import NotConnectedError
 from p2p.transport.ueps_channel import (
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: repetitive lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 PeerPacketHandler = Callable[[PeerConnection, BoundPacket], "Awaitable[None] | None"]
 """``handler(peer_connection, packet)``; a plain function or ``async def``."""
@@ -359,7 +362,11 @@ class UepsService:
             elif not advertises_ueps(conn.features):
                 counters.add(RejectReason.NOT_NEGOTIATED)
                 conn.session.raw_frames_enabled = False  # from now on tried as SMSG
-                log.info("non-SMSG binary frame from %s, which did not offer ueps/1", peer_id)
+                _flood.info(
+                    "non-SMSG frame",
+                    "non-SMSG binary frame from %s, which did not offer ueps/1",
+                    peer_id,
+                )
             else:
                 counters.add(RejectReason.UNBOUND)
             return None
@@ -370,7 +377,9 @@ class UepsService:
         verdict = ch.session.receive(frame)
         if isinstance(verdict, Reject):
             counters.add(verdict.reason)
-            log.info("UEPS frame from %s rejected: %s", peer_id, verdict.detail)
+            _flood.info(
+                "UEPS reject", "UEPS frame from %s rejected: %s", peer_id, safe_text(verdict.detail)
+            )
             if verdict.violation:
                 self._violation(ch, verdict.reason)
             return None
