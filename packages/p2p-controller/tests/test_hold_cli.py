@@ -122,3 +122,53 @@ def test_operator_names_win_over_names_strangers_claim(tmp_path: Path) -> None:
     for p in reg.peers():
         assert resolve_peer(reg, p.id).id == p.id
     reg.close()
+
+
+def test_file_sync_keeps_learned_peers_learned(tmp_path: Path) -> None:
+    """Another process (a CLI command) writes peers.json and the learned sidecar: serve's
+    registry adds learned peers as learned, and adopts one the operator added there."""
+    from p2p.controller._filesync import RegistryFileSync
+
+    path = tmp_path / "peers.json"
+    serve = PeerRegistry(path, save_delay=3600)
+    sync = RegistryFileSync(serve, interval=1.0)
+    other = PeerRegistry(path, save_delay=3600)
+    stranger, mine = _peer("s1"), _peer("mine")
+    other.add(stranger, learned=True)
+    other.add(mine)
+    other.close()
+    assert sync.poll()
+    assert serve.is_learned(stranger.id) and not serve.is_learned(mine.id)
+    again = PeerRegistry(path, save_delay=3600)
+    assert again.is_learned(stranger.id)
+    assert again.adopt(stranger.id)  # e.g. `p2p-node peers add` of that peer
+    again.close()
+    assert sync.poll()
+    assert not serve.is_learned(stranger.id)
+    serve.close()
+
+
+def test_max_learned_peers_from_the_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("max_learned_peers = 7\n")
+    assert NodeConfig.from_file(cfg).max_learned_peers == 7
+    assert NodeConfig().max_learned_peers == 1000
+    for bad in (-1, True, "5", 10**9):
+        with pytest.raises(NodeConfigError, match="max_learned_peers"):
+            NodeConfig(max_learned_peers=bad)  # type: ignore[arg-type]
+
+
+def test_peers_list_shows_which_names_are_claimed(tmp_path: Path) -> None:
+    reg = PeerRegistry(tmp_path / "peers.json", save_delay=3600)
+    reg.add(_peer("mine"))
+    reg.add(_peer("claimed"), learned=True)
+    reg.close()
+    code, out, _ = run("--data-dir", str(tmp_path), "peers", "list")
+    assert code == 0
+    rows = {line.split()[1]: line.split()[-1] for line in out.splitlines()[1:]}
+    assert rows == {"mine": "added", "claimed": "learned"}
+    code, out, _ = run("--data-dir", str(tmp_path), "peers", "list", "--json")
+    assert {p["name"]: p["learned"] for p in json.loads(out)["peers"]} == {
+        "mine": False,
+        "claimed": True,
+    }

@@ -608,7 +608,13 @@ async def cmd_peers(ctx: _Ctx) -> int:
         if action == "list":
             peers = registry.peers()
             allow = registry.allowed_public_keys()
-            ctx.emit({"peers": [_peer_json(p) for p in peers], "allowlist": allow})
+            learned = registry.learned_ids()
+            ctx.emit(
+                {
+                    "peers": [{**_peer_json(p), "learned": p.id in learned} for p in peers],
+                    "allowlist": allow,
+                }
+            )
             if not peers:
                 ctx.say("no peers yet: add one with `p2p-node peers add ws://HOST:PORT/ws`")
             else:
@@ -620,10 +626,13 @@ async def cmd_peers(ctx: _Ctx) -> int:
                         f"{p.ping_ms:.1f} ms" if p.ping_ms else "-",
                         round(p.score, 1),
                         "yes" if p.public_key in allow else "no",
+                        # a learned peer's name is only its own claim (issue 13)
+                        "learned" if p.id in learned else "added",
                     )
                     for p in registry.by_score()
                 ]
-                ctx.say(table(("ID", "NAME", "ADDRESS", "PING", "SCORE", "ALLOWED"), rows))
+                headers = ("ID", "NAME", "ADDRESS", "PING", "SCORE", "ALLOWED", "ORIGIN")
+                ctx.say(table(headers, rows))
             extra = [k for k in allow if k not in {p.public_key for p in peers}]
             if extra:
                 ctx.say("allowlisted keys of unknown peers:\n" + "\n".join("  " + k for k in extra))
@@ -744,7 +753,7 @@ async def cmd_stats(ctx: _Ctx) -> int:
         known = names.get(pid)
         ctx.say(stats_text(known.name if known is not None else "", s))
     for pid, text in errors.items():
-        ctx.say(f"{_label(names.get(pid), pid)}: {text}")
+        ctx.say(f"{_label(names.get(pid), pid)}: {shown(text, 300)}")
     ctx.note(f"{len(got)} answered, {len(errors)} failed")
     return EXIT_OK if not errors else EXIT_UNREACHABLE
 
