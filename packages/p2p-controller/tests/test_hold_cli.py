@@ -31,7 +31,6 @@ def run(*argv: str) -> tuple[int, str, str]:
     [
         ("identity", "init", "--name", "bad\x1bname"),
         ("identity", "init", "--name", "two\nlines"),
-        ("serve", "--name", "bell\x07", "--listen", "127.0.0.1:0"),
         ("peers", "add", "ws://127.0.0.1:1/ws", "--name", "x\u202ey"),
     ],
 )
@@ -46,13 +45,22 @@ def test_our_own_names_refuse_control_characters(
     assert not (tmp_path / "node.json").exists()
 
 
+def test_serve_name_refuses_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    from p2p.controller.cli import build_parser
+
+    with pytest.raises(SystemExit) as exc:  # parsed only: never starts serving
+        build_parser().parse_args(["serve", "--name", "bell\x07", "--listen", "127.0.0.1:0"])
+    assert exc.value.code == EXIT_USAGE
+    assert "control characters" in capsys.readouterr().err
+
+
 def test_config_name_refuses_control_characters(tmp_path: Path) -> None:
     with pytest.raises(NodeConfigError, match="control characters"):
         NodeConfig(name="n\x1b[0m")
     cfg = tmp_path / "config.toml"
     cfg.write_text('name = "tab\\there"\n')
-    code, _, err = run("--data-dir", str(tmp_path), "serve", "--config", str(cfg))
-    assert code == EXIT_USAGE and "control characters" in err
+    with pytest.raises(NodeConfigError, match="control characters"):
+        NodeConfig.from_file(cfg)
 
 
 def test_stats_text_and_tables_escape_remote_strings() -> None:
