@@ -81,7 +81,7 @@ class PeerDispatcher:
     per intent, threat score > threshold refused before lookup), handlers get the peer."""
 
     def __init__(self, threshold: int = THREAT_SCORE_THRESHOLD) -> None:
-        self._inner = Dispatcher(threshold)
+        self._inner = Dispatcher(threshold, log_drops=False)  # logged below, within a budget
 
     @property
     def threshold(self) -> int:
@@ -393,9 +393,11 @@ class UepsService:
             handler = self.dispatcher.route(packet)
         except ThreatScoreExceeded:
             counters.add(RejectReason.THREAT)
+            _flood.warning("UEPS threat", "UEPS packet from %s over the threat threshold", peer_id)
             return None
         except UnknownIntent:
             counters.add(RejectReason.UNKNOWN_INTENT)
+            _flood.warning("UEPS intent", "UEPS packet from %s: unknown intent", peer_id)
             return None
         counters.add("accepted")
         return handler(conn, packet)
