@@ -4,6 +4,7 @@ control characters, and a stranger's claimed name never shadows the operator's."
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -180,3 +181,22 @@ def test_peers_list_shows_which_names_are_claimed(tmp_path: Path) -> None:
         "mine": False,
         "claimed": True,
     }
+
+
+async def test_add_peer_makes_the_peer_the_operators(tmp_path: Path) -> None:
+    """Dialling registers the peer as learned (the gate sees every proven peer); `add_peer`
+    is the operator's word, so it adopts it. The other side only learned us."""
+    from p2p.controller import Node
+
+    async with (
+        Node(tmp_path / "a", config=NodeConfig(listen="127.0.0.1:0")) as a,
+        Node(tmp_path / "b", config=NodeConfig(listen="127.0.0.1:0")) as b,
+    ):
+        peer = await a.add_peer(b.address, name="bee")
+        assert peer.id == b.id and not a.registry.is_learned(b.id)
+        assert resolve_peer(a.registry, "bee").id == b.id
+        for _ in range(100):
+            if a.id in b.registry:
+                break
+            await asyncio.sleep(0.05)
+        assert b.registry.is_learned(a.id)
