@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from p2p.identity.text import safe_text
+from p2p.identity import LimitedLogger, safe_text
 from p2p.peers import store
 from p2p.peers._keys import node_id_for
 from p2p.peers.errors import (
@@ -64,6 +64,8 @@ from p2p.peers.peer import (
 __all__ = ["AuthMode", "PeerIdentity", "PeerRegistry"]
 
 log = logging.getLogger(__name__)
+#: one line per stranger that cannot be stored would be a log flood: budgeted (issue 13)
+_flood = LimitedLogger(log)
 
 SUCCESS_DELTA = 1.0
 FAILURE_DELTA = -5.0
@@ -559,7 +561,12 @@ class PeerRegistry:
                     raise InvalidPeerError("id does not derive from the public key")
                 self.add(peer, learned=True)
             except PeerError as e:
-                log.info("connected peer %s not registered: %s", safe_text(peer_id, 64), e)
+                _flood.info(
+                    "not registered",
+                    "connected peer %s not registered: %s",
+                    safe_text(peer_id, 64),
+                    e,
+                )
 
     def peer_disconnected(self, peer_id: str) -> None:
         """PeerGate: the connection closed."""
