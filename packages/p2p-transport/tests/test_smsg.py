@@ -244,6 +244,43 @@ def test_zstd() -> None:
     assert smsg.decrypt(frame, PW).body == "z"
 
 
+def test_zstd_bomb_is_bounded_while_decompressing() -> None:
+    """A ~10 KiB zstd frame that inflates to 128 MiB stops just past max_plaintext: the
+    output is read in steps and counted, never produced whole (issue 13, finding 7)."""
+    zstandard = pytest.importorskip(
+        "zstandard", reason="the zstd extra (p2p-transport[zstd]) is not installed"
+    )
+    import tracemalloc
+
+    big = b'{"body":"' + b"a" * (128 << 20) + b'","timestamp":1}'
+    bomb = zstandard.ZstdCompressor(level=3).compress(big)
+    del big
+    assert len(bomb) < 64 * 1024
+    frame = _frame(bomb, _hdr(compression="zstd"))
+    tracemalloc.start()
+    try:
+        with pytest.raises(SmsgFormatError, match="exceeds"):
+            smsg.decrypt(frame, PW, max_plaintext=1 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"decompressing allocated {peak} bytes for a 1 MiB limit"
+    small = zstandard.ZstdCompressor().compress(b'{"body":"' + b"b" * (1 << 19) + b'"}')
+    assert len(smsg.decrypt(_frame(small, _hdr(compression="zstd")), PW).body) == 1 << 19
+
+
+def test_zstd_stream_without_content_size() -> None:
+    zstandard = pytest.importorskip(
+        "zstandard", reason="the zstd extra (p2p-transport[zstd]) is not installed"
+    )
+    cobj = zstandard.ZstdCompressor().compressobj()
+    data = cobj.compress(b'{"body":"streamed","timestamp":2}') + cobj.flush()
+    msg = smsg.decrypt(_frame(data, _hdr(compression="zstd")), PW)
+    assert (msg.body, msg.compression) == ("streamed", "zstd")
+    with pytest.raises(SmsgFormatError, match="zstd"):
+        smsg.decrypt(_frame(b"\x28\xb5\x2f\xfd garbage", _hdr(compression="zstd")), PW)
+
+
 @pytest.mark.parametrize("algo", ["sha256", "sha512", "sha1", "md5", "whatever"])
 def test_checksum_header(algo: str) -> None:
     key = sigil.derive_key(PW)

@@ -33,6 +33,20 @@ def test_threat_checked_before_intent(impl: ModuleType) -> None:
         d.dispatch(packet(impl, 0x77, 0))
 
 
+@pytest.mark.parametrize("log_drops", [True, False])
+def test_drops_are_logged_unless_the_caller_logs_them(
+    impl: ModuleType, log_drops: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = ueps.Dispatcher(log_drops=log_drops)
+    caplog.set_level("WARNING", logger="p2p.ueps.dispatcher")
+    for _ in range(100):
+        with pytest.raises(ueps.ThreatScoreExceeded):
+            d.dispatch(packet(impl, 0x77, 60_000))
+        with pytest.raises(ueps.UnknownIntent):
+            d.dispatch(packet(impl, 0x77, 0))
+    assert len(caplog.records) == (200 if log_drops else 0)
+
+
 def test_register_replaces(impl: ModuleType) -> None:
     d = ueps.Dispatcher()
     d.register(ueps.INTENT_REHAB, lambda p: "first")

@@ -21,6 +21,7 @@ from p2p.controller.config import NodeConfigError
 from p2p.controller.errors import BundleError
 from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
 from p2p.identity.errors import CorruptIdentityError, IdentityError
+from p2p.identity.text import safe_text
 from p2p.peers import PeerError
 from p2p.transport.errors import ProtocolError, TransportError
 
@@ -37,6 +38,8 @@ __all__ = [
     "parse_since",
     "print_json",
     "short_id",
+    "shown",
+    "shown_lines",
     "stats_dict",
     "stats_text",
     "table",
@@ -74,7 +77,24 @@ def print_json(obj: Any, out: TextIO) -> None:
     out.flush()
 
 
+#: Longest remote value (name, type, id) shown in a table cell or a sentence.
+MAX_SHOWN = 64
+
+
+def shown(value: object, limit: int | None = MAX_SHOWN) -> str:
+    """A value that may come from a peer, safe for the terminal (escaped, bounded)."""
+    return safe_text(value, limit)
+
+
+def shown_lines(text: str) -> str:
+    """Our own multi-line text, each line made safe for the terminal: the last guard, for
+    human output only (``--json`` stays exact). Remote values are bounded by `shown`
+    where they are formatted; this only escapes what slipped through."""
+    return "\n".join(safe_text(line, None) for line in text.split("\n"))
+
+
 def short_id(peer_id: str, n: int = 12) -> str:
+    peer_id = safe_text(peer_id, None)
     return peer_id[:n] + "…" if len(peer_id) > n else peer_id
 
 
@@ -109,7 +129,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
         for i, value in enumerate(row):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 numeric[i] = False
-            texts.append(str(value))
+            texts.append(shown(value, None) if isinstance(value, str) else str(value))
         cells.append(texts)
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = []
@@ -170,12 +190,13 @@ def stats_dict(stats: Any) -> dict[str, Any]:
 
 def stats_text(local_name: str, stats: Mapping[str, Any]) -> str:
     """A person's view of one worker's stats (`local_name`: what we call that peer)."""
-    name = str(stats.get("nodeName") or "?")
+    raw_name = str(stats.get("nodeName") or "?")
+    name = shown(raw_name)
     node_id = str(stats.get("nodeId") or "")
-    uptime = stats.get("uptime") or 0
-    head = f"{name} ({short_id(node_id)})  up {human_duration(float(uptime))}"
-    if local_name and local_name != name:
-        head = f"{local_name} = {head}"
+    uptime = _number(stats.get("uptime"))
+    head = f"{name} ({short_id(node_id)})  up {human_duration(uptime)}"
+    if local_name and local_name != raw_name:
+        head = f"{shown(local_name)} = {head}"
     miners = stats.get("miners") or []
     if not miners:
         return f"{head}\n  no miners running"
@@ -183,16 +204,27 @@ def stats_text(local_name: str, stats: Mapping[str, Any]) -> str:
     for m in miners:
         rows.append(
             (
-                str(m.get("name", "")),
-                str(m.get("type", "")),
-                f"{float(m.get('hashrate') or 0):.1f} H/s",
-                int(m.get("shares") or 0),
-                int(m.get("rejected") or 0),
-                human_duration(float(m.get("uptime") or 0)),
+                shown(m.get("name", "")),
+                shown(m.get("type", "")),
+                f"{_number(m.get('hashrate')):.1f} H/s",
+                int(_number(m.get("shares"))),
+                int(_number(m.get("rejected"))),
+                human_duration(_number(m.get("uptime"))),
             )
         )
     body = table(("MINER", "TYPE", "HASHRATE", "SHARES", "REJECTED", "UPTIME"), rows)
     return head + "\n" + "\n".join("  " + line for line in body.splitlines())
+
+
+def _number(value: object) -> float:
+    """A numeric stats field as a finite float (0 for anything else a peer sent)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    try:
+        f = float(value)
+    except OverflowError:
+        return 0.0
+    return f if math.isfinite(f) else 0.0
 
 
 def classify(exc: BaseException) -> CliError:

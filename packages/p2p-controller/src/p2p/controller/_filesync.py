@@ -7,9 +7,11 @@ save would write its own view over them. `RegistryFileSync.poll()` is one cheap 
 
 - allowlist: the file wins (serve writes it at once on its own changes, so a difference
   can only come from another writer);
-- peers: records new to the file are added; name/address/key edited in the file since we
-  last read it are applied; records that vanished from the file since we last read it are
-  removed unless currently connected.
+- peers: records new to the file are added (as learned peers if the learned sidecar lists
+  them, else as the operator's); name/address/key edited in the file since we last read it
+  are applied; a learned peer the sidecar no longer lists was adopted by the operator;
+  records that vanished from the file since we last read it are removed unless currently
+  connected.
 
 Two writers can still race (a CLI command that loaded the file before serve's last save
 writes an older view); the window is the command's run time, about a second.
@@ -23,7 +25,7 @@ import logging
 from pathlib import Path
 
 from p2p.peers import PeerError, PeerRegistry, allowlist_path
-from p2p.peers.store import load_allowlist, load_peers
+from p2p.peers.store import learned_path, load_allowlist, load_learned, load_peers
 
 __all__ = ["RegistryFileSync"]
 
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_PEERS_FILE = 2 << 30
 MAX_ALLOWLIST_FILE = 64 << 20
 MAX_PEERS = 1_000_000
+MAX_LEARNED_FILE = 256 << 20
 
 _Sig = tuple[int, int] | None
 _Fields = tuple[str, str, str]
@@ -104,6 +107,7 @@ class RegistryFileSync:
             log.warning("peers file not adopted: %s", result.error)
             return False
         registry = self.registry
+        learned = load_learned(learned_path(self._peers_path), max_bytes=MAX_LEARNED_FILE)
         before = self._in_file
         now = {p.id: _fields(p) for p in result.peers}
         changed = False
@@ -113,10 +117,14 @@ class RegistryFileSync:
                 if peer.id in before:
                     continue  # it was on file and we dropped it since: not new
                 with contextlib.suppress(PeerError):
-                    registry.add(peer)
+                    registry.add(peer, learned=learned is not None and peer.id in learned)
                     changed = True
                     log.info("peer %s added by another process", peer.id)
-            elif now[peer.id] != _fields(held) and now[peer.id] != before.get(peer.id):
+                continue
+            if learned is not None and peer.id not in learned and registry.adopt(peer.id):
+                changed = True
+                log.info("peer %s adopted by another process", peer.id)
+            if now[peer.id] != _fields(held) and now[peer.id] != before.get(peer.id):
                 held.name, held.address, held.public_key = now[peer.id]
                 with contextlib.suppress(PeerError):
                     registry.update(held)

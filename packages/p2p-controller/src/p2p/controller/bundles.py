@@ -47,6 +47,7 @@ from p2p.controller.errors import (
     UnknownBundleTypeError,
     UnsafeArchiveError,
 )
+from p2p.identity.text import safe_text
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -459,12 +460,14 @@ def _plan(rootfs: bytes, limits: ExtractLimits) -> list[_Planned]:
     total = 0
     for entry in _tar.iter_tar(rootfs, max_entries=limits.max_entries):
         if entry.is_link:
-            log.info("bundle: skipping link entry %r", entry.name)
+            log.info("bundle: skipping link entry %s", safe_text(entry.name))
             continue
         if entry.is_dir:
             continue  # Go's DataNode keeps no directories; parents are made on demand
         if not entry.is_regular:
-            log.info("bundle: ignoring special entry %r (type %r)", entry.name, entry.typeflag)
+            log.info(
+                "bundle: ignoring special entry %s (type %r)", safe_text(entry.name), entry.typeflag
+            )
             continue
         if entry.name.endswith("/"):
             continue
@@ -723,5 +726,5 @@ def extract_miner_bundle(
     if miner is None:
         raise BundleFormatError("miner bundle contains no regular file")
     profile = None if config in (b"", DEFAULT_TIM_CONFIG) else config
-    log.info("bundle %r extracted to %s (miner %s)", bundle.name, dest, miner.name)
+    log.info("bundle %s extracted to %s (miner %s)", safe_text(bundle.name), dest, miner.name)
     return miner, profile

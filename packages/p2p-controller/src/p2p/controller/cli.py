@@ -48,6 +48,8 @@ from p2p.controller._cli_output import (
     parse_since,
     print_json,
     short_id,
+    shown,
+    shown_lines,
     stats_dict,
     stats_text,
     table,
@@ -67,7 +69,14 @@ from p2p.controller.demo import run_demo
 from p2p.controller.node import Node, resolve_peer
 from p2p.controller.profiles import sanitise_name
 from p2p.controller.ueps_cli import add_ueps_subcommand, cmd_ueps
-from p2p.identity import CorruptIdentityError, NodeManager, NodeRole, load_or_create
+from p2p.identity import (
+    CorruptIdentityError,
+    NodeManager,
+    NodeRole,
+    has_control_chars,
+    load_or_create,
+    safe_text,
+)
 from p2p.peers import Peer, PeerRegistry
 
 __all__ = ["build_parser", "main"]
@@ -103,6 +112,15 @@ def _count(text: str) -> int:
     if not 1 <= value <= MAX_COUNT:
         raise argparse.ArgumentTypeError(f"must be in 1..{MAX_COUNT}")
     return value
+
+
+def _own_name(text: str) -> str:
+    """A name we set ourselves (node or peer): no control characters, ever."""
+    if has_control_chars(text):
+        raise argparse.ArgumentTypeError(
+            f"{safe_text(text, 60)} holds control characters: use printable text"
+        )
+    return text
 
 
 def _lines(text: str) -> int:
@@ -183,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = isub.add_parser(
         "init", parents=[common], help="create the identity (keeps an existing one)"
     )
-    init.add_argument("--name", help="node name (default: host name)")
+    init.add_argument("--name", type=_own_name, help="node name (default: host name)")
     init.add_argument("--role", choices=_ROLES, default="dual")
     init.add_argument("--force", action="store_true", help="replace an existing identity")
     isub.add_parser("show", parents=[common], help="print the identity")
@@ -199,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--listen", metavar="HOST:PORT", help="listen address (default 0.0.0.0:9091)"
     )
-    serve.add_argument("--name", help="node name used when the identity is created")
+    serve.add_argument("--name", type=_own_name, help="node name used when the identity is created")
     serve.add_argument("--tls-cert", metavar="FILE", type=Path)
     serve.add_argument("--tls-key", metavar="FILE", type=Path)
     serve.add_argument(
@@ -249,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     padd.add_argument("address", help="ws://HOST:PORT/ws (or HOST:PORT)")
     padd.add_argument("--public-key", metavar="B64", help="pin this key (else trust on first use)")
-    padd.add_argument("--name", help="a local name to use as PEER")
+    padd.add_argument("--name", type=_own_name, help="a local name to use as PEER")
     psub.add_parser("list", parents=[common], help="known peers and the allowlist")
     prm = psub.add_parser("remove", parents=[common], help="forget a peer")
     prm.add_argument("peer", metavar="PEER")
@@ -351,13 +369,13 @@ class _Ctx:
     def say(self, text: str) -> None:
         """Human output (stdout), skipped with --json."""
         if not self.json:
-            self.out.write(text + "\n")
+            self.out.write(shown_lines(text) + "\n")
             self.out.flush()
 
     def note(self, text: str) -> None:
         """Progress and side remarks (stderr), skipped with --json."""
         if not self.json:
-            self.err.write(text + "\n")
+            self.err.write(shown_lines(text) + "\n")
             self.err.flush()
 
     def emit(self, obj: Any) -> None:
@@ -384,6 +402,7 @@ class _Ctx:
             tls_ca=base.tls_ca,
             transport=base.transport,
             profile_dir=base.profile_dir,
+            max_learned_peers=base.max_learned_peers,
         )
         tcfg = cfg.transport_config()
         ccfg = None
@@ -418,7 +437,7 @@ def _peer_json(peer: Peer) -> dict[str, Any]:
 
 def _label(peer: Peer | None, peer_id: str) -> str:
     if peer is not None and peer.name:
-        return f"{peer.name} ({short_id(peer_id)})"
+        return f"{shown(peer.name)} ({short_id(peer_id)})"
     return short_id(peer_id)
 
 
@@ -487,7 +506,7 @@ async def cmd_identity(ctx: _Ctx) -> int:
     doc = ident.to_dict()
     ctx.emit(doc)
     ctx.say(
-        f"id          {ident.id}\nname        {ident.name}\npublic key  {ident.public_key}\n"
+        f"id          {ident.id}\nname        {shown(ident.name)}\npublic key  {ident.public_key}\n"
         f"role        {doc.get('role', '')}\ncreated     {doc.get('createdAt', '')}\n"
         f"key file    {manager.key_path}"
     )
@@ -585,7 +604,9 @@ async def cmd_serve(ctx: _Ctx) -> int:
         # The contract: exactly one JSON line on stdout once listening.
         print_json(node.info(), ctx.out)
         _log_authorization(node)
-        log.info("serving as %s (%s); SIGTERM or Ctrl-C stops", node.identity.name, node.id)
+        log.info(
+            "serving as %s (%s); SIGTERM or Ctrl-C stops", safe_text(node.identity.name), node.id
+        )
         await stop.wait()
         log.info("stopping")
     finally:
@@ -719,7 +740,13 @@ async def cmd_peers(ctx: _Ctx) -> int:
         if action == "list":
             peers = registry.peers()
             allow = registry.allowed_public_keys()
-            ctx.emit({"peers": [_peer_json(p) for p in peers], "allowlist": allow})
+            learned = registry.learned_ids()
+            ctx.emit(
+                {
+                    "peers": [{**_peer_json(p), "learned": p.id in learned} for p in peers],
+                    "allowlist": allow,
+                }
+            )
             if not peers:
                 ctx.say("no peers yet: add one with `p2p-node peers add ws://HOST:PORT/ws`")
             else:
@@ -731,16 +758,19 @@ async def cmd_peers(ctx: _Ctx) -> int:
                         f"{p.ping_ms:.1f} ms" if p.ping_ms else "-",
                         round(p.score, 1),
                         "yes" if p.public_key in allow else "no",
+                        # a learned peer's name is only its own claim (issue 13)
+                        "learned" if p.id in learned else "added",
                     )
                     for p in registry.by_score()
                 ]
-                ctx.say(table(("ID", "NAME", "ADDRESS", "PING", "SCORE", "ALLOWED"), rows))
+                headers = ("ID", "NAME", "ADDRESS", "PING", "SCORE", "ALLOWED", "ORIGIN")
+                ctx.say(table(headers, rows))
             extra = [k for k in allow if k not in {p.public_key for p in peers}]
             if extra:
                 ctx.say("allowlisted keys of unknown peers:\n" + "\n".join("  " + k for k in extra))
             return EXIT_OK
         if action == "remove":
-            peer = resolve_peer(registry.peers(), ctx.args.peer)
+            peer = resolve_peer(registry, ctx.args.peer)
             registry.remove(peer.id)
             ctx.emit({"removed": peer.id})
             ctx.say(f"removed {_label(peer, peer.id)}")
@@ -748,7 +778,7 @@ async def cmd_peers(ctx: _Ctx) -> int:
         # allow / revoke: a PEER or a raw key
         ref = ctx.args.peer
         try:
-            found: Peer | None = resolve_peer(registry.peers(), ref)
+            found: Peer | None = resolve_peer(registry, ref)
         except LookupError:
             found = None
         if found is not None and not found.public_key:
@@ -780,7 +810,7 @@ async def _peers_add(ctx: _Ctx) -> int:
     if not ctx.json:
         ctx.out.write(peer.id + "\n")
         trust = "key pinned" if a.public_key else "key trusted on first use"
-        ctx.note(f"added {peer.name or 'peer'} at {peer.address} ({trust})")
+        ctx.note(f"added {shown(peer.name or 'peer')} at {shown(peer.address, 200)} ({trust})")
     return EXIT_OK
 
 
@@ -855,7 +885,7 @@ async def cmd_stats(ctx: _Ctx) -> int:
         known = names.get(pid)
         ctx.say(stats_text(known.name if known is not None else "", s))
     for pid, text in errors.items():
-        ctx.say(f"{_label(names.get(pid), pid)}: {text}")
+        ctx.say(f"{_label(names.get(pid), pid)}: {shown(text, 300)}")
     ctx.note(f"{len(got)} answered, {len(errors)} failed")
     return EXIT_OK if not errors else EXIT_UNREACHABLE
 
@@ -887,13 +917,13 @@ async def cmd_miner(ctx: _Ctx) -> int:
                 conn.peer_id, a.miner_type, a.profile, config
             )
             ctx.emit({"peer": conn.peer_id, "minerName": name, "started": True})
-            ctx.say(f"started miner {name} on {label}")
+            ctx.say(f"started miner {shown(name)} on {label}")
             if not ctx.json:
                 ctx.note(f"see its output: p2p-node logs {a.peer} {name}")
         else:
             await node.controller.stop_remote_miner(conn.peer_id, a.miner_name)
             ctx.emit({"peer": conn.peer_id, "minerName": a.miner_name, "stopped": True})
-            ctx.say(f"stopped miner {a.miner_name} on {label}")
+            ctx.say(f"stopped miner {shown(a.miner_name)} on {label}")
     return EXIT_OK
 
 
@@ -905,7 +935,7 @@ async def cmd_logs(ctx: _Ctx) -> int:
         lines = await node.controller.get_remote_logs(conn.peer_id, a.miner_name, a.lines, since)
     ctx.emit({"peer": conn.peer_id, "minerName": a.miner_name, "lines": lines})
     for line in lines:
-        ctx.say(line)
+        ctx.say(shown(line, 4096))  # a miner's output line: escaped, one terminal line
     if not lines:
         ctx.note("(no output lines)")
     return EXIT_OK
@@ -926,7 +956,7 @@ def _bundle_password(ctx: _Ctx, peer_ref: str | None, password: str | None) -> s
         )
     registry = _open_registry(ctx.paths)
     try:
-        peer = resolve_peer(registry.peers(), peer_ref)
+        peer = resolve_peer(registry, peer_ref)
     finally:
         registry.close()
     if not peer.public_key:
@@ -1108,7 +1138,7 @@ async def cmd_deploy(ctx: _Ctx) -> int:
         }
     )
     ctx.say(
-        f"deployed {bundle.type} {deployed or bundle.name!r} to {label} in "
+        f"deployed {bundle.type} {shown(deployed or bundle.name)!r} to {label} in "
         f"{human_duration(took) if took >= 1 else f'{took * 1000:.0f} ms'}"
     )
     return EXIT_OK
@@ -1169,7 +1199,7 @@ def main(
         log.debug("command failed", exc_info=True)
         if args.json:
             print_json({"error": str(failure), "hint": failure.hint, "exitCode": failure.code}, out)
-        err.write(f"p2p-node: {failure.sentence()}\n")
+        err.write(f"p2p-node: {safe_text(failure.sentence(), 1000)}\n")
         err.flush()
         return failure.code
 

@@ -26,6 +26,7 @@ from p2p.controller.authz import Policy, PolicyError
 from p2p.controller.deploy_guard import DeployLimits, DeployRefusedError
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import JsonFileStats, MinerSpec, RegexStats, StatsSource
+from p2p.identity import has_control_chars, safe_text
 from p2p.transport import TransportConfig
 
 __all__ = [
@@ -50,6 +51,8 @@ _LOG_FORMATS = ("text", "json")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _MAX_MINER_TYPES = 256
 _MAX_ALLOWLIST = 100_000
+DEFAULT_MAX_LEARNED_PEERS = 1_000
+_MAX_LEARNED_PEERS = 1_000_000
 
 
 class NodeConfigError(ControllerError, ValueError):
@@ -288,6 +291,9 @@ class NodeConfig:
     allow_replace: tuple[str, ...] = ()
     #: ``[deploy]``: quotas on what deploys may store
     deploy: DeployLimits = field(default_factory=DeployLimits)
+    #: peers registered from the network (not added by the operator, not allowlisted)
+    #: kept in peers.json; beyond it the lowest-scored, longest-unseen one is evicted
+    max_learned_peers: int = DEFAULT_MAX_LEARNED_PEERS
 
     def __post_init__(self) -> None:
         parse_host_port(self.listen)
@@ -308,6 +314,14 @@ class NodeConfig:
             raise NodeConfigError("miners", f"more than {_MAX_MINER_TYPES} miner types")
         if self.name is not None and not (0 < len(self.name) <= 256):
             raise NodeConfigError("name", "must be 1..256 characters")
+        if self.name is not None and has_control_chars(self.name):
+            raise NodeConfigError("name", f"{safe_text(self.name, 60)} holds control characters")
+        if (
+            isinstance(self.max_learned_peers, bool)
+            or not isinstance(self.max_learned_peers, int)
+            or not 0 <= self.max_learned_peers <= _MAX_LEARNED_PEERS
+        ):
+            raise NodeConfigError("max_learned_peers", f"must be 0..{_MAX_LEARNED_PEERS}")
         if self.metrics is not None:
             parse_host_port(self.metrics, key="metrics")
         try:
@@ -336,6 +350,7 @@ class NodeConfig:
             "metrics",
             "authorization",
             "deploy",
+            "max_learned_peers",
         }
         unknown = set(doc) - known
         if unknown:
@@ -382,6 +397,8 @@ class NodeConfig:
             kwargs["deploy"] = DeployLimits.from_table(doc.get("deploy", {}))
         except (DeployRefusedError, TypeError) as exc:
             raise NodeConfigError("deploy", str(exc)) from None
+        if "max_learned_peers" in doc:
+            kwargs["max_learned_peers"] = doc["max_learned_peers"]
         return cls(**kwargs)
 
     @classmethod

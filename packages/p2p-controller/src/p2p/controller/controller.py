@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from p2p.controller.authz import Capability, required_capability
 from p2p.controller.bundles import Bundle
 from p2p.controller.errors import ControllerError
+from p2p.identity.text import safe_text
 from p2p.transport.connection import with_timeout
 from p2p.transport.errors import MessageError, ProtocolError, ResponseError
 from p2p.transport.messages import (
@@ -257,12 +258,15 @@ class Controller:
             return
         entry = self._pending.get(reply_to)
         if entry is None:
-            log.debug("reply %s to an unknown or finished request", reply_to)
+            log.debug("reply %s to an unknown or finished request", safe_text(reply_to))
             return
         sender = conn.peer_id
         if sender != entry.peer_id:
             log.warning(
-                "reply to %s came from %s, not %s: ignored", reply_to, sender, entry.peer_id
+                "reply to %s came from %s, not %s: ignored",
+                safe_text(reply_to),
+                sender,
+                entry.peer_id,
             )
             return
         self._forget(reply_to)
@@ -480,7 +484,7 @@ class Controller:
                 try:
                     result.stats[pid] = await self.get_remote_stats(pid)
                 except (ControllerError, ProtocolError, OSError) as exc:
-                    log.debug("stats of %s failed: %s", pid, exc)
+                    log.debug("stats of %s failed: %s", pid, safe_text(exc))
                     result.errors[pid] = exc
 
         await asyncio.gather(*(one(pid) for pid in peers))
@@ -507,7 +511,7 @@ class Controller:
             try:
                 self.registry.update_metrics(peer_id, rtt_ms, peer.geo_km, peer.hops)
             except Exception as exc:  # removed meanwhile
-                log.debug("ping metric of %s not stored: %s", peer_id, exc)
+                log.debug("ping metric of %s not stored: %s", peer_id, safe_text(exc))
         return rtt_ms
 
     async def connect_to_peer(self, peer_id: str) -> PeerConnection:

@@ -234,7 +234,12 @@ class Node:
                 load_or_create, paths.key, paths.identity, name=cfg.name
             )
             auth = AuthMode.ALLOWLIST if cfg.auth_mode == "allowlist" else AuthMode.OPEN
-            registry = await PeerRegistry.open(paths.peers, auth_mode=auth, persist=self._persist)
+            registry = await PeerRegistry.open(
+                paths.peers,
+                auth_mode=auth,
+                persist=self._persist,
+                max_learned=cfg.max_learned_peers,
+            )
             cleanups.append(registry.aclose)
             if registry.load_error is not None:
                 log.warning("peers file problem (a copy was kept): %s", registry.load_error)
@@ -481,6 +486,7 @@ class Node:
             parts.registry.add(record)
         else:
             parts.registry.update(record)
+            parts.registry.adopt(peer_id)  # the operator added it: no longer a stranger
         await parts.registry.flush()
         got = parts.registry.get(peer_id)
         assert got is not None
@@ -488,7 +494,7 @@ class Node:
 
     def resolve_peer(self, ref: str) -> Peer:
         """The known peer named by an id, a unique id prefix, a name, or an address."""
-        return resolve_peer(self.registry.peers(), ref)
+        return resolve_peer(self.registry, ref)
 
     async def connect(self, ref: str) -> tuple[Peer | None, PeerConnection]:
         """A live connection to the peer `ref` names (a known peer, or any address)."""
@@ -504,8 +510,20 @@ class Node:
         return peer, conn
 
 
-def resolve_peer(peers: list[Peer], ref: str) -> Peer:
-    """Pick one of `peers` by exact id, exact name, address, or unique id prefix."""
+def resolve_peer(peers: PeerRegistry | list[Peer], ref: str) -> Peer:
+    """Pick one of `peers` by exact id, exact name, address, or unique id prefix.
+
+    Names: a peer the operator added (or adopted) owns its name; the name of a *learned*
+    peer (registered from the network: see `PeerRegistry`) is only that peer's claim.
+    So an operator's name always wins, and learned names are used only when no operator
+    peer has that name and exactly one learned peer claims it; a name several learned
+    peers claim resolves to none of them (AmbiguousPeerError, unless an address or id
+    prefix matches). Given a plain list, every peer counts as the operator's.
+    """
+    learned: frozenset[str] = frozenset()
+    if isinstance(peers, PeerRegistry):
+        learned = peers.learned_ids()
+        peers = peers.peers()
     text = ref.strip()
     if not text or len(text) > MAX_PEER_REF:
         raise UnknownPeerError(ref[:64])
@@ -513,10 +531,14 @@ def resolve_peer(peers: list[Peer], ref: str) -> Peer:
         if p.id == text:
             return p
     named = [p for p in peers if p.name and p.name == text]
+    given = [p for p in named if p.id not in learned]
+    if len(given) == 1:
+        return given[0]
+    if len(given) > 1:
+        raise AmbiguousPeerError(ref, [p.id for p in given])
     if len(named) == 1:
         return named[0]
-    if len(named) > 1:
-        raise AmbiguousPeerError(ref, [p.id for p in named])
+    claimed = [p.id for p in named]  # several learned peers claim this name: use none
     if _is_address(text):
         want = peer_address_of(text)
         located = [p for p in peers if p.address and peer_address_of(p.address) == want]
@@ -529,6 +551,8 @@ def resolve_peer(peers: list[Peer], ref: str) -> Peer:
         return prefixed[0]
     if len(prefixed) > 1:
         raise AmbiguousPeerError(ref, [p.id for p in prefixed])
+    if claimed:
+        raise AmbiguousPeerError(ref, claimed)
     raise UnknownPeerError(ref)
 
 

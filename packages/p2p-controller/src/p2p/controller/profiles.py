@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from p2p.controller.errors import ControllerError
+from p2p.identity.text import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class DirectoryProfileManager:
         if len(data) > MAX_PROFILE_BYTES:
             raise ProfileError(f"profile too large: {len(data)} bytes")
         _atomic_write(self._path(profile_id), data)
-        log.info("saved profile %s", profile_id)
+        log.info("saved profile %s", safe_text(profile_id))
         return profile_id
 
     def list_profiles(self) -> list[str]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from p2p.controller.errors import ControllerError
+from p2p.identity.text import safe_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -133,7 +134,7 @@ class RehabController:
             command = parse_rehab(packet.payload, self.max_pause)
         except RehabError as exc:
             self.refused += 1
-            log.warning("REHAB from %s refused: %s", peer_id, exc)
+            log.warning("REHAB from %s refused: %s", peer_id, safe_text(exc))
             return
         log.info("REHAB %s from %s", command.action, peer_id)
         self.apply(command)

@@ -53,6 +53,7 @@ from p2p.controller.deploy_guard import (
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import DeployTarget, MinerManager
 from p2p.controller.profiles import ProfileManager, sanitise_name
+from p2p.identity.text import safe_text
 from p2p.transport.errors import MessageError
 from p2p.transport.messages import (
     DeployAckPayload,
@@ -282,7 +283,7 @@ class Worker:
         except ControllerError as exc:
             return self._error_reply(message, str(exc))
         except Exception as exc:  # a miner/profile implementation failed unexpectedly
-            log.exception("worker handler for %s failed", message.type)
+            log.exception("worker handler for %s failed", safe_text(message.type))
             return self._error_reply(message, f"Worker: internal error: {type(exc).__name__}")
 
     def _refuse(self, message: Message, capability: Capability, key: str) -> Message:
@@ -372,7 +373,7 @@ class Worker:
             started = self.miners.start_miner(req.miner_type, config)
             miner = await started if inspect.isawaitable(started) else started
         except Exception as exc:
-            log.info("start_miner %r failed: %r", clip(req.miner_type), clip(exc, 256))
+            log.info("start_miner %s failed: %s", safe_text(req.miner_type), safe_text(exc))
             return message.reply(
                 MessageType.MINER_ACK, MinerAckPayload(False, "", clip(exc, MAX_ERROR_TEXT))
             )
@@ -554,14 +555,19 @@ class Worker:
             try:
                 self.miners.register_binary(name, miner_path)
             except Exception as exc:
-                log.warning("deployed miner %r not registered: %s", name, exc)
+                log.warning("deployed miner %s not registered: %s", safe_text(name), safe_text(exc))
         if profile is not None and self.profiles is not None:
             try:
                 self.profiles.save_profile(profile)
             except Exception as exc:
-                log.warning("profile of miner bundle %r not saved: %s", name, exc)
+                log.warning(
+                    "profile of miner bundle %s not saved: %s", safe_text(name), safe_text(exc)
+                )
         log.info(
-            "deployed miner %r (%d file(s), %d bytes)", name, contents.files, contents.total_size
+            "deployed miner %s (%d file(s), %d bytes)",
+            safe_text(name),
+            contents.files,
+            contents.total_size,
         )
         return message.reply(MessageType.DEPLOY_ACK, DeployAckPayload(True, name))
 
@@ -592,7 +598,7 @@ class Worker:
         try:
             return bytes(self.node_manager.derive_shared_secret(conn.identity.public_key))
         except Exception as exc:
-            log.warning("no shared secret for %s: %s", conn.peer_id, exc)
+            log.warning("no shared secret for %s: %s", conn.peer_id, safe_text(exc))
             return None
 
     async def _serve(self, conn: PeerConnection, message: Message) -> None:
@@ -607,7 +613,7 @@ class Worker:
         try:
             await conn.send(reply)
         except Exception as exc:
-            log.info("reply to %r not sent: %s", clip(message.from_, 64), exc)
+            log.info("reply to %s not sent: %s", safe_text(message.from_), safe_text(exc))
 
     async def close(self) -> None:
         """Stop serving new requests."""

@@ -9,6 +9,8 @@
 - :class:`NodeManager` / :func:`load_or_create`: the identity files, in the Go node's
   locations, written atomically with the key 0600 from the start.
 - :class:`GoTime`: RFC 3339 timestamps with nanoseconds and offset kept.
+- :func:`safe_text`: how every package shows a string from the network in logs and
+  terminals; :class:`LimitedLogger`: per-key budgets for repetitive log lines.
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ from p2p.identity.keys import (
     encode_public_key,
     node_id_from_public_key,
 )
+from p2p.identity.loglimit import LimitedLogger, LogLimiter
 from p2p.identity.manager import NodeManager, load_or_create
 from p2p.identity.model import NodeIdentity, NodeRole, check_identity_binding
 from p2p.identity.storage import default_config_path, default_key_path
+from p2p.identity.text import DEFAULT_TEXT_LIMIT, has_control_chars, safe_text
 
 __all__ = [
     "CHALLENGE_SIZE",
+    "DEFAULT_TEXT_LIMIT",
     "KEY_SIZE",
     "SECRET_SIZE",
     "CorruptIdentityError",
@@ -63,6 +68,8 @@ __all__ = [
     "InvalidPublicKeyError",
     "InvalidSecretError",
     "KeyPair",
+    "LimitedLogger",
+    "LogLimiter",
     "LowOrderPointError",
     "NodeIdentity",
     "NodeManager",
@@ -73,8 +80,10 @@ __all__ = [
     "default_key_path",
     "encode_public_key",
     "generate_challenge",
+    "has_control_chars",
     "load_or_create",
     "node_id_from_public_key",
+    "safe_text",
     "sign_challenge",
     "verify_challenge",
 ]

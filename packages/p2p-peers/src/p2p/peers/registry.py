@@ -6,12 +6,27 @@ event loop. Persistence is debounced: the first change after a save arms a one-s
 writes the then-current state. Records are copy-on-write — every change stores a new
 ``Peer`` object — so a snapshot is a cheap list of references that no later change can
 alter, and the write (serialise + fsync + rename) happens off the caller's thread.
+
+Learned peers (issue 13): a peer that only ever arrived over the network — registered by
+``peer_connected``, never added by the operator (``add``) nor adopted (``adopt``) — is
+*learned*. Strangers must not grow the registry without bound, so learned peers whose key
+is not allowlisted are capped at ``max_learned`` (1 000 by default). When a new stranger
+arrives at the cap, one of them is evicted: the lowest score first, then the oldest
+``last_seen``, then the smallest id, never one that is connected right now. If every
+learned peer is connected, the newcomer is not registered (its connection goes on).
+Operator-added and allowlisted peers are never evicted and never count against the cap.
+Which ids are learned is kept in a sidecar, ``peers.json.learned.json`` (a sorted JSON
+array of ids), so peers.json stays exactly Go's format; an id in peers.json that the
+sidecar does not list (a Go-written or pre-existing entry) counts as the operator's. The
+name of a learned peer is what that peer claimed: name resolution prefers the operator's
+peers (see ``p2p.controller.node.resolve_peer``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
 import logging
 import math
 import os
@@ -20,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.peers import store
 from p2p.peers._keys import node_id_for
 from p2p.peers.errors import (
@@ -48,6 +64,8 @@ from p2p.peers.peer import (
 __all__ = ["AuthMode", "PeerIdentity", "PeerRegistry"]
 
 log = logging.getLogger(__name__)
+#: one line per stranger that cannot be stored would be a log flood: budgeted (issue 13)
+_flood = LimitedLogger(log)
 
 SUCCESS_DELTA = 1.0
 FAILURE_DELTA = -5.0
@@ -57,9 +75,12 @@ DEFAULT_SAVE_DELAY = 5.0
 #: from this many peers on, KD-tree rebuilds run in a worker thread
 BACKGROUND_REBUILD_MIN = 50_000
 DEFAULT_MAX_PEERS = 1_000_000
+#: Learned (auto-registered, not allowlisted) peers kept at most; the rest are evicted.
+DEFAULT_MAX_LEARNED = 1_000
 DEFAULT_MAX_FILE_BYTES = 2 << 30
 MAX_ALLOWLIST = 100_000
 _MAX_ALLOWLIST_BYTES = 64 << 20
+_MAX_LEARNED_BYTES = 256 << 20
 
 
 class AuthMode(enum.IntEnum):
@@ -100,6 +121,7 @@ class PeerRegistry:
         persist: bool = True,
         strict: bool = False,
         max_peers: int = DEFAULT_MAX_PEERS,
+        max_learned: int = DEFAULT_MAX_LEARNED,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         rebuild_fraction: float = 0.05,
     ) -> None:
@@ -107,11 +129,21 @@ class PeerRegistry:
             raise ValueError("save_delay must be within [0, 3600] seconds")
         if max_peers < 1:
             raise ValueError("max_peers must be >= 1")
+        if max_learned < 0:
+            raise ValueError("max_learned must be >= 0")
         self._path = Path(path) if path is not None else store.default_peers_path()
         self._persist = persist
         self._auth_mode = AuthMode(auth_mode)
         self._save_delay = float(save_delay)
         self._max_peers = max_peers
+        self._max_learned = max_learned
+        #: ids registered from the network and not (yet) the operator's
+        self._learned: set[str] = set()
+        #: learned ids evicted since the last peers.json write: the sidecar keeps listing
+        #: them until peers.json no longer holds them (a crash in between loses nothing)
+        self._evicted: set[str] = set()
+        #: learned peers evicted to make room for newer strangers, since start
+        self.evictions = 0
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._records: dict[str, Peer] = {}
@@ -147,6 +179,11 @@ class PeerRegistry:
             raise self.load_error
         self._records = {p.id: p for p in result.peers}
         self._allow = keys
+        learned = store.load_learned(store.learned_path(self._path), max_bytes=_MAX_LEARNED_BYTES)
+        self._learned = (learned or set()) & self._records.keys()
+        capped = self._capped_learned()
+        if len(capped) > self._max_learned:  # e.g. the cap was lowered since
+            self._evict_learned(capped, len(capped) - self._max_learned)
         self._index.bulk_load([(p.id, p.ping_ms, p.hops, p.geo_km, p.score) for p in result.peers])
         if result.error is not None:
             # what we hold differs from the file: write the repaired state (the bad file
@@ -181,9 +218,10 @@ class PeerRegistry:
 
     # -- CRUD ----------------------------------------------------------------------------
 
-    def add(self, peer: Peer) -> None:
-        """Register a new peer. ``added_at`` unset ⇒ now; ``score == 0`` ⇒ 50 (reference
-        rule). Raises InvalidPeerError (empty id, bad name, bad field), PeerExistsError,
+    def add(self, peer: Peer, *, learned: bool = False) -> None:
+        """Register a new peer (the operator's, unless ``learned``: see the module doc).
+        ``added_at`` unset ⇒ now; ``score == 0`` ⇒ 50 (reference rule). Raises
+        InvalidPeerError (empty id, bad name, bad field), PeerExistsError,
         RegistryFullError."""
         if not getattr(peer, "id", ""):
             raise InvalidPeerError("peer ID is required")
@@ -198,8 +236,70 @@ class PeerRegistry:
                 raise PeerExistsError(rec.id)
             if len(self._records) >= self._max_peers:
                 raise RegistryFullError(f"registry holds max_peers={self._max_peers} peers")
+            if learned and not self._room_for_learned(rec.public_key):
+                raise RegistryFullError(
+                    f"max_learned={self._max_learned} learned peers, all connected"
+                )
             self._store(rec)
+            if learned:
+                self._learned.add(rec.id)
+                self._evicted.discard(rec.id)
             self._changed()
+
+    # -- learned peers -------------------------------------------------------------------
+
+    @property
+    def max_learned(self) -> int:
+        return self._max_learned
+
+    def is_learned(self, peer_id: str) -> bool:
+        """True if the peer only arrived over the network (its name is its own claim)."""
+        return peer_id in self._learned
+
+    def learned_ids(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._learned)
+
+    def adopt(self, peer_id: str) -> bool:
+        """Make a learned peer the operator's (never evicted; its name counts as given by
+        the operator). False if it was not learned."""
+        with self._lock:
+            if peer_id not in self._learned:
+                return False
+            self._learned.discard(peer_id)
+            self._changed()
+            return True
+
+    def _capped_learned(self) -> list[str]:
+        """Learned ids that count against ``max_learned`` (key not allowlisted)."""
+        recs = self._records
+        return [i for i in self._learned if recs[i].public_key not in self._allow]
+
+    def _room_for_learned(self, public_key: str) -> bool:
+        """Make room for one more learned peer with ``public_key`` (evicting per the
+        documented rule); False if there is none to be had."""
+        if public_key in self._allow:
+            return True
+        capped = self._capped_learned()
+        if len(capped) < self._max_learned:
+            return True
+        return self._evict_learned(capped, len(capped) - self._max_learned + 1)
+
+    def _evict_learned(self, capped: list[str], need: int) -> bool:
+        """Evict ``need`` capped learned peers by the documented rule (none if fewer than
+        ``need`` are disconnected); True if done."""
+        candidates = [self._records[i] for i in capped if i not in self._connected]
+        if len(candidates) < need:
+            return False
+        for victim in heapq.nsmallest(need, candidates, key=_eviction_key):
+            del self._records[victim.id]
+            self._index.remove(victim.id)
+            self._learned.discard(victim.id)
+            self._evicted.add(victim.id)
+            self.evictions += 1
+            log.debug("evicted learned peer %s (score %.1f)", victim.id, victim.score)
+        self._changed()
+        return True
 
     def update(self, peer: Peer) -> None:
         """Replace a known peer's whole record (as the reference: no name rule)."""
@@ -214,6 +314,7 @@ class PeerRegistry:
         with self._lock:
             if self._records.pop(peer_id, None) is None:
                 raise PeerNotFoundError(peer_id)
+            self._learned.discard(peer_id)
             self._connected.discard(peer_id)
             self._index.remove(peer_id)
             self._changed()
@@ -423,8 +524,9 @@ class PeerRegistry:
             return rec is not None and rec.public_key == public_key
 
     def peer_connected(self, identity: PeerIdentity, address: str = "") -> None:
-        """PeerGate: a handshake completed. Unknown peers are auto-registered (TRANSPORT.md
-        R6) when their identity is well-formed; a malformed one is only logged."""
+        """PeerGate: a peer proved its key. Unknown peers are auto-registered as *learned*
+        (TRANSPORT.md R6), within ``max_learned``, when their identity is well-formed; a
+        malformed one is only logged. A record we hold keeps its name."""
         peer_id = identity.id
         with self._lock:
             if peer_id in self._records:
@@ -457,9 +559,14 @@ class PeerRegistry:
             try:
                 if node_id_for(peer.public_key) != peer_id:
                     raise InvalidPeerError("id does not derive from the public key")
-                self.add(peer)
+                self.add(peer, learned=True)
             except PeerError as e:
-                log.info("connected peer %.64s not registered: %s", peer_id, e)
+                _flood.info(
+                    "not registered",
+                    "connected peer %s not registered: %s",
+                    safe_text(peer_id, 64),
+                    e,
+                )
 
     def peer_disconnected(self, peer_id: str) -> None:
         """PeerGate: the connection closed."""
@@ -484,21 +591,29 @@ class PeerRegistry:
         except PeerStoreError as e:
             log.error("saving peers failed (will retry on the next change or close): %s", e)
 
-    def _snapshot(self) -> tuple[int, list[Peer]] | None:
+    def _snapshot(self) -> tuple[int, list[Peer], set[str], set[str]] | None:
         with self._lock:
             if self._gen == self._snap_gen:
                 return None
             self._snap_gen = self._gen
-            return self._gen, list(self._records.values())
+            evicted = set(self._evicted)
+            return self._gen, list(self._records.values()), self._learned | evicted, evicted
 
     def _save(self) -> None:
         snap = self._snapshot()
         with self._write_lock:  # also waits for a write already in flight
             if snap is None or snap[0] <= self._written_gen:
                 return
-            gen, peers = snap
+            gen, peers, learned, evicted = snap
             try:
+                # the sidecar first: an id in peers.json is never missing from it (and
+                # no sidecar at all until the first learned peer)
+                side = store.learned_path(self._path)
+                if learned or side.exists():
+                    store.write_atomic(side, [store.encode_learned(learned)])
                 store.write_atomic(self._path, store.encode_peers(peers))
+                with self._lock:
+                    self._evicted -= evicted  # peers.json no longer holds them
             except PeerStoreError:
                 with self._lock:
                     if self._snap_gen == gen:
@@ -540,3 +655,8 @@ class PeerRegistry:
 
 def _score_key(p: Peer) -> tuple[float, str]:
     return (-p.score, p.id)
+
+
+def _eviction_key(p: Peer) -> tuple[float, int, int, str]:
+    """Lowest score first, then the oldest last_seen, then the smallest id."""
+    return (p.score, p.last_seen.unix_seconds, p.last_seen.nanosecond, p.id)

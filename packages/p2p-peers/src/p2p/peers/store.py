@@ -28,8 +28,11 @@ __all__ = [
     "allowlist_path",
     "default_peers_path",
     "encode_allowlist",
+    "encode_learned",
     "encode_peers",
+    "learned_path",
     "load_allowlist",
+    "load_learned",
     "load_peers",
     "write_atomic",
 ]
@@ -49,6 +52,12 @@ def default_peers_path() -> Path:
 def allowlist_path(peers_path: Path) -> Path:
     """The sidecar the reference keeps the allowlist in: ``peers.json.allowlist.json``."""
     return peers_path.with_name(peers_path.name + ".allowlist.json")
+
+
+def learned_path(peers_path: Path) -> Path:
+    """Our sidecar of learned (network-registered) ids: ``peers.json.learned.json``; Go
+    neither reads nor writes it, so peers.json keeps Go's exact format."""
+    return peers_path.with_name(peers_path.name + ".learned.json")
 
 
 @dataclass
@@ -163,6 +172,35 @@ def load_allowlist(path: Path, *, max_bytes: int) -> tuple[set[str], CorruptPeer
     if bad:
         return keys, _corrupt(path, f"{bad} allowlist entries are not strings", data, bad)
     return keys, None
+
+
+def load_learned(path: Path, *, max_bytes: int) -> set[str] | None:
+    """The learned-ids sidecar (JSON array of id strings); missing ⇒ empty. Too large or
+    unreadable ⇒ None (logged): callers then treat those peers as the operator's, so
+    nothing is evicted by mistake."""
+    try:
+        if path.stat().st_size > max_bytes:
+            log.error("%s larger than %d bytes: ignored", path, max_bytes)
+            return None
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return set()
+    except OSError as e:
+        raise PeerStoreError(f"{path}: {e}") from e
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        log.error("%s is not valid JSON (%s): ignored", path, e)
+        return None
+    if not isinstance(doc, list):
+        log.error("%s is not a JSON array: ignored", path)
+        return None
+    return {i for i in doc if isinstance(i, str) and i}
+
+
+def encode_learned(ids: Iterable[str]) -> bytes:
+    """The learned-ids sidecar: sorted, one id a line."""
+    return json.dumps(sorted(ids), indent=0).encode("utf-8")
 
 
 def encode_peers(peers: Sequence[Peer]) -> Iterator[bytes]:

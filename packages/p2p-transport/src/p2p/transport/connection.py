@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.errors import TransportError
 from p2p.transport.limits import DropReason
@@ -64,6 +65,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: repetitive lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 MessageHandler = Callable[["PeerConnection", "Message"], "Awaitable[None] | None"]
 """``handler(conn, message)``; may be a plain function or ``async def``."""
@@ -469,7 +472,7 @@ class PeerConnection:
                 result = handler(self, message)
             except Exception:
                 self.handler_errors += 1
-                log.exception("message handler failed for %s", message.type)
+                log.exception("message handler failed for %s", safe_text(message.type))
                 continue
             if result is not None:
                 self._submit(result, size)
@@ -506,7 +509,9 @@ class PeerConnection:
         else:
             coro.close()
             self.session.drops.add(DropReason.OVERLOAD)
-            log.warning("handler queue full for %s: dropping a message", self.peer_id)
+            _flood.warning(
+                "handler queue full", "handler queue full for %s: dropping a message", self.peer_id
+            )
 
     async def _worker(self, coro: Coroutine[Any, Any, Any], size: int) -> None:
         try:

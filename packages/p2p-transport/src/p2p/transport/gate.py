@@ -10,12 +10,16 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from p2p.identity import LimitedLogger, safe_text
+
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
 
 __all__ = ["AllowlistGate", "OpenGate", "PeerGate"]
 
 log = logging.getLogger(__name__)
+#: repetitive lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 
 @runtime_checkable
@@ -87,5 +91,5 @@ class AllowlistGate(OpenGate):
     def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
         allowed = public_key in self.public_keys
         if not allowed:
-            log.info("peer %s not on the allowlist", peer_id)
+            _flood.info("not allowlisted", "peer %s not on the allowlist", safe_text(peer_id, 64))
         return allowed

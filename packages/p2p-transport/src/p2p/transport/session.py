@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.config import TransportConfig
 from p2p.transport.errors import TransportError
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: per-frame lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 SMSG_MAGIC = b"SMSG"
 MAX_HELD_RAW_FRAME = 512
@@ -159,7 +162,7 @@ class Session:
         self.last_activity = now
         if not self._bucket.allow(now):
             self.drops.add(DropReason.RATE)
-            log.warning("rate limit: dropping frame from %s", self.peer.id)
+            _flood.warning("rate-limited frame", "rate limit: dropping frame from %s", self.peer.id)
             self._count_excess(now)
             return None
         raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
@@ -177,7 +180,12 @@ class Session:
             message = self._codec.open(raw)
         except TransportError as exc:
             self.drops.add(DropReason.DECRYPT)
-            log.debug("undecryptable frame from %s: %s", self.peer.id, type(exc).__name__)
+            _flood.debug(
+                "undecryptable frame",
+                "undecryptable frame from %s: %s",
+                self.peer.id,
+                type(exc).__name__,
+            )
             self._proves_nothing(exc)
             return None
         if self.proven:
@@ -188,7 +196,9 @@ class Session:
             sent = envelope.ts_seconds(message)
             if sent is None or abs(wall_now - sent) > window:
                 self.drops.add(DropReason.STALE_TS)
-                log.info("stale ts from %s: dropping %s", self.peer.id, message.id)
+                _flood.info(
+                    "stale ts", "stale ts from %s: dropping %s", self.peer.id, safe_text(message.id)
+                )
                 self._proves_nothing(None)
                 return None
             stamp = sent
@@ -199,11 +209,12 @@ class Session:
             self.own_id and message.to and message.to != self.own_id
         ):
             self.drops.add(DropReason.MISADDRESSED)
-            log.info(
-                "misaddressed message from %s (from=%r to=%r): dropping",
+            _flood.info(
+                "misaddressed message",
+                "misaddressed message from %s (from=%s to=%s): dropping",
                 self.peer.id,
-                message.from_,
-                message.to,
+                safe_text(message.from_),
+                safe_text(message.to),
             )
             self._proves_nothing(None)
             return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib
 import json.decoder
 import logging
 import re
@@ -42,8 +43,9 @@ try:  # Python 3.14+
     from compression import zstd as _zstd_mod  # type: ignore[import-not-found]
 except ImportError:
     _zstd_mod = None
-try:
-    import zstandard as _zstandard  # type: ignore[import-not-found]
+_zstandard: Any
+try:  # typed or not depending on the version installed: keep it Any either way
+    _zstandard = importlib.import_module("zstandard")
 except ImportError:
     _zstandard = None
 
@@ -274,11 +276,17 @@ def _decompress(data: bytes, kind: str, limit: int) -> bytes:
     return _zstd_decompress(data, limit)
 
 
+#: Bytes one zstd read step produces: output is taken in steps and counted as it comes,
+#: so a bomb stops one step past ``max_plaintext`` (never a big up-front allocation).
+_ZSTD_STEP = 64 * 1024
+
+
 def _zstd_decompress(data: bytes, limit: int) -> bytes:
+    """Decompress the first zstd frame, reading at most ``limit + 1`` bytes of output."""
     if _zstandard is not None:
         try:
-            dobj = _zstandard.ZstdDecompressor().decompressobj()
-            out: bytes = dobj.decompress(data[: len(data)])
+            with _zstandard.ZstdDecompressor().stream_reader(data) as reader:
+                out = _read_bounded(reader.read, limit)
         except _zstandard.ZstdError as e:
             raise SmsgFormatError(f"zstd: {e}") from None
     elif _zstd_mod is not None:  # pragma: no cover - Python 3.14
@@ -292,6 +300,19 @@ def _zstd_decompress(data: bytes, limit: int) -> bytes:
     if len(out) > limit:
         raise SmsgFormatError(f"decompressed plaintext exceeds {limit} bytes")
     return out
+
+
+def _read_bounded(read: Any, limit: int) -> bytes:
+    """``read(n)`` until EOF or until more than ``limit`` bytes came (then stop at once)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk: bytes = read(min(_ZSTD_STEP, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _parse_plaintext(plain: bytes) -> SmsgMessage:

@@ -19,6 +19,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.admission import Admission, AdmissionLimits, Refuse
 from p2p.transport.config import TransportConfig
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: repetitive lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 REPLAY_SWEEP_INTERVAL = 10.0
@@ -489,7 +492,9 @@ class Transport:
         if isinstance(verdict, Refuse):
             self.rejected[verdict.counter] += 1
             if verdict.counter == "max_conns":
-                log.warning("rejecting connection: max_conns %d reached", cfg.max_conns)
+                _flood.warning(
+                    "max_conns", "rejecting connection: max_conns %d reached", cfg.max_conns
+                )
             return ws.respond(HTTPStatus(verdict.status), verdict.body)
         for victim in verdict.evict:
             # its slot went to this newcomer (admission rule 3); its _serve sees the close
@@ -533,7 +538,8 @@ class Transport:
                 )
                 if isinstance(verdict, Refuse):
                     self.rejected[verdict.counter] += 1
-                    log.info(
+                    _flood.info(
+                        "admission refused",
                         "inbound peer %s from %s refused: %s",
                         peer.id,
                         peer_address(ws),
@@ -552,15 +558,18 @@ class Transport:
             self.rejected["handshake"] += 1
             if outbound_overflowed(ws):
                 self.rejected["outbound_overflow"] += 1  # it never read what we wrote
-            log.info("inbound handshake from %s failed: %r", peer_address(ws), exc)
+            _flood.info(
+                "handshake failed", "inbound handshake from %s failed: %r", peer_address(ws), exc
+            )
             ws.transport.abort()
             return None
         if decision.result is None:
             self.rejected["handshake"] += 1
-            log.info(
+            _flood.info(
+                "handshake refused",
                 "inbound handshake from %s refused: %s",
                 peer_address(ws),
-                decision.error.reason if decision.error else "?",
+                safe_text(decision.error.reason if decision.error else "?"),
             )
             ws.transport.abort()  # bare close after the reject ack, as Go does
             return None

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
+from p2p.identity import LimitedLogger, safe_text
 from p2p.transport.connection import DISCONNECT_PROTOCOL_ERROR, PeerConnection, with_timeout
 from p2p.transport.limits import source_prefix
 from p2p.transport.transport import NotConnectedError
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: repetitive lines: a few per kind and minute, then one summary (issue 13)
+_flood = LimitedLogger(log)
 
 PeerPacketHandler = Callable[[PeerConnection, BoundPacket], "Awaitable[None] | None"]
 """``handler(peer_connection, packet)``; a plain function or ``async def``."""
@@ -83,7 +86,7 @@ class PeerDispatcher:
     per intent, threat score > threshold refused before lookup), handlers get the peer."""
 
     def __init__(self, threshold: int = THREAT_SCORE_THRESHOLD) -> None:
-        self._inner = Dispatcher(threshold)
+        self._inner = Dispatcher(threshold, log_drops=False)  # logged below, within a budget
 
     @property
     def threshold(self) -> int:
@@ -337,7 +340,11 @@ class UepsService:
             elif not advertises_ueps(conn.features):
                 counters.add(RejectReason.NOT_NEGOTIATED)
                 conn.session.raw_frames_enabled = False  # from now on tried as SMSG
-                log.info("non-SMSG binary frame from %s, which did not offer ueps/1", peer_id)
+                _flood.info(
+                    "non-SMSG frame",
+                    "non-SMSG binary frame from %s, which did not offer ueps/1",
+                    peer_id,
+                )
             else:
                 counters.add(RejectReason.UNBOUND)
             return None
@@ -348,7 +355,9 @@ class UepsService:
         verdict = ch.session.receive(frame)
         if isinstance(verdict, Reject):
             counters.add(verdict.reason)
-            log.info("UEPS frame from %s rejected: %s", peer_id, verdict.detail)
+            _flood.info(
+                "UEPS reject", "UEPS frame from %s rejected: %s", peer_id, safe_text(verdict.detail)
+            )
             if verdict.violation:
                 self._violation(ch, verdict.reason)
             return None
@@ -360,9 +369,11 @@ class UepsService:
             handler = self.dispatcher.route(packet)
         except ThreatScoreExceeded:
             counters.add(RejectReason.THREAT)
+            _flood.warning("UEPS threat", "UEPS packet from %s over the threat threshold", peer_id)
             return None
         except UnknownIntent:
             counters.add(RejectReason.UNKNOWN_INTENT)
+            _flood.warning("UEPS intent", "UEPS packet from %s: unknown intent", peer_id)
             return None
         counters.add("accepted")
         return handler(conn, packet)

@@ -45,10 +45,13 @@ Handler = Callable[[Any], Any]
 class Dispatcher:
     """Routes verified packets to one handler per intent, refusing high-threat packets."""
 
-    def __init__(self, threshold: int = THREAT_SCORE_THRESHOLD) -> None:
+    def __init__(self, threshold: int = THREAT_SCORE_THRESHOLD, *, log_drops: bool = True) -> None:
+        """``log_drops=False``: refused packets raise without a WARNING each (for callers
+        that count and rate-limit their own log lines, such as a network service)."""
         if not 0 <= threshold <= 0xFFFF:
             raise ValueError(f"threshold must be 0..65535, got {threshold}")
         self.threshold = threshold
+        self.log_drops = log_drops
         self._handlers: dict[int, Handler] = {}
         self._lock = threading.Lock()
 
@@ -75,18 +78,20 @@ class Dispatcher:
             raise UEPSError("nil packet")
         hdr = packet.header
         if hdr.threat_score > self.threshold:
-            log.warning(
-                "packet rejected: threat score %d exceeds safety threshold (%d), intent 0x%02x",
-                hdr.threat_score,
-                self.threshold,
-                hdr.intent_id,
-            )
+            if self.log_drops:
+                log.warning(
+                    "packet rejected: threat score %d exceeds safety threshold (%d), intent 0x%02x",
+                    hdr.threat_score,
+                    self.threshold,
+                    hdr.intent_id,
+                )
             raise ThreatScoreExceeded(
                 f"packet rejected: threat score exceeds safety threshold ({self.threshold})"
             )
         handler = self._handlers.get(hdr.intent_id)
         if handler is None:
-            log.warning("packet dropped: unknown intent 0x%02x", hdr.intent_id)
+            if self.log_drops:
+                log.warning("packet dropped: unknown intent 0x%02x", hdr.intent_id)
             raise UnknownIntent(f"packet dropped: unknown intent 0x{hdr.intent_id:02x}")
         return handler
 
