@@ -185,7 +185,7 @@ def encrypt(
             f"a {len(plain)}-byte plaintext exceeds the {max_frame}-byte frame limit"
         )
     nonce = sigil.random_nonce() if nonce is None else bytes(nonce)
-    return b"".join((_PREFIX, nonce, sigil._seal_ct(_key(password), nonce, plain)))
+    return sigil._seal_prefixed(_key(password), nonce, plain, _PREFIX)
 
 
 def decrypt(
@@ -207,7 +207,7 @@ def decrypt(
         if n - _HDR_END < sigil.OVERHEAD:
             raise SmsgDecryptError(f"payload of {n - _HDR_END} bytes is shorter than nonce + tag")
         try:
-            return _parse_plaintext(sigil._open(_key(password), data[_HDR_END:]))
+            return _parse_plaintext(sigil._open_at(_key(password), data, _HDR_END))
         except SigilError:
             raise SmsgDecryptError("decryption failed (wrong password?)") from None
     try:
@@ -219,7 +219,7 @@ def decrypt(
     if len(payload) < sigil.OVERHEAD:
         raise SmsgDecryptError(f"payload of {len(payload)} bytes is shorter than nonce + tag")
     try:
-        plain = sigil._open(_key(password), payload)
+        plain = sigil._open_at(_key(password), payload, 0)
     except SigilError:
         raise SmsgDecryptError("decryption failed (wrong password?)") from None
     compression = header.get("compression")
