@@ -169,7 +169,13 @@ def test_random_bytes_sizes_and_uniqueness() -> None:
             random_bytes(n)
 
 
-@pytest.mark.parametrize("size", [sigil.LARGE - 1, sigil.LARGE, sigil.LARGE + 1, 3 * sigil.LARGE])
+@pytest.mark.parametrize(
+    "size",
+    sorted(
+        {sigil.LARGE - 1, sigil.LARGE, sigil.LARGE + 1, 3 * sigil.LARGE}
+        | {sigil.FUSED_LARGE - 1, sigil.FUSED_LARGE, sigil.FUSED_LARGE + 1}
+    ),
+)
 def test_size_dispatch_boundary(size: int) -> None:
     key, nonce, pt = os.urandom(32), os.urandom(24), os.urandom(size)
     want = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(

@@ -908,10 +908,16 @@ class Message:
 
     def to_json(self) -> bytes:
         """The JSON Go's ``MarshalJSON`` writes for this message (no trailing newline)."""
-        return to_utf8(self.to_json_text())
+        out = _to_json_fast(self)
+        return to_utf8(self._to_json_text()) if out is None else out
 
     def to_json_text(self) -> str:
         """:meth:`to_json` as text (what an SMSG body holds)."""
+        out = _to_json_fast(self)
+        return self._to_json_text() if out is None else out.decode()
+
+    def _to_json_text(self) -> str:
+        """:meth:`to_json_text` with the stdlib quoting (the fast path's twin)."""
         ts = self._ts_text
         if ts is None:
             if self._ts is None:
@@ -1021,6 +1027,46 @@ class Message:
             f"Message(id={self.id!r}, type={str(self.type)!r}, from_={self.from_!r}, "
             f"to={self.to!r}, ts={self.ts}, reply_to={self.reply_to!r})"
         )
+
+
+def _make_to_json_fast() -> Callable[[Message], bytes | None]:
+    """orjson writes the envelope in insertion order with the payload as a raw fragment:
+    Go's bytes (HTML escaping off) except for U+2028/U+2029, which Go always escapes, and
+    lone surrogates, which orjson refuses; ``None`` sends those (and a message whose ts is
+    only a GoTime) to :meth:`Message._to_json_text`."""
+    fragment = getattr(orjson, "Fragment", None)
+    if fragment is None:
+        return lambda _msg: None
+    dumps, error, member = orjson.dumps, orjson.JSONEncodeError, MessageType
+
+    def to_json_fast(msg: Message) -> bytes | None:
+        ts = msg._ts_text
+        if ts is None:
+            return None
+        typ = msg.type
+        p = msg.payload
+        d = {
+            "id": msg.id,
+            "type": typ.value if typ.__class__ is member else typ,
+            "from": msg.from_,
+            "to": msg.to,
+            "ts": ts,
+            "payload": None if p is None else fragment(p),
+        }
+        if msg.reply_to:
+            d["replyTo"] = msg.reply_to
+        try:
+            out: bytes = dumps(d)
+        except error:
+            return None
+        if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:  # U+2028, U+2029
+            return None
+        return out
+
+    return to_json_fast
+
+
+_to_json_fast = _make_to_json_fast()
 
 
 def reply(request: Message, type: MessageType | str, payload: Payload | Any = None) -> Message:
