@@ -3,7 +3,8 @@
 
 Hashing is done in C (``_sha256.h``: portable SHA-256 plus SHA-NI chosen at run time) with the
 HMAC key absorbed once per secret; a frame is parsed and authenticated in one pass over its
-bytes, without building the signed data.
+bytes, without building the signed data. Beyond ``_pure``'s API: the fused SMSG/STIM sigil
+(``sigil_seal`` / ``sigil_open``), whose AEAD the transport installs at import.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
