@@ -5,18 +5,31 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import nacl.bindings
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from p2p import ueps
 from p2p.transport import sigil
 from p2p.transport.sigil import SigilError
 from p2p.ueps import keystream_xor
 
 SPEC_KEY = "905f28def18eaac05ae6f12b2c3452744afaf626da1343d57b395b544e0519b6"
 SPEC_PASSWORD = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+
+
+@pytest.fixture(scope="module", autouse=True, params=["fused", "composed"])
+def sigil_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on both sigil paths: keystream + AEAD fused in the p2p.ueps
+    extension, and composed in Python (the only one without the extension)."""
+    if request.param == "fused" and not sigil.FUSED:
+        pytest.skip("fused sigil path unavailable (no p2p.ueps extension)")
+    with sigil._fused_path(request.param == "fused") as live:
+        assert live == (request.param == "fused")
+        yield request.param
 
 
 def test_derive_key_spec_vector() -> None:
@@ -156,7 +169,13 @@ def test_random_bytes_sizes_and_uniqueness() -> None:
             random_bytes(n)
 
 
-@pytest.mark.parametrize("size", [sigil.LARGE - 1, sigil.LARGE, sigil.LARGE + 1, 3 * sigil.LARGE])
+@pytest.mark.parametrize(
+    "size",
+    sorted(
+        {sigil.LARGE - 1, sigil.LARGE, sigil.LARGE + 1, 3 * sigil.LARGE}
+        | {sigil.FUSED_LARGE - 1, sigil.FUSED_LARGE, sigil.FUSED_LARGE + 1}
+    ),
+)
 def test_size_dispatch_boundary(size: int) -> None:
     key, nonce, pt = os.urandom(32), os.urandom(24), os.urandom(size)
     want = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
@@ -172,3 +191,59 @@ def test_size_dispatch_boundary(size: int) -> None:
     bad[-size // 2] ^= 4
     with pytest.raises(SigilError):
         sigil.open(key, bytes(bad))
+
+
+# --- the fused path against the composed one --------------------------------------------------
+
+
+def test_fused_path_is_live_with_the_extension() -> None:
+    """With the Cython codec live, SMSG must not silently fall back to the slower path."""
+    assert (ueps.IMPLEMENTATION == "cython") == sigil.FUSED
+
+
+def _composed(key: bytes, nonce: bytes, pt: bytes) -> bytes:
+    obf = keystream_xor(nonce, pt) if pt else b""
+    return nonce + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(obf, None, nonce, key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    nonce=st.binary(min_size=24, max_size=24),
+    pt=st.binary(max_size=5000),
+    prefix=st.binary(max_size=80),
+)
+def test_prefixed_seal_and_open_at_match_the_composed_bytes(
+    key: bytes, nonce: bytes, pt: bytes, prefix: bytes
+) -> None:
+    sealed = sigil._seal_prefixed(key, nonce, pt, prefix)
+    assert sealed == prefix + _composed(key, nonce, pt)
+    assert sigil._open_at(key, sealed, len(prefix)) == pt
+    bad = bytearray(sealed)
+    bad[len(prefix) + len(bad[len(prefix) :]) // 2] ^= 1
+    with pytest.raises(SigilError, match="authentication"):
+        sigil._open_at(key, bytes(bad), len(prefix))
+
+
+def test_fused_calls_refuse_bad_arguments() -> None:
+    if not sigil.FUSED:
+        pytest.skip("no p2p.ueps extension")
+    from p2p.ueps import _speedups as ext  # type: ignore[attr-defined]
+
+    key, nonce = os.urandom(32), os.urandom(24)
+    with pytest.raises(ValueError):
+        ext.sigil_seal(key[:31], nonce, b"x")
+    with pytest.raises(ValueError):
+        ext.sigil_seal(key, nonce[:23], b"x")
+    with pytest.raises(ValueError):
+        ext.sigil_open(key[:31], bytes(40))
+    sealed = ext.sigil_seal(key, nonce, b"", b"ab")
+    assert len(sealed) == 2 + sigil.OVERHEAD
+    assert ext.sigil_open(key, sealed, 2) == b""
+    for offset in (-1, 3, len(sealed) + 1):
+        with pytest.raises(ValueError):
+            ext.sigil_open(key, sealed, offset)
+    with pytest.raises(ext.SigilAuthError):
+        ext.sigil_open(os.urandom(32), sealed, 2)
+    with pytest.raises(ValueError):
+        ext.install_xchacha20poly1305(1, 0)

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,6 +28,17 @@ from p2p.transport.smsg import (
 
 PW = "l3CwhNy/RF0aHxGYLk5wffBe1MNCPEqOej6a2h1g5N4="
 _PREFIX57 = b"SMSG\x02\x00\x00\x00\x30" + smsg.HEADER_JSON
+
+
+@pytest.fixture(scope="module", autouse=True, params=["fused", "composed"])
+def sigil_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on both sigil paths: keystream + AEAD fused in the p2p.ueps
+    extension, and composed in Python (the only one without the extension)."""
+    if request.param == "fused" and not sigil.FUSED:
+        pytest.skip("fused sigil path unavailable (no p2p.ueps extension)")
+    with sigil._fused_path(request.param == "fused") as live:
+        assert live == (request.param == "fused")
+        yield request.param
 
 
 def _frame(plain: bytes, header: dict[str, Any] | bytes, password: str = PW) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 
 from p2p.identity import GoTime
 
-__all__ = ["ParsedTime", "format_utc", "parse_canonical", "parse_go_time"]
+__all__ = ["ParsedTime", "canonical_unix_ns", "format_utc", "parse_canonical", "parse_go_time"]
 
 _RE = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{1,2}):([0-9]{2}):([0-9]{2})"
@@ -97,6 +97,28 @@ def parse_canonical(text: str) -> tuple[int, int, int]:
             offset = -offset
     nanos = int(text[20:end].ljust(9, "0")) if end > 19 else 0
     return sec - offset, nanos, offset
+
+
+_last_head: tuple[str, int] = ("", 0)  # ("YYYY-MM-DDTHH:MM:SS", unix s) of the last UTC text
+
+
+def canonical_unix_ns(text: str) -> int:
+    """Nanoseconds since the epoch of canonical text (as :func:`parse_canonical` takes).
+    UTC texts reuse the last second's conversion: a stream of messages mostly shares it."""
+    global _last_head
+    if text[-1] != "Z" or len(text) < 20:
+        sec, nanos, _ = parse_canonical(text)
+        return sec * 1_000_000_000 + nanos
+    head = text[:19]
+    cached = _last_head
+    if cached[0] == head:
+        sec = cached[1]
+    else:
+        sec = parse_canonical(head + "Z")[0]
+        _last_head = (head, sec)  # one tuple swap: racing threads each store a correct pair
+    if len(text) > 20:
+        return sec * 1_000_000_000 + int(text[20:-1].ljust(9, "0"))
+    return sec * 1_000_000_000
 
 
 _last_second: list[Any] = [None, ""]  # (sec, "YYYY-MM-DDTHH:MM:SS"): one entry suffices

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from p2p.identity import GoTime, IdentityError, NodeIdentity, NodeRole
-from p2p.transport._gojson import go_float, go_string, marshal, to_utf8
-from p2p.transport._gotime import format_utc, parse_canonical, parse_go_time
+from p2p.transport._gojson import go_float, go_string, marshal, orjson, to_utf8
+from p2p.transport._gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
 from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
 from p2p.transport._random import random_bytes
 from p2p.transport.errors import MessageError, ProtocolError, ResponseError
@@ -81,6 +81,7 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _ZERO_TS = "0001-01-01T00:00:00Z"
+_ZERO_NS = GoTime.zero().timestamp_ns()
 
 
 def is_protocol_version_supported(version: str) -> bool:
@@ -650,10 +651,90 @@ def _set_ts(msg: Message, raw: str) -> None:
     msg._ts_text = raw if parsed[3] else None
 
 
+# What Go writes, when no string needs an escape and ts is canonical: one regex match pins
+# id, type, from, to and ts in place; the payload then runs to the closing brace or to a
+# trailing replyTo member, and must be exactly one JSON value.
+_PLAIN = r'([^"\\\x00-\x1f]*)'
+_GO_HEAD = re.compile(
+    r'\{"id":"'
+    + _PLAIN
+    + r'","type":"'
+    + _PLAIN
+    + r'","from":"'
+    + _PLAIN
+    + r'","to":"'
+    + _PLAIN
+    + r'","ts":"('
+    + _TS_CANONICAL.pattern
+    + r')","payload":'
+)
+_PLAIN_STR = re.compile(r'[^"\\\x00-\x1f]*')
+_REPLY_TO = ',"replyTo":"'
+
+
+def _one_value_impls() -> dict[str, Callable[[str, int, int], bool]]:
+    """``one_value(text, start, end)``: ``text[start:end]`` is exactly one JSON value.
+    ``"scan"`` is the stdlib C scanner; ``"orjson"`` (when installed) is faster, strict
+    RFC 8259 like Go, and where it refuses what Go takes (lone surrogate escapes, absurd
+    depth) the caller's slower path decides. Both are kept so tests can hold them equal."""
+
+    def one_value_scan(text: str, start: int, end: int) -> bool:
+        try:
+            return bool(scan_value(text, start)[1] == end)
+        except (ValueError, StopIteration, RecursionError):
+            return False
+
+    impls: dict[str, Callable[[str, int, int], bool]] = {"scan": one_value_scan}
+    if orjson is not None:
+        loads, error = orjson.loads, orjson.JSONDecodeError
+
+        def one_value_orjson(text: str, start: int, end: int) -> bool:
+            raw = text[start:end]
+            if not raw or raw[0] in " \t\n\r" or raw[-1] in " \t\n\r":
+                return False
+            try:
+                loads(raw)
+            except error:
+                return False
+            return True
+
+        impls["orjson"] = one_value_orjson
+    return impls
+
+
+_ONE_VALUE = _one_value_impls()
+_one_value = _ONE_VALUE.get("orjson", _ONE_VALUE["scan"])
+
+
 def _from_go_json(text: str) -> Message | None:
-    """Fast path for exactly what Go writes: the keys in Go's order, compact. Every member
-    is pinned in place by the C scanner, so duplicates or extra keys cannot slip through;
-    ``None`` sends anything else to the general decoder (which gives the same answers)."""
+    """Fast path for exactly what Go writes (keys in Go's order, compact); ``None`` sends
+    anything else to the general decoder (which gives the same answers)."""
+    m = _GO_HEAD.match(text)
+    if m is None or text[m.start(5) + 8 : m.start(5) + 10] > "28":
+        return _from_go_json_scan(text)
+    p0 = m.end()
+    last = len(text) - 1
+    if text[last] != "}":
+        return None
+    end, reply_to = last, ""
+    if text[last - 1] == '"':
+        k = text.rfind(_REPLY_TO, p0)
+        if k >= 0 and _PLAIN_STR.fullmatch(text, k + 12, last - 1) is not None:
+            end, reply_to = k, text[k + 12 : last - 1]
+    if not _one_value(text, p0, end):
+        return _from_go_json_scan(text)
+    msg = Message.__new__(Message)
+    id_, typ, msg.from_, msg.to, ts = m.groups()
+    msg.id, msg.reply_to = id_, reply_to
+    msg.payload = _compact(text[p0:end])
+    msg.type = _TYPES.get(typ, typ)
+    msg._ts, msg._ts_text = None, ts
+    return msg
+
+
+def _from_go_json_scan(text: str) -> Message | None:
+    """:func:`_from_go_json` for strings with escapes: every member is pinned in place by
+    the C scanner, so duplicates or extra keys cannot slip through."""
     if not text.startswith('{"id":"'):
         return None
     try:
@@ -769,6 +850,19 @@ class Message:
         self._ts = value
         self._ts_text = None
 
+    def ts_unix_ns(self) -> int | None:
+        """``ts`` as nanoseconds since the Unix epoch, ``None`` for the zero time (no
+        ``ts``), without building the :class:`GoTime` (what a ts window check needs)."""
+        ts = self._ts
+        if ts is None:
+            text = self._ts_text
+            if text is None:
+                return None
+            ns = canonical_unix_ns(text)
+        else:
+            ns = ts.timestamp_ns()
+        return None if ns == _ZERO_NS else ns
+
     # -- construction -----------------------------------------------------------------
 
     @classmethod
@@ -783,15 +877,15 @@ class Message:
     ) -> Message:
         """A fresh message (Go ``NewMessage``): random UUIDv4 ``id``, ``ts`` = now (UTC).
         ``payload`` is a :class:`Payload`, any JSON-able value, or ``None`` (null)."""
-        msg = cls(
-            id=new_id(),
-            type=type,
-            from_=from_,
-            to=to,
-            payload=_payload_text(payload),
-            reply_to=reply_to,
-        )
+        msg = cls.__new__(cls)  # every slot set here: no keyword-argument __init__ per message
+        msg.id = new_id()
+        msg.type = _TYPES.get(type, type) if type.__class__ is str else type
+        msg.from_ = from_
+        msg.to = to
+        msg.payload = None if payload is None else _payload_text(payload)
+        msg.reply_to = reply_to
         sec, nsec = divmod(time.time_ns(), 1_000_000_000)
+        msg._ts = None
         msg._ts_text = format_utc(sec, nsec)  # the GoTime is built only if someone asks
         return msg
 
@@ -814,10 +908,16 @@ class Message:
 
     def to_json(self) -> bytes:
         """The JSON Go's ``MarshalJSON`` writes for this message (no trailing newline)."""
-        return to_utf8(self.to_json_text())
+        out = _to_json_fast(self)
+        return to_utf8(self._to_json_text()) if out is None else out
 
     def to_json_text(self) -> str:
         """:meth:`to_json` as text (what an SMSG body holds)."""
+        out = _to_json_fast(self)
+        return self._to_json_text() if out is None else out.decode()
+
+    def _to_json_text(self) -> str:
+        """:meth:`to_json_text` with the stdlib quoting (the fast path's twin)."""
         ts = self._ts_text
         if ts is None:
             if self._ts is None:
@@ -927,6 +1027,46 @@ class Message:
             f"Message(id={self.id!r}, type={str(self.type)!r}, from_={self.from_!r}, "
             f"to={self.to!r}, ts={self.ts}, reply_to={self.reply_to!r})"
         )
+
+
+def _make_to_json_fast() -> Callable[[Message], bytes | None]:
+    """orjson writes the envelope in insertion order with the payload as a raw fragment:
+    Go's bytes (HTML escaping off) except for U+2028/U+2029, which Go always escapes, and
+    lone surrogates, which orjson refuses; ``None`` sends those (and a message whose ts is
+    only a GoTime) to :meth:`Message._to_json_text`."""
+    fragment = getattr(orjson, "Fragment", None)
+    if fragment is None:
+        return lambda _msg: None
+    dumps, error, member = orjson.dumps, orjson.JSONEncodeError, MessageType
+
+    def to_json_fast(msg: Message) -> bytes | None:
+        ts = msg._ts_text
+        if ts is None:
+            return None
+        typ = msg.type
+        p = msg.payload
+        d = {
+            "id": msg.id,
+            "type": typ.value if typ.__class__ is member else typ,
+            "from": msg.from_,
+            "to": msg.to,
+            "ts": ts,
+            "payload": None if p is None else fragment(p),
+        }
+        if msg.reply_to:
+            d["replyTo"] = msg.reply_to
+        try:
+            out: bytes = dumps(d)
+        except error:
+            return None
+        if b"\xe2\x80\xa8" in out or b"\xe2\x80\xa9" in out:  # U+2028, U+2029
+            return None
+        return out
+
+    return to_json_fast
+
+
+_to_json_fast = _make_to_json_fast()
 
 
 def reply(request: Message, type: MessageType | str, payload: Payload | Any = None) -> Message:

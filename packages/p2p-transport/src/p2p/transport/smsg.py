@@ -21,13 +21,13 @@ import re
 import struct
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 from p2p.transport import sigil, trix
-from p2p.transport._gojson import go_string, to_utf8
+from p2p.transport._gojson import go_string_utf8, orjson
 from p2p.transport._jsonscan import scan_object
 from p2p.transport.errors import (
     SigilError,
@@ -181,13 +181,13 @@ def encrypt(
         timestamp = int(time.time())
     elif not _INT64[0] <= timestamp <= _INT64[1]:
         raise SmsgValueError("timestamp out of int64 range")
-    plain = to_utf8(f'{{"body":{go_string(body)},"timestamp":{int(timestamp)}}}')
+    plain = b"".join((b'{"body":', go_string_utf8(body), b',"timestamp":%d}' % timestamp))
     if len(plain) + _HDR_END + sigil.OVERHEAD > max_frame:
         raise SmsgValueError(
             f"a {len(plain)}-byte plaintext exceeds the {max_frame}-byte frame limit"
         )
     nonce = sigil.random_nonce() if nonce is None else bytes(nonce)
-    return b"".join((_PREFIX, nonce, sigil._seal_ct(_key(password), nonce, plain)))
+    return sigil._seal_prefixed(_key(password), nonce, plain, _PREFIX)
 
 
 def decrypt(
@@ -209,7 +209,7 @@ def decrypt(
         if n - _HDR_END < sigil.OVERHEAD:
             raise SmsgDecryptError(f"payload of {n - _HDR_END} bytes is shorter than nonce + tag")
         try:
-            return _parse_plaintext(sigil._open(_key(password), data[_HDR_END:]))
+            return _parse_plaintext(sigil._open_at(_key(password), data, _HDR_END))
         except SigilError:
             raise SmsgDecryptError("decryption failed (wrong password?)") from None
     try:
@@ -221,7 +221,7 @@ def decrypt(
     if len(payload) < sigil.OVERHEAD:
         raise SmsgDecryptError(f"payload of {len(payload)} bytes is shorter than nonce + tag")
     try:
-        plain = sigil._open(_key(password), payload)
+        plain = sigil._open_at(_key(password), payload, 0)
     except SigilError:
         raise SmsgDecryptError("decryption failed (wrong password?)") from None
     compression = header.get("compression")
@@ -315,7 +315,33 @@ def _read_bounded(read: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_plaintext(plain: bytes) -> SmsgMessage:
+def _make_parse_plaintext_fast() -> Callable[[bytes], SmsgMessage] | None:
+    """orjson for what Go sends (``{"body":"…","timestamp":N}``, valid UTF-8). Only a
+    result with exactly those two members of the right types is taken; anything orjson
+    refuses (invalid UTF-8, lone surrogate escapes, …) or reads otherwise goes to the
+    general decoder, which gives Go's answer."""
+    if orjson is None:
+        return None
+    loads, lo, hi = orjson.loads, _INT64[0], _INT64[1]
+    error = orjson.JSONDecodeError
+
+    def parse(plain: bytes) -> SmsgMessage:
+        if plain.startswith(b'{"body":"'):
+            try:
+                d = loads(plain)
+            except error:
+                return _parse_plaintext_slow(plain)
+            if len(d) == 2:
+                body = d.get("body")
+                ts = d.get("timestamp")
+                if body.__class__ is str and ts.__class__ is int and lo <= ts <= hi:
+                    return SmsgMessage(body, ts)
+        return _parse_plaintext_slow(plain)
+
+    return parse
+
+
+def _parse_plaintext_slow(plain: bytes) -> SmsgMessage:
     """Go ``json.Unmarshal`` into ``smsg.Message``: keys case-insensitive, last duplicate
     wins, unknown keys ignored, wrong types rejected."""
     text = plain.decode("utf-8", "replace")
@@ -378,6 +404,13 @@ def _parse_plaintext(plain: bytes) -> SmsgMessage:
 _TS_TAIL = re.compile(r',"timestamp":(-?(?:0|[1-9][0-9]{0,18}))\}')
 _scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
 _FIELDS = frozenset(("body", "timestamp", "subject", "from", "attachments", "reply_key", "meta"))
+
+
+_parse_plaintext: Callable[[bytes], SmsgMessage] = (
+    _make_parse_plaintext_fast() or _parse_plaintext_slow
+)
+"""Go ``json.Unmarshal`` of a plaintext into ``smsg.Message`` (orjson fast path when
+installed, :func:`_parse_plaintext_slow` otherwise)."""
 
 
 def _str(value: Any, name: str) -> str:

@@ -3,12 +3,13 @@
 
 Hashing is done in C (``_sha256.h``: portable SHA-256 plus SHA-NI chosen at run time) with the
 HMAC key absorbed once per secret; a frame is parsed and authenticated in one pass over its
-bytes, without building the signed data.
+bytes, without building the signed data. Beyond ``_pure``'s API: the fused SMSG/STIM sigil
+(``sigil_seal`` / ``sigil_open``), whose AEAD the transport installs at import.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy
 
 from p2p.ueps.errors import (
@@ -190,6 +191,162 @@ def keystream_xor(nonce, data):
             PyBuffer_Release(&vd)
     finally:
         PyBuffer_Release(&vn)
+    return out
+
+
+# --- fused SMSG/STIM sigil: keystream + XChaCha20-Poly1305 in one call -------------------
+#
+# The AEAD is libsodium's, reached through function pointers handed in at import time by
+# the package that depends on a libsodium build (p2p.transport.sigil takes them from
+# PyNaCl's cffi library). Nothing here links against libsodium, so the extension still
+# builds on a machine without its headers; with no pointers installed the fused calls are
+# unavailable and callers use their composed path.
+
+ctypedef int (*_aead_encrypt_fn)(
+    unsigned char *c, unsigned long long *clen_p, const unsigned char *m,
+    unsigned long long mlen, const unsigned char *ad, unsigned long long adlen,
+    const unsigned char *nsec, const unsigned char *npub, const unsigned char *k) noexcept nogil
+ctypedef int (*_aead_decrypt_fn)(
+    unsigned char *m, unsigned long long *mlen_p, unsigned char *nsec,
+    const unsigned char *c, unsigned long long clen, const unsigned char *ad,
+    unsigned long long adlen, const unsigned char *npub, const unsigned char *k) noexcept nogil
+
+cdef _aead_encrypt_fn _xc_encrypt = NULL
+cdef _aead_decrypt_fn _xc_decrypt = NULL
+cdef object _aead_owner = None  # keeps the library that owns the pointers alive
+
+DEF SIGIL_KEY = 32
+DEF SIGIL_NONCE = 24
+DEF SIGIL_TAG = 16
+DEF _NOGIL_FROM = 2048  # below this, releasing the GIL costs more than it lets others run
+
+
+class SigilAuthError(Exception):
+    """The sealed data does not authenticate under the key (the caller maps it)."""
+
+
+def install_xchacha20poly1305(uintptr_t encrypt, uintptr_t decrypt, owner=None):
+    """Install libsodium's ``crypto_aead_xchacha20poly1305_ietf_encrypt`` / ``_decrypt``
+    as raw function addresses (``owner`` is kept alive with them). Private plumbing for
+    ``p2p.transport.sigil``, which self-tests the result: a wrong address crashes the
+    process, so nothing else should call this. ``0, 0`` uninstalls."""
+    global _xc_encrypt, _xc_decrypt, _aead_owner
+    if (encrypt == 0) != (decrypt == 0):
+        raise ValueError("install both functions or neither")
+    _xc_encrypt = <_aead_encrypt_fn>encrypt
+    _xc_decrypt = <_aead_decrypt_fn>decrypt
+    _aead_owner = owner if encrypt else None
+
+
+def sigil_fused_available():
+    """Whether :func:`sigil_seal` / :func:`sigil_open` can run (an AEAD is installed)."""
+    return _xc_encrypt != NULL
+
+
+cdef int _seal_into(uint8_t *o, const uint8_t *prefix, Py_ssize_t plen, const uint8_t *key,
+                    const uint8_t *nonce, const uint8_t *pt, Py_ssize_t n) noexcept nogil:
+    if plen:
+        memcpy(o, prefix, plen)
+    memcpy(o + plen, nonce, SIGIL_NONCE)
+    o += plen + SIGIL_NONCE
+    if n:
+        p2p_keystream_xor(nonce, SIGIL_NONCE, pt, o, <size_t>n)
+    # in place: libsodium allows the ciphertext to overwrite the message
+    return _xc_encrypt(o, NULL, o, <unsigned long long>n, NULL, 0, NULL, nonce, key)
+
+
+cdef int _open_into(uint8_t *o, const uint8_t *key, const uint8_t *d,
+                    Py_ssize_t n) noexcept nogil:
+    cdef int rc = _xc_decrypt(o, NULL, NULL, d + SIGIL_NONCE,
+                              <unsigned long long>(n + SIGIL_TAG), NULL, 0, d, key)
+    if rc == 0 and n:
+        p2p_keystream_xor(d, SIGIL_NONCE, o, o, <size_t>n)
+    return rc
+
+
+def sigil_seal(key, nonce, plaintext, prefix=b""):
+    """``prefix || nonce || XChaCha20-Poly1305(key, nonce, plaintext XOR keystream(nonce))
+    || tag`` in one output allocation (the Enchantrix ChaCha20-Poly1305 sigil)."""
+    cdef Py_buffer vk, vn, vp, vx
+    cdef bytes out
+    cdef uint8_t *o
+    cdef Py_ssize_t n, plen
+    cdef int rc
+    if _xc_encrypt == NULL:
+        raise RuntimeError("no XChaCha20-Poly1305 installed")
+    PyObject_GetBuffer(key, &vk, PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(nonce, &vn, PyBUF_SIMPLE)
+        try:
+            if vk.len != SIGIL_KEY or vn.len != SIGIL_NONCE:
+                raise ValueError("key must be 32 bytes and nonce 24 bytes")
+            PyObject_GetBuffer(plaintext, &vp, PyBUF_SIMPLE)
+            try:
+                PyObject_GetBuffer(prefix, &vx, PyBUF_SIMPLE)
+                try:
+                    n = vp.len
+                    plen = vx.len
+                    out = PyBytes_FromStringAndSize(NULL, plen + SIGIL_NONCE + n + SIGIL_TAG)
+                    o = <uint8_t *>PyBytes_AS_STRING(out)
+                    if n < _NOGIL_FROM:
+                        rc = _seal_into(o, <const uint8_t *>vx.buf, plen,
+                                        <const uint8_t *>vk.buf, <const uint8_t *>vn.buf,
+                                        <const uint8_t *>vp.buf, n)
+                    else:
+                        with nogil:
+                            rc = _seal_into(o, <const uint8_t *>vx.buf, plen,
+                                            <const uint8_t *>vk.buf, <const uint8_t *>vn.buf,
+                                            <const uint8_t *>vp.buf, n)
+                finally:
+                    PyBuffer_Release(&vx)
+            finally:
+                PyBuffer_Release(&vp)
+        finally:
+            PyBuffer_Release(&vn)
+    finally:
+        PyBuffer_Release(&vk)
+    if rc != 0:
+        raise RuntimeError("XChaCha20-Poly1305 encryption failed")
+    return out
+
+
+def sigil_open(key, data, Py_ssize_t offset=0):
+    """Inverse of :func:`sigil_seal` on ``data[offset:]`` (``nonce || ciphertext || tag``)
+    without slicing; :class:`SigilAuthError` if it does not authenticate,
+    :class:`ValueError` if it is shorter than nonce + tag."""
+    cdef Py_buffer vk, vd
+    cdef bytes out
+    cdef uint8_t *o
+    cdef const uint8_t *d
+    cdef Py_ssize_t n
+    cdef int rc
+    if _xc_decrypt == NULL:
+        raise RuntimeError("no XChaCha20-Poly1305 installed")
+    PyObject_GetBuffer(key, &vk, PyBUF_SIMPLE)
+    try:
+        if vk.len != SIGIL_KEY:
+            raise ValueError("key must be 32 bytes")
+        PyObject_GetBuffer(data, &vd, PyBUF_SIMPLE)
+        try:
+            if offset < 0 or offset > vd.len:
+                raise ValueError("offset outside the data")
+            n = vd.len - offset - SIGIL_NONCE - SIGIL_TAG
+            if n < 0:
+                raise ValueError("sealed data is shorter than nonce + tag")
+            d = <const uint8_t *>vd.buf + offset
+            out = PyBytes_FromStringAndSize(NULL, n)
+            o = <uint8_t *>PyBytes_AS_STRING(out)
+            if n < _NOGIL_FROM:
+                rc = _open_into(o, <const uint8_t *>vk.buf, d, n)
+            else:
+                with nogil:
+                    rc = _open_into(o, <const uint8_t *>vk.buf, d, n)
+        finally:
+            PyBuffer_Release(&vd)
+    finally:
+        PyBuffer_Release(&vk)
+    if rc != 0:
+        raise SigilAuthError("authentication failed")
     return out
 
 
