@@ -6,6 +6,7 @@ profiles and miner binaries as encrypted bundles (`p2p.controller.bundles`).
 
 from __future__ import annotations
 
+from p2p.controller._version import __version__
 from p2p.controller.config import NodeConfig, NodeConfigError, NodePaths
 from p2p.controller.controller import (
     AllStats,
@@ -83,4 +84,5 @@ __all__ = [
     "UnknownPeerError",
     "Worker",
     "WorkerError",
+    "__version__",
 ]

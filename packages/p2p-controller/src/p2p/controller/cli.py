@@ -49,6 +49,7 @@ from p2p.controller._cli_output import (
     stats_text,
     table,
 )
+from p2p.controller._version import __version__
 from p2p.controller.bundles import Bundle
 from p2p.controller.config import (
     DATA_DIR_ENV,
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Lethean P2P node, and drive other nodes: ping, stats, miners, "
         "logs, deploy. Start with `p2p-node demo`.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
