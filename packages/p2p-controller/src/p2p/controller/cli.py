@@ -1,6 +1,7 @@
 """`p2p-node`: run a Lethean P2P node and drive other nodes from the shell.
 
 Contract other tools rely on (keep it stable):
+
 - ``--data-dir DIR`` / ``$P2P_NODE_DIR`` puts every file under DIR (see `NodePaths`);
 - ``identity show --json`` prints the identity JSON (id, name, publicKey, createdAt, role);
 - ``serve`` prints one JSON line ``{"id","publicKey","address"}`` once listening, then
