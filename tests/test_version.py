@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,20 @@ def test_module_alias_runs_the_same_command(tmp_path: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["name"] == "alias"
     assert _run("--data-dir", data, "nosuchcommand").returncode == 2
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_shell_completion_script(shell: str, tmp_path: Path) -> None:
+    """``p2p-node --print-completion SHELL`` (shtab) prints a script the shell accepts."""
+    done = _run("--print-completion", shell)
+    assert done.returncode == 0, done.stderr
+    for word in ("serve", "peers", "miner", "--data-dir"):
+        assert word in done.stdout
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed: the script was printed but not syntax-checked")
+    script = tmp_path / f"p2p-node.{shell}"
+    script.write_text(done.stdout, encoding="utf-8")
+    checked = subprocess.run(
+        [shell, "-n", str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert checked.returncode == 0, checked.stderr

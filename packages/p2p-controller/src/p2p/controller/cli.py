@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
+import shtab
 from p2p.controller import _metrics, bundles
 from p2p.controller._cli_output import (
     EXIT_ERROR,
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "logs, deploy. Start with `p2p-node demo`.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    shtab.add_argument_to(parser, "--print-completion", help="print a bash/zsh completion script")
     parser.add_argument(
         "--data-dir",
         metavar="DIR",
