@@ -27,6 +27,10 @@ exclude_patterns = ["_build"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
+# Docstrings write `name` (single backticks) for code: make it a cross-reference, shown as
+# code whether or not it resolves.
+default_role = "py:obj"
+
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "show-inheritance": True}
