@@ -741,14 +741,17 @@ async def test_node_closes_after_its_identity_is_deleted(tmp_path) -> None:
 
 async def test_slow_handler_does_not_block_the_peer(make_node, tmp_path) -> None:
     """Go runs handlers inline in the read loop (#10): a slow StartMiner/StopMiner stalls
-    that peer's reads, pings included. A stop_miner that takes 2 s (a miner ignoring
-    SIGTERM) runs while pings on the same connection are answered."""
+    that peer's reads, pings included. A stop_miner that takes seconds (a miner ignoring
+    SIGTERM) runs while pings on the same connection are answered.
+
+    Synchronised on the miner's own output, not on sleeps: the miner prints ``armed`` once
+    its TERM trap is in place (a TERM before that would kill it at once) and ``term`` when
+    the worker's SIGTERM arrives, so the pings run while the worker is inside stop_miner."""
     from p2p.controller.miners import MinerSpec, ProcessMinerManager
 
-    stubborn = MinerSpec(
-        command=["/bin/sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.1; done"],
-        stop_grace=2.0,
-    )
+    grace = 5.0
+    script = "trap 'echo term' TERM; echo armed; while :; do sleep 0.1; done"
+    stubborn = MinerSpec(command=["/bin/sh", "-c", script], stop_grace=grace)
     worker = await make_node(
         "worker", miners=ProcessMinerManager({"stubborn": stubborn}, run_dir=tmp_path / "run")
     )
@@ -756,20 +759,21 @@ async def test_slow_handler_does_not_block_the_peer(make_node, tmp_path) -> None
     worker.policy.grant(controller.identity.public_key)
     await controller.add_peer(worker.address)
     name = await controller.controller.start_remote_miner(worker.id, "stubborn", config={})
-    # SIGTERM before the shell ran `trap` would end it at once: wait until it is ignoring it
-    await until(
-        lambda: "ready" in worker.miners.get_miner(name).get_console_history_since(10, None),
-        timeout=20,
-        what="the stubborn miner is ready",
-    )
+    miner = worker.miners.get_miner(name)
+
+    async def output(line: str) -> None:
+        while line not in miner.get_console_history_since(1000, None):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(output("armed"), 30)
     loop = asyncio.get_running_loop()
     start = loop.time()
     stop = asyncio.ensure_future(controller.controller.stop_remote_miner(worker.id, name))
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(output("term"), 30)  # the worker is now waiting out the grace
     rtts = [await controller.controller.ping_peer(worker.id) for _ in range(5)]
     assert not stop.done(), "the stop finished early: nothing was tested"
     await stop
-    assert loop.time() - start >= 1.5
+    assert loop.time() - start >= grace * 0.9  # the stop really waited for the grace
     assert max(rtts) < 1000.0  # answered while the stop was still running
 
 

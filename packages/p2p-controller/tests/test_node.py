@@ -332,7 +332,7 @@ def test_readme_node_example_runs(tmp_path: Path) -> None:
     readme = Path(__file__).resolve().parents[1] / "README.md"
     section = readme.read_text(encoding="utf-8").split("## Node and the p2p-node command", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
-    example = next(b for b in blocks if "asyncio.run(main())" in b)
+    example = next(b for b in blocks if "# prints: bee bee True" in b)  # the two-node one
     script = tmp_path / "example.py"
     script.write_text(example, encoding="utf-8")
     done = subprocess.run(

@@ -6,6 +6,7 @@ profiles and miner binaries as encrypted bundles (`p2p.controller.bundles`).
 
 from __future__ import annotations
 
+from p2p.controller._version import __version__
 from p2p.controller.authz import Capability, ObserveRule, Policy, PolicyError, required_capability
 from p2p.controller.config import NodeConfig, NodeConfigError, NodePaths
 from p2p.controller.controller import (
@@ -92,5 +93,6 @@ __all__ = [
     "UnknownPeerError",
     "Worker",
     "WorkerError",
+    "__version__",
     "required_capability",
 ]

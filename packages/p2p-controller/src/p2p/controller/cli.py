@@ -1,6 +1,7 @@
 """`p2p-node`: run a Lethean P2P node and drive other nodes from the shell.
 
 Contract other tools rely on (keep it stable):
+
 - ``--data-dir DIR`` / ``$P2P_NODE_DIR`` puts every file under DIR (see `NodePaths`);
 - ``identity show --json`` prints the identity JSON (id, name, publicKey, createdAt, role);
 - ``serve`` prints one JSON line ``{"id","publicKey","address"}`` once listening, then
@@ -35,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
+import shtab
 from p2p.controller import _metrics, bundles
 from p2p.controller._cli_output import (
     EXIT_ERROR,
@@ -54,6 +56,7 @@ from p2p.controller._cli_output import (
     stats_text,
     table,
 )
+from p2p.controller._version import __version__
 from p2p.controller.authz import PolicyError, normalise_key
 from p2p.controller.bundles import Bundle
 from p2p.controller.config import (
@@ -169,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Lethean P2P node, and drive other nodes: ping, stats, miners, "
         "logs, deploy. Start with `p2p-node demo`.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    shtab.add_argument_to(parser, "--print-completion", help="print a bash/zsh completion script")
     parser.add_argument(
         "--data-dir",
         metavar="DIR",

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from p2p.identity._version import __version__
 from p2p.identity.challenge import (
     CHALLENGE_SIZE,
     SECRET_SIZE,
@@ -74,6 +75,7 @@ __all__ = [
     "NodeIdentity",
     "NodeManager",
     "NodeRole",
+    "__version__",
     "check_identity_binding",
     "decode_public_key",
     "default_config_path",

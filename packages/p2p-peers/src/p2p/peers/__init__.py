@@ -5,6 +5,7 @@ next (KD-tree selection in the reference's weighted space), persisted to peers.j
 where and how the Go node keeps it.
 """
 
+from p2p.peers._version import __version__
 from p2p.peers.errors import (
     CorruptPeersFileError,
     InvalidPeerError,
@@ -46,6 +47,7 @@ __all__ = [
     "PeerStoreError",
     "RegistryFullError",
     "SelectionIndex",
+    "__version__",
     "allowlist_path",
     "default_peers_path",
     "format_time",

@@ -8,6 +8,7 @@ handshake state machines and the WebSocket shell.
 
 from __future__ import annotations
 
+from p2p.transport._version import __version__
 from p2p.transport.config import ConfigError, TransportConfig
 from p2p.transport.connection import (
     ConnectionClosedError,
@@ -76,6 +77,7 @@ __all__ = [
     "Transport",
     "TransportConfig",
     "TransportError",
+    "__version__",
     "open_message",
     "seal_message",
 ]

@@ -1,6 +1,7 @@
 """The handshake as two sans-I/O state machines (TRANSPORT.md §3).
 
 Rules of this module:
+
 1. No sockets, no clocks, no randomness you cannot inject: the initiator takes its
    challenge as an argument (default: fresh CSPRNG bytes), messages carry whatever ``ts``
    the envelope layer stamps, and secrets come from a callable (usually

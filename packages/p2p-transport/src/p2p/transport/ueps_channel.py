@@ -1,6 +1,7 @@
 """UEPS as a session-bound channel between our nodes, sans-I/O.
 
 Rules of this module:
+
 1. No sockets, no clocks you cannot inject, no randomness you cannot inject.
 2. Negotiation rides on the handshake's optional ``features`` list (Go ignores the key and
    sends none): a connection speaks UEPS only when both sides advertised

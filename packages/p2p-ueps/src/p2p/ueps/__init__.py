@@ -65,6 +65,7 @@ from p2p.ueps._pure import (
     MAX_FRAME_SIZE,
     MAX_TLVS_BEFORE_PAYLOAD,
 )
+from p2p.ueps._version import __version__
 from p2p.ueps.dispatcher import (
     INTENT_COMPUTE,
     INTENT_CUSTOM,
@@ -99,6 +100,7 @@ __all__ = [
     "UEPSError",
     "UnknownIntent",
     "ValueTooLargeError",
+    "__version__",
     "build",
     "hmac_sha256",
     "keystream_xor",
