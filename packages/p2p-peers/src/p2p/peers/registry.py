@@ -527,9 +527,9 @@ class PeerRegistry:
         """PeerGate (optional method): may this (id, key) use the established slots the
         transport reserves for known peers (``TransportConfig.known_reserve_fraction``)?
         Known = the id derives from the key and the key is allowlisted, or is the stored key
-        of a peer the operator added (`add` without ``learned``, or `adopt`ed). A peer the
-        registry only learned from the network is a stranger here, whatever it claims: its
-        record is its own word. Independent of the auth mode."""
+        of a peer the operator added (`add` without ``learned``, or made the operator's by
+        `adopt`). A peer the registry only learned from the network is a stranger here,
+        whatever it claims: its record is its own word. Independent of the auth mode."""
         if not isinstance(public_key, str) or not public_key:
             return False
         if node_id_for(public_key) != peer_id:
