@@ -152,6 +152,59 @@ async def test_established_slots_per_prefix_and_the_known_reserve(
             await session.ws.close()
 
 
+async def test_a_node_reserves_slots_for_peers_its_operator_added(
+    make_node: Any, make_node_manager: Any
+) -> None:
+    """The same reserve on a real Node: its registry is the gate, and a peer the operator
+    added (with its key) is known, so it gets a reserved slot when strangers hold every
+    other one; a stranger the registry only learned from the network is not known."""
+    from p2p.peers import Peer
+
+    target = await make_node(
+        "target",
+        transport={
+            "max_conns": 10,
+            "known_reserve_fraction": 0.3,
+            "max_conns_per_prefix": 100,
+            "handshake_burst_per_ip": 10_000,
+        },
+    )
+    transport = target.transport
+    friend = make_node_manager("friend")
+    target.registry.add(
+        Peer(id=friend.identity.id, name="friend", public_key=friend.identity.public_key)
+    )
+    learned = make_node_manager("learned")
+    target.registry.peer_connected(learned.identity, "")  # what a proven stranger leaves
+    target.registry.peer_disconnected(learned.identity.id)
+    assert target.registry.is_learned(learned.identity.id)
+
+    outcomes: list[str] = []
+    sessions = []
+    for i in range(9):
+        stranger = make_node_manager(f"stranger-{i}")
+        session = await raw_handshake(
+            target.address, hello_doc(identity_doc(stranger)), local_addr=(f"127.0.5.{i + 1}", 0)
+        )
+        outcomes.append("in" if session.accepted else session.reason)
+        sessions.append(session)
+    assert outcomes == ["in"] * 7 + ["too many connections"] * 2  # 10 - 3 reserved
+    again = await raw_handshake(target.address, hello_doc(identity_doc(learned)))
+    sessions.append(again)
+    assert not again.accepted and again.reason == "too many connections"
+    known = await raw_handshake(
+        target.address, hello_doc(identity_doc(friend)), local_addr=("127.0.5.200", 0)
+    )
+    sessions.append(known)
+    assert known.accepted
+    await until(lambda: transport.admission.established == 8, 5, "friend connected")
+    assert transport.rejected["reserved"] == 3
+    report("hold.node_known_reserve", outcomes=outcomes, rejected=dict(transport.rejected))
+    for session in sessions:
+        with contextlib.suppress(Exception):
+            await session.ws.close()
+
+
 async def test_refused_established_slot_sends_a_reject_ack_and_frees_the_socket(
     make_transport: Any, make_node_manager: Any
 ) -> None:

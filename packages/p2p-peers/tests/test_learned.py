@@ -140,3 +140,35 @@ def test_no_sidecar_without_learned_peers(tmp_path: Path) -> None:
     reg.add(Peer(id="a"))
     reg.close()
     assert not learned_path(tmp_path / "peers.json").exists()
+
+
+def test_is_peer_known_means_allowlisted_or_added_by_the_operator(tmp_path: Path) -> None:
+    """The transport's known-peer reserve asks `is_peer_known`: a stranger the registry
+    learned is not known, whatever it claims; an operator-added peer is, with its stored key."""
+    reg = _reg(tmp_path)
+    mine = make_ident("mine")
+    reg.add(Peer(id=mine.id, name="mine", public_key=mine.public_key))
+    allowed = make_ident("allowed")
+    reg.allow_public_key(allowed.public_key)
+    stranger = make_ident("stranger")
+    reg.peer_connected(stranger, "")
+    assert reg.is_learned(stranger.id)
+    other = make_ident("other")
+
+    assert reg.is_peer_known(mine.id, mine.public_key)
+    assert reg.is_peer_known(allowed.id, allowed.public_key)  # allowlisted, not registered
+    assert not reg.is_peer_known(stranger.id, stranger.public_key)  # learned: a stranger
+    assert not reg.is_peer_known(other.id, other.public_key)  # never seen
+    # an operator-added id with another key, or a key under another id, is not known
+    assert not reg.is_peer_known(mine.id, other.public_key)
+    assert not reg.is_peer_known(other.id, mine.public_key)
+    assert not reg.is_peer_known(mine.id, "")
+    assert not reg.is_peer_known(mine.id, "not base64!")
+    # allowlisting or adopting a learned peer makes it known; removing the peer forgets it
+    assert reg.adopt(stranger.id)
+    assert reg.is_peer_known(stranger.id, stranger.public_key)
+    reg.remove(mine.id)
+    assert not reg.is_peer_known(mine.id, mine.public_key)
+    reg.revoke_public_key(allowed.public_key)
+    assert not reg.is_peer_known(allowed.id, allowed.public_key)
+    reg.close()

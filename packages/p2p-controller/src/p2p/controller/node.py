@@ -122,6 +122,10 @@ class _CountingGate:
     def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
         return self.registry.is_peer_allowed(peer_id, public_key)
 
+    def is_peer_known(self, peer_id: str, public_key: str) -> bool:
+        """Optional gate method: known peers may use the transport's reserved slots."""
+        return self.registry.is_peer_known(peer_id, public_key)
+
     def peer_connected(self, identity: NodeIdentity, address: str) -> None:
         self.handshakes_completed += 1
         self.registry.peer_connected(identity, address)

@@ -523,6 +523,23 @@ class PeerRegistry:
             rec = self._records.get(peer_id)
             return rec is not None and rec.public_key == public_key
 
+    def is_peer_known(self, peer_id: str, public_key: str) -> bool:
+        """PeerGate (optional method): may this (id, key) use the established slots the
+        transport reserves for known peers (``TransportConfig.known_reserve_fraction``)?
+        Known = the id derives from the key and the key is allowlisted, or is the stored key
+        of a peer the operator added (`add` without ``learned``, or made the operator's by
+        `adopt`). A peer the registry only learned from the network is a stranger here,
+        whatever it claims: its record is its own word. Independent of the auth mode."""
+        if not isinstance(public_key, str) or not public_key:
+            return False
+        if node_id_for(public_key) != peer_id:
+            return False
+        with self._lock:
+            if public_key in self._allow:
+                return True
+            rec = self._records.get(peer_id)
+            return rec is not None and peer_id not in self._learned and rec.public_key == public_key
+
     def peer_connected(self, identity: PeerIdentity, address: str = "") -> None:
         """PeerGate: a peer proved its key. Unknown peers are auto-registered as *learned*
         (TRANSPORT.md R6), within ``max_learned``, when their identity is well-formed; a
