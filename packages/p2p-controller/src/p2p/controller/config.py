@@ -19,12 +19,15 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import JsonFileStats, MinerSpec, RegexStats, StatsSource
 from p2p.transport import TransportConfig
+
+if TYPE_CHECKING:
+    from p2p.controller.dashboard.settings import DashboardConfig
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -274,6 +277,8 @@ class NodeConfig:
     log_level: str = "info"
     log_format: str = "text"
     metrics: str | None = None
+    #: the ``[dashboard]`` table (its presence turns the dashboard on); None: off
+    dashboard: DashboardConfig | None = None
 
     def __post_init__(self) -> None:
         parse_host_port(self.listen)
@@ -316,6 +321,7 @@ class NodeConfig:
             "log_level",
             "log_format",
             "metrics",
+            "dashboard",
         }
         unknown = set(doc) - known
         if unknown:
@@ -350,6 +356,10 @@ class NodeConfig:
         if not isinstance(transport, dict):
             raise NodeConfigError("transport", "must be a table")
         kwargs["transport"] = dict(transport)
+        if "dashboard" in doc:
+            from p2p.controller.dashboard.settings import DashboardConfig  # noqa: PLC0415
+
+            kwargs["dashboard"] = DashboardConfig.from_table(doc["dashboard"], base=base)
         return cls(**kwargs)
 
     @classmethod
