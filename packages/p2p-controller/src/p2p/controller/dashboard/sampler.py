@@ -141,7 +141,7 @@ class FleetHistory:
         for pid, ms in sample.pings.items():
             if math.isfinite(ms) and ms >= 0:
                 values[f"ping:{pid}"] = ms
-        seen = {key.partition(":")[2] for key in values}
+        seen = dict.fromkeys(key.partition(":")[2] for key in values)  # first seen first
         for pid in seen:
             if pid in self._last_seen:
                 self._last_seen[pid] = n
