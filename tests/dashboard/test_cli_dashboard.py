@@ -90,9 +90,7 @@ def test_demo_keeps_the_mesh_running_with_the_dashboard_until_ctrl_c() -> None:
     threading.Thread(target=read, daemon=True).start()
     try:
         assert ready.wait(90), "".join(lines)
-        url = next(
-            w for line in lines for w in line.split() if w.startswith("http://127.0.0.1:")
-        )
+        url = next(w for line in lines for w in line.split() if w.startswith("http://127.0.0.1:"))
         base, _, token = url.partition("?token=")
         deadline = time.monotonic() + 30
         while True:

@@ -44,9 +44,7 @@ while True:
 
 
 @pytest.mark.soak
-async def test_dashboard_memory_is_bounded_with_20_workers(
-    tmp_path: Path, p2p_serve: Any
-) -> None:
+async def test_dashboard_memory_is_bounded_with_20_workers(tmp_path: Path, p2p_serve: Any) -> None:
     from p2p.controller import Node, NodeConfig
     from p2p.controller.dashboard import Dashboard, DashboardConfig
 
