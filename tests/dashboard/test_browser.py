@@ -141,6 +141,7 @@ def test_miner_started_from_the_page_logs_charts_and_stops(
     )
     log_text = d.find_element(By.CSS_SELECTOR, f'pre[data-log="{name}"]').text
     assert "demo-miner starting with 3 threads" in log_text
+    d.save_screenshot(str(artefacts_dir() / "worker-1280x800.png"))
     d.find_element(By.CSS_SELECTOR, f'button[data-stop="{name}"]').click()
     wait_for(d, lambda d: "Stopped miner" in d.find_element(By.ID, "notice").text, "stop notice")
     wait_for(
