@@ -81,3 +81,43 @@ def test_flags_over_the_table() -> None:
         1.0,
     )
     assert choose_config(table, None) == table
+
+
+async def test_without_the_extra_the_cli_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from p2p.controller import Node
+    from p2p.controller._cli_output import CliError
+    from p2p.controller.dashboard.launch import start_dashboard
+
+    monkeypatch.setitem(sys.modules, "p2p.controller.dashboard.server", None)  # as if absent
+    async with Node(tmp_path / "n", config=NodeConfig(listen="127.0.0.1:0")) as node:
+        with pytest.raises(CliError) as info:
+            await start_dashboard(node, DashboardConfig(port=0))
+    assert "p2p-controller[dashboard]" in info.value.sentence()
+
+
+async def test_a_taken_port_is_a_sentence_or_for_the_demo_another_port(tmp_path: Path) -> None:
+    import socket
+
+    pytest.importorskip("aiohttp")
+    from p2p.controller import Node
+    from p2p.controller._cli_output import CliError
+    from p2p.controller.dashboard.launch import start_dashboard
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = DashboardConfig(port=port)
+        async with Node(tmp_path / "n", config=NodeConfig(listen="127.0.0.1:0")) as node:
+            with pytest.raises(CliError, match="cannot listen"):
+                await start_dashboard(node, cfg)
+            dash = await start_dashboard(node, cfg, fall_back_to_free_port=True)
+            try:
+                assert dash.port not in (0, port)
+                assert dash.url.startswith(f"http://127.0.0.1:{dash.port}/?token=")
+            finally:
+                await dash.close()

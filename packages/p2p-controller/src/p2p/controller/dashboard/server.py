@@ -100,6 +100,8 @@ class Dashboard:
         self._runner: web.AppRunner | None = None
         self._port = self.config.port
         self._streams: set[asyncio.Task[Any]] = set()
+        #: updates a slow stream skipped (it got the newer state instead)
+        self.stream_drops = 0
         self._pages = {name: _static(name) for name in ("index.html", *_STATIC)}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -289,6 +291,7 @@ class Dashboard:
             if queue.full():  # a slow tab gets the newest state, not a backlog
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
+                    self.stream_drops += 1
             queue.put_nowait(event)
 
         response = web.StreamResponse(

@@ -165,18 +165,18 @@
     const rows = v.peers.map((p) => {
       const miners = p.miners.length
         ? el("ul", { class: "miners" }, ...p.miners.map((m) =>
-            el("li", { "data-miner": m.name, text: `${m.name} (${m.type}) · ${fmtRate(m.hashrate)} · ${m.shares} shares · up ${fmtUptime(m.uptime)}` })))
+            el("li", { "data-miner": m.name, text: `${m.name}${m.type && m.type !== m.name ? ` (${m.type})` : ""} · ${fmtRate(m.hashrate)} · ${m.shares} shares · up ${fmtUptime(m.uptime)}` })))
         : el("span", { class: "muted", text: p.hashrate === null ? "–" : "none" });
       return el("tr", { "data-peer": p.id },
         el("th", { scope: "row" }, el("a", { href: "/worker/" + p.id, text: peerName(p) }),
           el("div", { class: "muted mono", text: p.id.slice(0, 12) }),
           p.error ? el("div", { class: "peer-error", text: p.error }) : null),
         el("td", {}, el("span", { class: "state " + (p.connected ? "up" : "down"), text: p.connected ? "connected" : "disconnected" })),
-        el("td", { text: p.protocol }),
+        el("td", { class: "nowrap", text: p.protocol }),
         el("td", { class: "num", text: fmtPing(p.pingMs) }),
         el("td", { class: "num", text: p.score.toFixed(1) }),
         el("td", { text: p.role || "–" }),
-        el("td", { text: fmtAge(p.lastSeen) }),
+        el("td", { class: "nowrap", text: fmtAge(p.lastSeen) }),
         el("td", {}, miners),
         el("td", { class: "num", "data-hashrate": p.hashrate === null ? "" : p.hashrate, text: fmtRate(p.hashrate) }));
     });
