@@ -54,8 +54,9 @@ def test_fleet_view_lists_the_workers_live(browser: Browser, mesh: LiveMesh) -> 
             ),
             f"{w.identity.name} listed as connected",
         )
-    row = d.find_element(By.CSS_SELECTOR, f'tr[data-peer="{mesh.workers[0].id}"]')
-    assert "worker-1" in row.text and "ws · ueps/1" in row.text
+    first = f'tr[data-peer="{mesh.workers[0].id}"]'
+    row = wait_for(d, lambda d: d.find_element(By.CSS_SELECTOR, first).text, "row text")
+    assert "worker-1" in row and "ws · ueps/1" in row  # rows are re-rendered: read at once
     # a miner started elsewhere (the CLI, another controller) shows up without a reload
     ctl = mesh.controller.controller
     for w in mesh.workers:
