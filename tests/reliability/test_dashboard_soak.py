@@ -109,7 +109,9 @@ async def test_dashboard_memory_is_bounded_with_many_workers(
                 await asyncio.sleep(1.0)
 
         headers = {"Authorization": f"Bearer {dash.guard.token}"}
-        async with aiohttp.ClientSession(headers=headers) as session:
+        # no total timeout: aiohttp's default (5 min) would cut the live stream mid-run
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             streamer = asyncio.get_running_loop().create_task(stream(session))
             start = time.monotonic()
             await poll(session, start + warmup)
@@ -123,6 +125,7 @@ async def test_dashboard_memory_is_bounded_with_many_workers(
                 samples.append(rss_kib())
             gc.collect()
             rss_end = rss_kib()
+            assert not streamer.done(), streamer  # the live stream lasted the whole run
             streamer.cancel()
             await asyncio.gather(streamer, return_exceptions=True)
         history = dash.monitor.history
@@ -146,6 +149,7 @@ async def test_dashboard_memory_is_bounded_with_many_workers(
             rss_start_kib=rss_start,
             rss_end_kib=rss_end,
             rss_max_kib=max(samples),
+            rss_every_60s_kib=samples[::6],
             rss_growth_kib=growth,
             fleet_hashrate=round(sum(w.hashrate for w in latest.workers.values())),
         )
