@@ -16,8 +16,10 @@ import asyncio
 import gc
 import importlib.util
 import json
+import os
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,10 @@ async def test_dashboard_memory_is_bounded_with_many_workers(
             start = time.monotonic()
             await poll(session, start + warmup)
             gc.collect()
+            traced = os.environ.get("P2P_TRACEMALLOC") == "1"  # where growth comes from
+            if traced:
+                tracemalloc.start(8)
+                before = tracemalloc.take_snapshot()
             rss_start = rss_kib()
             footprint_start = dash.monitor.history.footprint
             samples = [rss_start]
@@ -125,6 +131,11 @@ async def test_dashboard_memory_is_bounded_with_many_workers(
                 samples.append(rss_kib())
             gc.collect()
             rss_end = rss_kib()
+            if traced:
+                diff = tracemalloc.take_snapshot().compare_to(before, "filename")
+                tracemalloc.stop()
+                for stat in diff[:12]:
+                    print(f"TRACEMALLOC {stat}")
             assert not streamer.done(), streamer  # the live stream lasted the whole run
             streamer.cancel()
             await asyncio.gather(streamer, return_exceptions=True)
