@@ -4,8 +4,8 @@ Contract other tools rely on (keep it stable):
 
 - ``--data-dir DIR`` / ``$P2P_NODE_DIR`` puts every file under DIR (see `NodePaths`);
 - ``identity show --json`` prints the identity JSON (id, name, publicKey, createdAt, role);
-- ``serve`` prints one JSON line ``{"id","publicKey","address"}`` once listening, then
-  serves until SIGTERM/SIGINT;
+- ``serve`` prints one JSON line ``{"id","publicKey","address"}`` once listening (plus
+  ``"dashboard": URL`` when the dashboard runs), then serves until SIGTERM/SIGINT;
 - ``peers add ADDRESS [--public-key B64] [--name N]`` connects, handshakes (pinned key or
   trust on first use), stores the peer and prints its id;
 - ``controllers add|remove|list [PEER|KEY]`` edits who may control this node (the data
@@ -68,6 +68,8 @@ from p2p.controller.config import (
 )
 from p2p.controller.controller import ControllerConfig
 from p2p.controller.controllers_file import load_controllers, save_controllers
+from p2p.controller.dashboard.launch import choose_config, start_dashboard
+from p2p.controller.dashboard.settings import DEFAULT_PORT as DEFAULT_DASHBOARD_PORT
 from p2p.controller.demo import run_demo
 from p2p.controller.node import Node, resolve_peer
 from p2p.controller.profiles import sanitise_name
@@ -262,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics (needs p2p-controller[metrics])",
     )
+    serve.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve the fleet dashboard (host 127.0.0.1 unless given; needs "
+        "p2p-controller[dashboard])",
+    )
+    serve.add_argument(
+        "--dashboard-read-only",
+        action="store_true",
+        help="the dashboard shows the fleet but offers and accepts no action",
+    )
 
     # peers
     peers = add("peers", "manage known peers and the allowlist")
@@ -353,6 +366,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", "a live three-node mesh on 127.0.0.1, step by step (< 20 s)")
     demo.add_argument("--no-color", action="store_true", help="plain text output")
+    demo.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        nargs="?",
+        const="",
+        help="keep the mesh running with the fleet dashboard open until Ctrl-C "
+        "(default 127.0.0.1:9092, or a free port)",
+    )
     return parser
 
 
@@ -602,12 +623,23 @@ async def cmd_serve(ctx: _Ctx) -> int:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
             pass
     metrics_server: Any = None
+    dashboard: Any = None
+    dash_cfg = choose_config(
+        cfg.dashboard, ctx.args.dashboard, read_only=ctx.args.dashboard_read_only
+    )
     try:
         await node.start()
         if cfg.metrics is not None:
             metrics_server = _metrics.start(node, cfg.metrics)
+        info: dict[str, str] = node.info()
+        if dash_cfg is not None:
+            dashboard = await start_dashboard(node, dash_cfg)
+            info["dashboard"] = dashboard.url
+            if cfg.log_format == "text":
+                ctx.err.write(f"dashboard: open {dashboard.url}\n")
+                ctx.err.flush()
         # The contract: exactly one JSON line on stdout once listening.
-        print_json(node.info(), ctx.out)
+        print_json(info, ctx.out)
         _log_authorization(node)
         log.info(
             "serving as %s (%s); SIGTERM or Ctrl-C stops", safe_text(node.identity.name), node.id
@@ -619,6 +651,8 @@ async def cmd_serve(ctx: _Ctx) -> int:
             loop.remove_signal_handler(sig)
         if metrics_server is not None:
             metrics_server.shutdown()
+        if dashboard is not None:
+            await dashboard.close()
         await node.close()
     return EXIT_OK
 
@@ -1150,7 +1184,24 @@ async def cmd_deploy(ctx: _Ctx) -> int:
 
 
 async def cmd_demo(ctx: _Ctx) -> int:
-    return await run_demo(ctx.out, color=not ctx.args.no_color and ctx.out.isatty())
+    color = not ctx.args.no_color and ctx.out.isatty()
+    if ctx.args.dashboard is None:
+        return await run_demo(ctx.out, color=color)
+    dash_cfg = choose_config(None, ctx.args.dashboard or str(DEFAULT_DASHBOARD_PORT))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            pass
+    try:
+        return await run_demo(ctx.out, color=color, dashboard=dash_cfg, stop=stop)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 _COMMANDS: dict[str, Callable[[_Ctx], Coroutine[Any, Any, int]]] = {

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from p2p.controller.authz import Policy, PolicyError
@@ -28,6 +28,9 @@ from p2p.controller.errors import ControllerError
 from p2p.controller.miners import JsonFileStats, MinerSpec, RegexStats, StatsSource
 from p2p.identity import has_control_chars, safe_text
 from p2p.transport import TransportConfig
+
+if TYPE_CHECKING:
+    from p2p.controller.dashboard.settings import DashboardConfig
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -294,6 +297,8 @@ class NodeConfig:
     #: peers registered from the network (not added by the operator, not allowlisted)
     #: kept in peers.json; beyond it the lowest-scored, longest-unseen one is evicted
     max_learned_peers: int = DEFAULT_MAX_LEARNED_PEERS
+    #: the ``[dashboard]`` table (its presence turns the dashboard on); None: off
+    dashboard: DashboardConfig | None = None
 
     def __post_init__(self) -> None:
         parse_host_port(self.listen)
@@ -351,6 +356,7 @@ class NodeConfig:
             "authorization",
             "deploy",
             "max_learned_peers",
+            "dashboard",
         }
         unknown = set(doc) - known
         if unknown:
@@ -399,6 +405,10 @@ class NodeConfig:
             raise NodeConfigError("deploy", str(exc)) from None
         if "max_learned_peers" in doc:
             kwargs["max_learned_peers"] = doc["max_learned_peers"]
+        if "dashboard" in doc:
+            from p2p.controller.dashboard.settings import DashboardConfig  # noqa: PLC0415
+
+            kwargs["dashboard"] = DashboardConfig.from_table(doc["dashboard"], base=base)
         return cls(**kwargs)
 
     @classmethod

@@ -19,13 +19,16 @@ import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from p2p.controller.bundles import create_profile_bundle
 from p2p.controller.config import MinerConfig, NodeConfig
 from p2p.controller.controller import UnauthorizedError
 from p2p.controller.node import Node
 from p2p.controller.ueps_cli import demo_ueps_steps
+
+if TYPE_CHECKING:
+    from p2p.controller.dashboard.settings import DashboardConfig
 
 __all__ = ["MINER_SCRIPT", "run_demo"]
 
@@ -70,8 +73,18 @@ class _Style:
         return f"\033[2m{text}\033[0m" if self.color else text
 
 
-async def run_demo(out: TextIO | None = None, *, color: bool = False) -> int:
-    """Run the demo, writing the story to `out`; returns 0 (an exception means failure)."""
+async def run_demo(
+    out: TextIO | None = None,
+    *,
+    color: bool = False,
+    dashboard: DashboardConfig | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Run the demo, writing the story to `out`; returns 0 (an exception means failure).
+
+    With `dashboard`, the controller serves the fleet dashboard from the first step, and
+    after the story the mesh keeps running, a miner on each worker, until `stop` is set.
+    """
     stream = out if out is not None else sys.stdout
     style = _Style(color)
     started = time.monotonic()
@@ -82,7 +95,10 @@ async def run_demo(out: TextIO | None = None, *, color: bool = False) -> int:
 
     with tempfile.TemporaryDirectory(prefix="p2p-demo-") as tmp:
         root = Path(tmp)
-        await asyncio.wait_for(_story(root, say, style), timeout=_DEADLINE)
+        if dashboard is None:
+            await asyncio.wait_for(_story(root, say, style), timeout=_DEADLINE)
+        else:
+            await _story(root, say, style, dashboard, stop if stop is not None else asyncio.Event())
         say("")
         say(style.ok(f"temporary directory {root} removed; no process left running"))
     say(f"\nDone in {time.monotonic() - started:.1f} s. Run a real node:")
@@ -94,8 +110,15 @@ async def run_demo(out: TextIO | None = None, *, color: bool = False) -> int:
     return 0
 
 
-async def _story(root: Path, say: object, style: _Style) -> None:
+async def _story(
+    root: Path,
+    say: object,
+    style: _Style,
+    dashboard: DashboardConfig | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     assert callable(say)
+    dash: Any = None
     total = 9
     script = root / "demo_miner.py"
     script.write_text(MINER_SCRIPT, encoding="utf-8")
@@ -120,6 +143,13 @@ async def _story(root: Path, say: object, style: _Style) -> None:
         for node in nodes:
             await node.start()
             say(f"      {node.identity.name:<11} id {node.id[:12]}…  {node.address}")
+        if dashboard is not None:
+            from p2p.controller.dashboard.launch import start_dashboard  # noqa: PLC0415
+
+            dash = await start_dashboard(
+                controller, dashboard.replace(sample_interval=1.0), fall_back_to_free_port=True
+            )
+            say(style.ok(f"fleet dashboard: {dash.url}"))
 
         say(style.step(2, total, "Handshakes, then authorization: who may connect vs command"))
         say(style.dim("      challenge-response proves each node holds its key; every later"))
@@ -231,7 +261,16 @@ async def _story(root: Path, say: object, style: _Style) -> None:
         say(style.step(9, total, "Stop the miner and shut everything down"))
         await ctl.stop_remote_miner(chosen.id, name)
         say(style.ok(f"miner {name!r} stopped (SIGTERM, exited, reaped)"))
+        if dash is not None and stop is not None:
+            for w in workers:
+                await ctl.start_remote_miner(w.id, "demo-miner", config={"threads": 2})
+            say("")
+            say(style.ok(f"the mesh keeps running, a miner on each worker; open {dash.url}"))
+            say(style.dim("      Ctrl-C stops everything"))
+            await stop.wait()
     finally:
+        if dash is not None:
+            await dash.close()
         for node in reversed(nodes):
             await node.close()
     say(style.ok("nodes said goodbye (disconnect 1004), peers files flushed, ports closed"))
