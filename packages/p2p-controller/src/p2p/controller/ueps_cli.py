@@ -191,7 +191,8 @@ async def demo_ueps_steps(
     answer = await asyncio.wait_for(answers.get(), 5.0)
     say(f"COMPUTE frame (0x20, 17 B) routed to the handler; it answered {answer.decode()[:23]}…")
 
-    with _quiet("p2p.ueps.dispatcher"):  # the rejections below are the point of the demo
+    # the rejections below are the point of the demo: their warning lines would be noise
+    with _quiet("p2p.ueps.dispatcher", "p2p.transport.ueps_service"):
         await sender.send(peer_id, INTENT_COMPUTE, b"suspicious job", threat_score=60_000)
         frame = bytearray(session.seal(INTENT_COMPUTE, b"pay 10 LTHN"))
         conn = sender.transport.connection(peer_id)
@@ -215,12 +216,14 @@ async def demo_ueps_steps(
 
 
 @contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """Raise one logger's level to ERROR for the duration (expected warnings)."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _quiet(*names: str) -> Iterator[None]:
+    """Raise these loggers' levels to ERROR for the duration (expected warnings)."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
