@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from p2p.controller.bundles import create_profile_bundle
 from p2p.controller.config import MinerConfig, NodeConfig
@@ -70,13 +71,42 @@ class _Style:
         return f"\033[2m{text}\033[0m" if self.color else text
 
 
-async def run_demo(out: TextIO | None = None, *, color: bool = False) -> int:
-    """Run the demo, writing the story to `out`; returns 0 (an exception means failure)."""
+class _JsonStory:
+    """The demo's lines grouped by step, for ``p2p-node --json demo``: one object at the
+    end, ``{"ok": true, "seconds": S, "steps": [{"step": N, "title": T, "lines": [...]}]}``
+    (the lines before step 1 are step 0, "intro")."""
+
+    _HEAD = re.compile(r"^\[(\d+)/\d+\] (.*)$")
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = [{"step": 0, "title": "intro", "lines": []}]
+
+    def say(self, text: str = "") -> None:
+        for raw in text.split("\n"):
+            line = raw.strip()
+            if not line:
+                continue
+            m = self._HEAD.match(line)
+            if m is not None:
+                self.steps.append({"step": int(m.group(1)), "title": m.group(2), "lines": []})
+            else:
+                self.steps[-1]["lines"].append(line.removeprefix("✓ "))
+
+
+async def run_demo(out: TextIO | None = None, *, color: bool = False, as_json: bool = False) -> int:
+    """Run the demo, writing the story to `out`; returns 0 (an exception means failure).
+
+    With `as_json` the story is printed at the end as one JSON object (see `_JsonStory`).
+    """
     stream = out if out is not None else sys.stdout
-    style = _Style(color)
+    style = _Style(color and not as_json)
     started = time.monotonic()
+    story = _JsonStory() if as_json else None
 
     def say(text: str = "") -> None:
+        if story is not None:
+            story.say(text)
+            return
         stream.write(text + "\n")
         stream.flush()
 
@@ -91,6 +121,10 @@ async def run_demo(out: TextIO | None = None, *, color: bool = False) -> int:
     say("  p2p-node --data-dir ./node-a controllers add KEY   # on the server: trust that key")
     say("  p2p-node --data-dir ./me peers add ws://SERVER:9091/ws --name server-a")
     say("  p2p-node --data-dir ./me stats server-a")
+    if story is not None:
+        doc = {"ok": True, "seconds": round(time.monotonic() - started, 3), "steps": story.steps}
+        stream.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+        stream.flush()
     return 0
 
 

@@ -42,7 +42,7 @@ from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
 from p2p.controller.ueps_node import NodeUeps, enable_ueps
 from p2p.controller.worker import Worker
 from p2p.identity import NodeIdentity, NodeManager, load_or_create
-from p2p.peers import AuthMode, Peer, PeerRegistry, validate_peer_name
+from p2p.peers import AuthMode, Peer, PeerError, PeerRegistry, validate_peer_name
 from p2p.transport import PeerConnection, Transport, TransportConfig
 
 if TYPE_CHECKING:
@@ -296,7 +296,9 @@ class Node:
             self._unsubscribe = transport.on_message(self._route)
             await transport.start()
             if self._watch_interval is not None:
-                sync = RegistryFileSync(registry, interval=self._watch_interval)
+                sync = RegistryFileSync(
+                    registry, interval=self._watch_interval, on_revoke=self._revoked
+                )
                 self._watcher = asyncio.get_running_loop().create_task(sync.run())
                 csync = ControllersFileSync(
                     policy, paths.controllers, interval=self._watch_interval
@@ -313,6 +315,24 @@ class Node:
             raise
         self._state = "running"
         log.info("node %s listening on %s", self.id, self.address)
+
+    async def _revoked(self, keys: frozenset[str]) -> None:
+        """Keys another process removed from the allowlist (`p2p-node peers revoke`): with
+        ``auth_mode = "allowlist"`` forget their peer records (a record admits its key) and
+        drop their live connections, so a revoked peer cannot stay or come back."""
+        parts = self._require()
+        if parts.registry.auth_mode != AuthMode.ALLOWLIST:
+            return
+        for peer in parts.registry.peers():
+            if peer.public_key in keys:
+                with contextlib.suppress(PeerError):
+                    parts.registry.remove(peer.id)
+        for conn in parts.transport.connections():
+            key = conn.identity.public_key
+            if key in keys and not parts.registry.is_peer_allowed(conn.peer_id, key):
+                log.info("peer %s revoked: dropping its connection", conn.peer_id)
+                await conn.graceful_close("revoked")
+        await parts.registry.flush()
 
     async def close(self) -> None:
         """Graceful stop: disconnect peers, stop our miners, flush the registry. Idempotent."""
