@@ -25,6 +25,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 import errno
 import json
 import logging
@@ -169,9 +170,16 @@ class _UsageError(Exception):
         self.prog = prog
 
 
+#: Set by `main` while it parses: usage errors are raised to it, not printed and exited
+#: (a caller of ``build_parser().parse_args`` keeps argparse's own behaviour).
+_RAISE_USAGE: contextvars.ContextVar[bool] = contextvars.ContextVar("_RAISE_USAGE", default=False)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse calls this for every usage error
-        raise _UsageError(message, self.format_usage(), self.prog)
+        if _RAISE_USAGE.get():
+            raise _UsageError(message, self.format_usage(), self.prog)
+        super().error(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1495,6 +1503,7 @@ def main(
     err = err if err is not None else sys.stderr
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
+    token = _RAISE_USAGE.set(True)
     try:
         args = parser.parse_args(words)
     except _UsageError as exc:
@@ -1508,6 +1517,8 @@ def main(
         return EXIT_USAGE
     except SystemExit as exc:  # argparse: --help, --version (0)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    finally:
+        _RAISE_USAGE.reset(token)
     if args.data_dir is None and os.environ.get(DATA_DIR_ENV):
         args.data_dir = os.environ[DATA_DIR_ENV]
     if args.command != "serve":
