@@ -277,8 +277,15 @@ def classify(exc: BaseException) -> CliError:
         return CliError(f"the peer answered with an error: {text}", EXIT_REMOTE)
     if isinstance(exc, (ctl.MinerCommandError, ctl.DeployFailedError, ctl.UnexpectedResponseError)):
         return CliError(f"the peer refused: {text}", EXIT_REMOTE)
-    if isinstance(exc, ConnectError):
-        return connect_failure(exc)
+    dial = next((c for c in _causes(exc) if isinstance(c, ConnectError)), None)
+    if dial is not None:  # also under the Controller's RequestError("connect to … failed")
+        return connect_failure(dial)
+    if isinstance(exc, ctl.RequestError) and text.endswith("timed out"):
+        return CliError(
+            f"{text}: the peer did not answer in time",
+            EXIT_UNREACHABLE,
+            "check that the peer is up and not firewalled, or raise --timeout",
+        )
     if isinstance(exc, (ctl.RequestTimeout, TimeoutError)):
         return CliError(
             f"no answer in time ({text})",

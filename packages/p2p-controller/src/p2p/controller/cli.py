@@ -502,12 +502,11 @@ class _Ctx:
         if fresh:
             # A mistyped --data-dir would otherwise become a new node silently (issue 15).
             where = self.paths.root if self.paths.root is not None else "the default location"
-            self.err.write(
+            self.note(
                 f"p2p-node: note: no identity in {shown(str(where), 200)}: created a new one "
                 f"(id {node.id}); if you meant an existing node, check --data-dir / "
-                f"${DATA_DIR_ENV}\n"
+                f"${DATA_DIR_ENV}"
             )
-            self.err.flush()
         try:
             yield node
         finally:
