@@ -288,6 +288,29 @@ def test_connect_failures_are_four_sentences(tmp_path: Path, nodes: list[Served]
     assert len(sentences) == 3 and len(hints) == 4
 
 
+def test_a_non_websocket_answer_is_named(tmp_path: Path) -> None:
+    """A server that answers the upgrade with garbage: not "InvalidMessage", a sentence."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        port = srv.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        code, _, err = run(
+            "--data-dir", str(tmp_path / "c"), "--timeout", "5", "ping", f"ws://127.0.0.1:{port}/ws"
+        )
+        thread.join(10)
+    assert code == EXIT_UNREACHABLE
+    assert "did not speak WebSocket" in one_sentence(err)
+
+
 def test_unresolvable_host_is_its_own_sentence() -> None:
     # no lookup is made: the ConnectError a failed resolution raises, classified
     exc = ConnectError("ws://no-such-host.example:1/ws", "gaierror")

@@ -78,12 +78,17 @@ class RegistryFileSync:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await asyncio.to_thread(self.poll)
-                revoked, self._revoked = frozenset(self._revoked), set()
-                if revoked and self._on_revoke is not None:
-                    await self._on_revoke(revoked)
+                await self.sync_once()
             except Exception:
                 log.exception("syncing the peers files failed")
+
+    async def sync_once(self) -> None:
+        """One poll, then the revoke callback for keys it found removed (also run once
+        more at shutdown, so a `peers revoke` just before a stop is not overwritten)."""
+        await asyncio.to_thread(self.poll)
+        revoked, self._revoked = frozenset(self._revoked), set()
+        if revoked and self._on_revoke is not None:
+            await self._on_revoke(revoked)
 
     def poll(self) -> bool:
         """One check; True if the registry was changed from the files."""

@@ -187,6 +187,7 @@ class Node:
         self._persist = persist
         self._watch_interval = watch_interval if watch_files and persist else None
         self._watcher: asyncio.Task[None] | None = None
+        self._sync: RegistryFileSync | None = None
         self._parts: _Parts | None = None
         self._node_id = ""
         self.gate: _CountingGate | None = None
@@ -299,6 +300,7 @@ class Node:
                 sync = RegistryFileSync(
                     registry, interval=self._watch_interval, on_revoke=self._revoked
                 )
+                self._sync = sync
                 self._watcher = asyncio.get_running_loop().create_task(sync.run())
                 csync = ControllersFileSync(
                     policy, paths.controllers, interval=self._watch_interval
@@ -350,6 +352,12 @@ class Node:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+        if self._sync is not None:
+            # what other processes wrote since the last poll wins over our final flush
+            try:
+                await self._sync.sync_once()
+            except Exception:
+                log.exception("final sync of the peers files failed")
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("controller", parts.controller.close),
             ("transport", parts.transport.stop),
