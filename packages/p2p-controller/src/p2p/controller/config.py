@@ -157,6 +157,7 @@ class NodePaths:
         DIR/lethean-desktop/miners/<name>             deployed miner binaries
         DIR/config.toml                               read by `serve` when present
         DIR/controllers.json                          keys granted control (CLI-managed)
+        DIR/serve.lock                                held by the running `serve` (its pid)
 
     Without one, the identity and peers are where a Go node keeps them (so a Python node
     and a Go node on one machine share them), and the rest is under the user data dir.
