@@ -350,3 +350,40 @@ def test_readme_server_recipe_works_first_try(
     assert p2p_node("--data-dir", me, "miner", "stop", "server-a", "fake").code == 0
     listing = p2p_node("--data-dir", str(server), "controllers", "list", "--json").json()
     assert [c["publicKey"] for c in listing["controllers"]] == [ours]
+
+
+def test_second_serve_on_one_data_dir_names_the_first(
+    tmp_path: Path, p2p_node: Callable[..., CliResult], p2p_serve: Callable[..., ServeProcess]
+) -> None:
+    d = tmp_path / "n"
+    first = p2p_serve(d)
+    res = p2p_node("--data-dir", str(d), "serve", "--listen", "127.0.0.1:0")
+    assert res.code == 1 and res.out == ""
+    assert res.err.strip().splitlines()[-1] == (
+        f"p2p-node: {d} is in use by another p2p-node serve (pid {first.proc.pid}); "
+        "stop it first, or give this node its own --data-dir"
+    )
+    assert first.proc.poll() is None  # the first one is untouched
+    assert first.terminate() == 0
+    # the lock went with the process: a new serve on that dir starts
+    again = p2p_serve(d)
+    assert again.terminate() == 0
+
+
+def test_revoked_peer_cannot_come_back(
+    tmp_path: Path, p2p_node: Callable[..., CliResult], p2p_serve: Callable[..., ServeProcess]
+) -> None:
+    srv = tmp_path / "srv"
+    me = str(tmp_path / "me")
+    assert p2p_node("--data-dir", me, "identity", "init").code == 0
+    key = p2p_node("--data-dir", me, "identity", "show", "--json").json()["publicKey"]
+    server = p2p_serve(srv, "--auth", "allowlist")
+    assert p2p_node("--data-dir", str(srv), "peers", "allow", key).code == 0
+    assert wait_until(lambda: p2p_node("--data-dir", me, "ping", server.address).code == 0)
+    # connected once: the server holds a record of our key, which alone would admit us
+    assert p2p_node("--data-dir", str(srv), "peers", "revoke", key).code == 0
+    assert server.terminate() == 0  # and across a restart of the server
+    server = p2p_serve(srv, "--auth", "allowlist")
+    res = p2p_node("--data-dir", me, "ping", server.address)
+    assert res.code == 3
+    assert "refused the handshake: peer not authorized" in res.err

@@ -111,9 +111,16 @@ def _argv(snippet: Snippet, work: Path) -> list[str]:
 
 
 def _serve(argv: list[str], work: Path, env: dict[str, str]) -> str:
-    """Start a server snippet, wait for its first line, check it still runs, SIGINT it."""
+    """Start a server snippet, wait for its first line, check it still runs, then Ctrl-C it
+    (SIGINT to its whole process group, as a terminal does, so a shell's child gets it)."""
     proc = subprocess.Popen(
-        argv, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert proc.stdout is not None
@@ -123,12 +130,12 @@ def _serve(argv: list[str], work: Path, env: dict[str, str]) -> str:
         first = proc.stdout.readline() if ready else ""
         assert first.strip(), f"the server printed nothing in {SERVE_TIMEOUT} s"
         assert proc.poll() is None, f"the server exited ({proc.returncode}) after {first!r}"
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         proc.wait(timeout=SERVE_TIMEOUT)
         return first
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 

@@ -83,5 +83,5 @@ def test_cli_ueps_send_to_a_serving_node(tmp_path: Path) -> None:
             return code, out.getvalue(), got
 
     code, out, got = asyncio.run(scenario())
-    assert code == 0 and json.loads(out)["sent"] == 2
+    assert code == 0 and json.loads(out)["written"] == 2
     assert got == [b"hello", b"hello"]

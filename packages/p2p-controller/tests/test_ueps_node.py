@@ -178,7 +178,8 @@ async def test_cmd_ueps_sends_frames(
         (b"work", 7, 2),
         (b"work", 7, 3),
     ]
-    assert ctx.emitted[0]["sent"] == 3 and "sent 3 UEPS frame(s)" in ctx.said[0]
+    assert ctx.emitted[0]["written"] == 3 and ctx.emitted[0]["confirmed"] is False
+    assert "wrote 3 UEPS frame(s)" in ctx.said[0] and "not confirmed" in ctx.said[0]
 
 
 async def test_cmd_ueps_refuses_a_peer_without_ueps(

@@ -211,7 +211,10 @@ async def test_start_miner_errors(worker: Worker, node: NodeManager) -> None:
     reply = await ask(
         worker, node, MessageType.START_MINER, {"minerType": "cpuminer", "config": {}}
     )
-    assert body(reply) == {"success": False, "error": "unknown miner type: cpuminer"}
+    assert body(reply) == {
+        "success": False,
+        "error": "unknown miner type: cpuminer (this worker knows: xmrig)",
+    }
     reply = await ask(worker, node, MessageType.START_MINER, {"minerType": 5})
     assert error_text(reply).startswith("Worker.handleStartMiner: invalid payload: ")
 
@@ -275,7 +278,8 @@ async def test_deploy_profile(
 
     plain = bundles.create_profile_bundle_unencrypted(b'{"id": "plain", "a": 1}', "p2")
     reply = await ask(worker, node, MessageType.DEPLOY, json.loads(plain.deploy_payload_json()))
-    assert body(reply) == {"success": True, "name": "p2"}
+    # the ack names the id the profile is stored under (what `--profile` takes), not "p2"
+    assert body(reply) == {"success": True, "name": "plain"}
     assert profiles.get_profile("plain") == {"id": "plain", "a": 1}
 
 

@@ -6,11 +6,14 @@ means, how a table lines up, what ``--since 5m`` is) is tested on its own.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import json
 import math
 import re
+import socket
+import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -24,6 +27,13 @@ from p2p.identity.errors import CorruptIdentityError, IdentityError
 from p2p.identity.text import safe_text
 from p2p.peers import PeerError
 from p2p.transport.errors import ProtocolError, TransportError
+from p2p.transport.handshake import (
+    HandshakeError,
+    HandshakeRejectedError,
+    PinnedKeyMismatchError,
+)
+from p2p.transport.transport import ConnectError
+from websockets.exceptions import InvalidHandshake
 
 __all__ = [
     "EXIT_ERROR",
@@ -31,8 +41,10 @@ __all__ = [
     "EXIT_REMOTE",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "MAX_SINCE_MS",
     "CliError",
     "classify",
+    "connect_failure",
     "human_bytes",
     "human_duration",
     "parse_since",
@@ -56,6 +68,9 @@ EXIT_UNREACHABLE = 3
 EXIT_REMOTE = 4
 
 _MAX_SINCE_TEXT = 64
+#: The latest ``--since`` accepted: 9999-12-31T23:59:59.999Z in Unix milliseconds (a
+#: worker refuses larger values with a remote error; this says so before sending).
+MAX_SINCE_MS = 253_402_300_799_999
 
 
 class CliError(Exception):
@@ -160,18 +175,30 @@ def parse_since(text: str, *, now_ms: int | None = None) -> int:
     if m is not None:
         return max(0, now - int(m.group(1)) * _UNIT_MS[m.group(2)])
     if value.isdigit():
-        return int(value)
+        return _since_in_range(int(value), text)
     try:
         stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if stamp.tzinfo is None:
+            stamp = stamp.astimezone()  # local time, as a person typing it means
+        ms = int(stamp.astimezone(timezone.utc).timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
         raise CliError(
             f"--since {text!r} is not a time",
             EXIT_USAGE,
             "use Unix milliseconds, an ISO time or an age such as 5m",
         ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.astimezone()  # local time, as a person typing it means
-    return int(stamp.astimezone(timezone.utc).timestamp() * 1000)
+    return _since_in_range(ms, text)
+
+
+def _since_in_range(ms: int, text: str) -> int:
+    if not 0 <= ms <= MAX_SINCE_MS:
+        raise CliError(
+            f"--since {safe_text(text, _MAX_SINCE_TEXT)} is out of range (Unix milliseconds up "
+            f"to {MAX_SINCE_MS}, the year 9999)",
+            EXIT_USAGE,
+            "use Unix milliseconds, an ISO time or an age such as 5m",
+        )
+    return ms
 
 
 def stats_dict(stats: Any) -> dict[str, Any]:
@@ -250,6 +277,15 @@ def classify(exc: BaseException) -> CliError:
         return CliError(f"the peer answered with an error: {text}", EXIT_REMOTE)
     if isinstance(exc, (ctl.MinerCommandError, ctl.DeployFailedError, ctl.UnexpectedResponseError)):
         return CliError(f"the peer refused: {text}", EXIT_REMOTE)
+    dial = next((c for c in _causes(exc) if isinstance(c, ConnectError)), None)
+    if dial is not None:  # also under the Controller's RequestError("connect to … failed")
+        return connect_failure(dial)
+    if isinstance(exc, ctl.RequestError) and text.endswith("timed out"):
+        return CliError(
+            f"{text}: the peer did not answer in time",
+            EXIT_UNREACHABLE,
+            "check that the peer is up and not firewalled, or raise --timeout",
+        )
     if isinstance(exc, (ctl.RequestTimeout, TimeoutError)):
         return CliError(
             f"no answer in time ({text})",
@@ -281,11 +317,101 @@ def classify(exc: BaseException) -> CliError:
         )
     if isinstance(exc, OSError):
         if exc.errno == errno.EADDRINUSE:
-            return CliError(text, EXIT_ERROR, "pick another --listen port or stop what uses it")
-        where = f" ({exc.filename})" if exc.filename else ""
+            return CliError(
+                f"the listen address is in use ({exc.strerror or text})",
+                EXIT_ERROR,
+                "pick another --listen port or stop what uses it",
+            )
+        where = f": {exc.filename}" if exc.filename else ""
         return CliError(f"{exc.strerror or text}{where}", EXIT_ERROR)
     return CliError(
-        f"unexpected {type(exc).__name__}: {text}",
+        f"the command failed: {text}",
         EXIT_ERROR,
         "run again with -v and report the log if it persists",
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and the chain of exceptions that caused it (bounded: cycles are possible)."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(chain) < 8 and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return chain
+
+
+def connect_failure(exc: ConnectError) -> CliError:
+    """A failed dial as one of four sentences: refused by the peer, the pinned key did not
+    match, no answer in time, or the address could not be reached (each with its hint)."""
+    where = safe_text(exc.address, 200)
+    for cause in _causes(exc)[1:]:
+        if isinstance(cause, HandshakeRejectedError):
+            reason = safe_text(cause.remote_reason, 200)
+            return CliError(
+                f"{where} refused the handshake: {reason}",
+                EXIT_UNREACHABLE,
+                "the peer does not accept this node: ask its operator to run "
+                "`p2p-node peers allow KEY` with this node's key (`p2p-node identity show`)",
+            )
+        if isinstance(cause, PinnedKeyMismatchError):
+            return CliError(
+                f"{where} answered with another public key than the one pinned for it",
+                EXIT_UNREACHABLE,
+                "check --public-key (or the key stored by `peers add`); if the peer really got "
+                "a new key, `p2p-node peers remove PEER` and add it again",
+            )
+        if isinstance(cause, HandshakeError):
+            return CliError(
+                f"the handshake with {where} failed: {safe_text(cause.reason, 200)}",
+                EXIT_UNREACHABLE,
+                "check that the address is a p2p-node (or Go p2p) endpoint",
+            )
+        if isinstance(cause, (TimeoutError, asyncio.TimeoutError)):
+            return CliError(
+                f"{where} did not answer in time",
+                EXIT_UNREACHABLE,
+                "check that the peer is up and not firewalled, or raise --timeout",
+            )
+        if isinstance(cause, socket.gaierror):
+            return CliError(
+                f"cannot resolve the host of {where}",
+                EXIT_UNREACHABLE,
+                "check the host name in the address",
+            )
+        if isinstance(cause, ssl.SSLError):
+            return CliError(
+                f"the TLS connection to {where} failed ({safe_text(cause.reason or cause, 120)})",
+                EXIT_UNREACHABLE,
+                "check the certificate, or [tls] ca in config.toml for a private CA",
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return CliError(
+                f"nothing listens at {where} (connection refused)",
+                EXIT_UNREACHABLE,
+                "check the address and that the peer runs `p2p-node serve`",
+            )
+        if isinstance(cause, OSError):
+            return CliError(
+                f"cannot reach {where} ({safe_text(cause.strerror or cause, 120)})",
+                EXIT_UNREACHABLE,
+                "check the address and the network",
+            )
+        if isinstance(cause, InvalidHandshake):
+            return CliError(
+                f"{where} did not speak WebSocket ({safe_text(cause, 120)})",
+                EXIT_UNREACHABLE,
+                "check the address: a p2p-node listens on ws://HOST:PORT/ws",
+            )
+    reason = safe_text(exc.reason, 200)
+    if reason.startswith("HTTP "):
+        return CliError(
+            f"{where} answered {reason} instead of upgrading to WebSocket",
+            EXIT_UNREACHABLE,
+            "check the path (a p2p-node listens on /ws)",
+        )
+    return CliError(
+        f"cannot reach {where} ({reason})",
+        EXIT_UNREACHABLE,
+        "check the address and that the peer runs `p2p-node serve`",
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from p2p.peers import PeerError, PeerRegistry, allowlist_path
@@ -51,7 +52,13 @@ def _sig(path: Path) -> _Sig:
 class RegistryFileSync:
     """Poll `registry`'s files and merge changes made by other processes."""
 
-    def __init__(self, registry: PeerRegistry, *, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        registry: PeerRegistry,
+        *,
+        interval: float = 2.0,
+        on_revoke: Callable[[frozenset[str]], Awaitable[None]] | None = None,
+    ) -> None:
         if not 0.01 <= interval <= 3600:
             raise ValueError("interval must be in [0.01, 3600] seconds")
         self.registry = registry
@@ -62,15 +69,26 @@ class RegistryFileSync:
         self._allow_sig = _sig(self._allow_path)
         #: what peers.json held when last read (the registry was just loaded from it)
         self._in_file: dict[str, _Fields] = {p.id: _fields(p) for p in registry.peers()}
+        #: called with the keys another process removed from the allowlist (`peers revoke`)
+        self._on_revoke = on_revoke
+        self._revoked: set[str] = set()
 
     async def run(self) -> None:
         """Poll until cancelled (errors are logged, never fatal)."""
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await asyncio.to_thread(self.poll)
+                await self.sync_once()
             except Exception:
                 log.exception("syncing the peers files failed")
+
+    async def sync_once(self) -> None:
+        """One poll, then the revoke callback for keys it found removed (also run once
+        more at shutdown, so a `peers revoke` just before a stop is not overwritten)."""
+        await asyncio.to_thread(self.poll)
+        revoked, self._revoked = frozenset(self._revoked), set()
+        if revoked and self._on_revoke is not None:
+            await self._on_revoke(revoked)
 
     def poll(self) -> bool:
         """One check; True if the registry was changed from the files."""
@@ -98,6 +116,7 @@ class RegistryFileSync:
                 self.registry.allow_public_key(key)
         for key in sorted(current - keys):
             self.registry.revoke_public_key(key)
+            self._revoked.add(key)
         log.info("allowlist reloaded from %s: %d keys", self._allow_path, len(keys))
         return True
 

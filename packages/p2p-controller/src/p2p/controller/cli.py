@@ -25,16 +25,20 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
+import errno
 import json
 import logging
 import os
 import shlex
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 import shtab
 from p2p.controller import _metrics, bundles
@@ -56,6 +60,7 @@ from p2p.controller._cli_output import (
     stats_text,
     table,
 )
+from p2p.controller._datalock import DataDirLock, DataDirLockedError
 from p2p.controller._version import __version__
 from p2p.controller.authz import PolicyError, normalise_key
 from p2p.controller.bundles import Bundle
@@ -65,6 +70,8 @@ from p2p.controller.config import (
     NodeConfig,
     NodeConfigError,
     NodePaths,
+    check_file,
+    parse_host_port,
 )
 from p2p.controller.controller import ControllerConfig
 from p2p.controller.controllers_file import load_controllers, save_controllers
@@ -128,6 +135,23 @@ def _own_name(text: str) -> str:
     return text
 
 
+#: Fastest `logs --follow` poll (each poll is one request the worker answers).
+MIN_FOLLOW_INTERVAL = 0.2
+#: `logs --follow` asks for lines this much older than its last poll and drops the ones
+#: it already printed, so a worker clock a little behind ours loses nothing.
+FOLLOW_OVERLAP_MS = 5_000
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not MIN_FOLLOW_INTERVAL <= value <= 60:
+        raise argparse.ArgumentTypeError(f"must be in {MIN_FOLLOW_INTERVAL:g}..60 seconds")
+    return value
+
+
 def _lines(text: str) -> int:
     try:
         value = int(text)
@@ -138,9 +162,31 @@ def _lines(text: str) -> int:
     return value
 
 
+class _UsageError(Exception):
+    """An argparse usage error, raised instead of printing and exiting so that `main` can
+    report it as one sentence, or as ``{"error","hint","exitCode"}`` with ``--json``."""
+
+    def __init__(self, message: str, usage: str, prog: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+        self.prog = prog
+
+
+#: Set by `main` while it parses: usage errors are raised to it, not printed and exited
+#: (a caller of ``build_parser().parse_args`` keeps argparse's own behaviour).
+_RAISE_USAGE: contextvars.ContextVar[bool] = contextvars.ContextVar("_RAISE_USAGE", default=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse calls this for every usage error
+        if _RAISE_USAGE.get():
+            raise _UsageError(message, self.format_usage(), self.prog)
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line (also used to render the README's CLI tour)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     # SUPPRESS: given after the command, these override the global ones; absent, they don't.
     common.add_argument(
         "--json",
@@ -169,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log more (-vv for debug)",
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="p2p-node",
         description="Run a Lethean P2P node, and drive other nodes: ping, stats, miners, "
         "logs, deploy. Start with `p2p-node demo`.",
@@ -195,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     def add(name: str, help_text: str, **kw: Any) -> argparse.ArgumentParser:
@@ -255,7 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TYPE=COMMAND",
         action="append",
         default=[],
-        help="run COMMAND (shell words) for miner TYPE (repeatable)",
+        help="run COMMAND (shell words) for miner TYPE (repeatable); its hashrate and shares "
+        "are read from xmrig-style output lines unless --miner-stats says how",
+    )
+    serve.add_argument(
+        "--miner-stats",
+        metavar="TYPE=REGEX",
+        action="append",
+        default=[],
+        help="read miner TYPE's stats from output lines matching REGEX, with named groups "
+        "hashrate, shares, rejected (repeatable; same as stats_regex in config.toml)",
     )
     serve.add_argument("--profile-dir", metavar="DIR", type=Path)
     serve.add_argument("--log-format", choices=("text", "json"))
@@ -328,6 +383,19 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("miner_name", metavar="MINER")
     logs.add_argument("--lines", "-n", type=_lines, default=100)
     logs.add_argument("--since", metavar="T", help="Unix ms, ISO time, or an age like 5m")
+    logs.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing new lines until Ctrl-C (polls the worker every --interval s)",
+    )
+    logs.add_argument(
+        "--interval",
+        type=_interval,
+        default=1.0,
+        metavar="SECONDS",
+        help=f"poll interval of --follow (default 1, {MIN_FOLLOW_INTERVAL:g}..60)",
+    )
 
     bundle = add("bundle", "build deploy bundles encrypted for one peer")
     bsub = bundle.add_subparsers(dest="action", metavar="ACTION")
@@ -408,6 +476,12 @@ class _Ctx:
         if self.json:
             print_json(obj, self.out)
 
+    def _has_identity(self) -> bool:
+        try:
+            return NodeManager(self.paths.key, self.paths.identity).has_identity
+        except CorruptIdentityError:
+            return True  # not a fresh dir: Node.start reports the corruption
+
     def base_config(self) -> NodeConfig:
         path = self.paths.config
         if path is not None and path.is_file():
@@ -443,8 +517,17 @@ class _Ctx:
                 deploy_timeout=max(t, 1.0),
                 connect_timeout=2 * t,
             )
+        fresh = not self._has_identity()
         node = Node(self.args.data_dir, config=cfg, transport_config=tcfg, controller_config=ccfg)
         await node.start()
+        if fresh:
+            # A mistyped --data-dir would otherwise become a new node silently (issue 15).
+            where = self.paths.root if self.paths.root is not None else "the default location"
+            self.note(
+                f"p2p-node: note: no identity in {shown(str(where), 200)}: created a new one "
+                f"(id {node.id}); if you meant an existing node, check --data-dir / "
+                f"${DATA_DIR_ENV}"
+            )
         try:
             yield node
         finally:
@@ -479,6 +562,47 @@ def _read_file(path: Path, what: str) -> bytes:
         raise CliError(f"{what} {path} does not exist", EXIT_USAGE) from None
     except IsADirectoryError:
         raise CliError(f"{what} {path} is a directory", EXIT_USAGE) from None
+
+
+def check_address(text: str, what: str = "address") -> str:
+    """A dial address (``ws://HOST:PORT/PATH``, ``wss://…`` or ``HOST:PORT``) checked
+    locally, before anything is sent: the scheme, and a port in 1..65535."""
+    value = text.strip()
+    if "://" in value:
+        scheme = value.partition("://")[0].lower()
+        if scheme not in ("ws", "wss"):
+            raise CliError(
+                f"{what} {shown(text, 200)} uses {shown(scheme)}://, not ws:// or wss://",
+                EXIT_USAGE,
+                "p2p nodes speak WebSocket: give ws://HOST:PORT/ws (wss:// with TLS)",
+            )
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+            host = parts.hostname
+        except ValueError as exc:
+            raise CliError(
+                f"{what} {shown(text, 200)} is not a valid address ({exc})",
+                EXIT_USAGE,
+                "give ws://HOST:PORT/ws with a port in 1..65535",
+            ) from None
+        if not host:
+            raise CliError(f"{what} {shown(text, 200)} has no host", EXIT_USAGE)
+        if port is not None and port == 0:
+            raise CliError(f"{what} {shown(text, 200)} has port 0", EXIT_USAGE)
+        return text
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text[:6]) <= 65535:
+        raise CliError(
+            f"{what} {shown(text, 200)} is not HOST:PORT with a port in 1..65535",
+            EXIT_USAGE,
+            "give ws://HOST:PORT/ws or HOST:PORT",
+        )
+    return text
+
+
+def _looks_like_address(ref: str) -> bool:
+    return "://" in ref or (":" in ref and ref.rpartition(":")[2].isdigit())
 
 
 def _check_public_key(text: str) -> str:
@@ -556,6 +680,25 @@ def _serve_config(ctx: _Ctx) -> NodeConfig:
         except ValueError as exc:
             raise NodeConfigError("--miner", f"bad command {command!r}: {exc}") from exc
         miners[miner_type] = MinerConfig.from_table(miner_type, {"command": argv})
+    for item in a.miner_stats:
+        miner_type, sep, regex = item.partition("=")
+        if not sep or not miner_type or not regex:
+            raise NodeConfigError("--miner-stats", f"expected TYPE=REGEX, got {item!r}")
+        if miner_type not in miners:
+            raise NodeConfigError(
+                "--miner-stats", f"no miner type {miner_type!r} (add it with --miner or config)"
+            )
+        table: dict[str, Any] = {
+            "command": list(miners[miner_type].command),
+            "env": dict(miners[miner_type].env),
+            "stats_regex": regex,
+            "log_lines": miners[miner_type].log_lines,
+            "stop_grace": miners[miner_type].stop_grace,
+        }
+        miners[miner_type] = MinerConfig.from_table(miner_type, table)
+    check_file(a.tls_cert, "--tls-cert")
+    check_file(a.tls_key, "--tls-key")
+    check_file(a.tls_ca, "--tls-ca")
     return cfg.replace(
         listen=a.listen,
         name=a.name,
@@ -609,9 +752,27 @@ def _setup_logging(
         root.setLevel(logging.WARNING)
 
 
+def _serve_lock_path(paths: NodePaths) -> Path:
+    return (paths.root if paths.root is not None else paths.profiles.parent) / "serve.lock"
+
+
 async def cmd_serve(ctx: _Ctx) -> int:
     cfg = _serve_config(ctx)
     _setup_logging(ctx.args.verbose, serve=True, fmt=cfg.log_format, level=cfg.log_level)
+    lock = DataDirLock(_serve_lock_path(ctx.paths))
+    try:
+        lock.acquire()
+    except DataDirLockedError as exc:
+        raise CliError(
+            str(exc), EXIT_ERROR, "stop it first, or give this node its own --data-dir"
+        ) from None
+    try:
+        return await _serve_locked(ctx, cfg)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(ctx: _Ctx, cfg: NodeConfig) -> int:
     node = Node(ctx.args.data_dir, config=cfg, listen=cfg.listen, watch_files=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -628,9 +789,17 @@ async def cmd_serve(ctx: _Ctx) -> int:
         cfg.dashboard, ctx.args.dashboard, read_only=ctx.args.dashboard_read_only
     )
     try:
-        await node.start()
+        try:
+            await node.start()
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise _listen_error("--listen", cfg.listen, exc) from None
         if cfg.metrics is not None:
-            metrics_server = _metrics.start(node, cfg.metrics)
+            try:
+                metrics_server = _metrics.start(node, cfg.metrics)
+            except OSError as exc:
+                raise _listen_error("--metrics", cfg.metrics, exc) from None
         info: dict[str, str] = node.info()
         if dash_cfg is not None:
             dashboard = await start_dashboard(node, dash_cfg)
@@ -655,6 +824,29 @@ async def cmd_serve(ctx: _Ctx) -> int:
             await dashboard.close()
         await node.close()
     return EXIT_OK
+
+
+def _listen_error(flag: str, address: str, exc: OSError) -> CliError:
+    """A failed bind, naming the flag and the address (not a bare "Name or service ...")."""
+    what = safe_text(exc.strerror or exc, 120)
+    if exc.errno == errno.EADDRINUSE:
+        return CliError(
+            f"cannot listen on {safe_text(address, 100)} ({flag}): the address is in use",
+            EXIT_ERROR,
+            f"pick another {flag} port, or stop what uses it",
+        )
+    if isinstance(exc, socket.gaierror):
+        return CliError(
+            f"cannot listen on {safe_text(address, 100)} ({flag}): the host does not resolve "
+            f"({what})",
+            EXIT_USAGE,
+            "give an IP address of this machine, 0.0.0.0, or 127.0.0.1",
+        )
+    return CliError(
+        f"cannot listen on {safe_text(address, 100)} ({flag}): {what}",
+        EXIT_ERROR,
+        f"check {flag}: an address of this machine and a port you may bind",
+    )
 
 
 def _log_authorization(node: Node) -> None:
@@ -827,13 +1019,36 @@ async def cmd_peers(ctx: _Ctx) -> int:
                 "connect to it once with `p2p-node peers add`",
             )
         key = found.public_key if found is not None else _check_public_key(ref)
+        what = _label(found, found.id) if found is not None else key
         if action == "allow":
             registry.allow_public_key(key)
+            ctx.emit({"action": action, "publicKey": key, "peer": found.id if found else None})
+            ctx.say(f"allowed {what}")
+            return EXIT_OK
+        # revoke: no longer trusted at all. A peer record admits its key in allowlist mode,
+        # so the records holding the key go too; a running serve (allowlist mode) also
+        # drops the live connection when it picks the change up.
+        registry.revoke_public_key(key)
+        forgotten = [p.id for p in registry.peers() if p.public_key == key]
+        for pid in forgotten:
+            registry.remove(pid)
+        await registry.flush()
+        ctx.emit(
+            {
+                "action": action,
+                "publicKey": key,
+                "peer": found.id if found else None,
+                "forgotten": forgotten,
+            }
+        )
+        ctx.say(f"revoked {what}" + (" and forgot its peer record" if forgotten else ""))
+        if ctx.base_config().auth_mode != "allowlist":
+            ctx.note(
+                'note: config.toml does not set auth_mode = "allowlist": a serve in open mode '
+                "admits every key (revoke matters with `serve --auth allowlist`)"
+            )
         else:
-            registry.revoke_public_key(key)
-        ctx.emit({"action": action, "publicKey": key, "peer": found.id if found else None})
-        what = _label(found, found.id) if found is not None else key
-        ctx.say(f"{'allowed' if action == 'allow' else 'revoked'} {what}")
+            ctx.note("a running serve drops the peer's connection within 2 s")
         return EXIT_OK
     finally:
         registry.close()
@@ -841,8 +1056,18 @@ async def cmd_peers(ctx: _Ctx) -> int:
 
 async def _peers_add(ctx: _Ctx) -> int:
     a = ctx.args
+    check_address(a.address)
     if a.public_key:
-        _check_public_key(a.public_key)
+        try:
+            normalise_key(a.public_key)
+        except PolicyError:
+            raise CliError(
+                f"--public-key {shown(a.public_key, 60)} is not a base64 X25519 public key "
+                "(44 characters)",
+                EXIT_USAGE,
+                "copy the key from `p2p-node identity show` on that peer, or leave "
+                "--public-key out to trust the key on first use",
+            ) from None
     async with ctx.client() as node:
         peer = await node.add_peer(a.address, public_key=a.public_key, name=a.name)
     ctx.emit(_peer_json(peer))
@@ -971,13 +1196,70 @@ async def cmd_logs(ctx: _Ctx) -> int:
     since = parse_since(a.since) if a.since else None
     async with ctx.client() as node:
         _peer, conn = await node.connect(a.peer)
+        started_ms = time.time_ns() // 1_000_000
         lines = await node.controller.get_remote_logs(conn.peer_id, a.miner_name, a.lines, since)
+        if a.follow:
+            for line in lines:
+                _print_log_line(ctx, conn.peer_id, a.miner_name, line)
+            await _follow_logs(ctx, node, conn.peer_id, a.miner_name, lines, last_ms=started_ms)
+            return EXIT_OK
     ctx.emit({"peer": conn.peer_id, "minerName": a.miner_name, "lines": lines})
     for line in lines:
         ctx.say(shown(line, 4096))  # a miner's output line: escaped, one terminal line
     if not lines:
         ctx.note("(no output lines)")
     return EXIT_OK
+
+
+def _print_log_line(ctx: _Ctx, peer_id: str, miner: str, line: str) -> None:
+    """One followed line: escaped and bounded; with --json one object per line."""
+    if ctx.json:
+        print_json({"peer": peer_id, "minerName": miner, "line": line[:4096]}, ctx.out)
+    else:
+        ctx.say(shown(line, 4096))
+
+
+def new_log_lines(printed: list[str], fetched: list[str]) -> list[str]:
+    """The lines of `fetched` after the longest overlap of its head with `printed`'s tail
+    (polls overlap in time, see FOLLOW_OVERLAP_MS). Pure, so it is tested on its own."""
+    for k in range(min(len(printed), len(fetched)), 0, -1):
+        if printed[-k:] == fetched[:k]:
+            return fetched[k:]
+    return fetched
+
+
+async def _follow_logs(
+    ctx: _Ctx, node: Node, peer_id: str, miner: str, printed: list[str], *, last_ms: int
+) -> None:
+    """`logs --follow`: poll with ``since`` until Ctrl-C (or SIGTERM); bounded memory (the
+    tail kept for de-duplication is at most --lines long)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+            pass
+    tail = list(printed[-ctx.args.lines :])
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ctx.args.interval)
+            if stop.is_set():
+                break
+            now_ms = time.time_ns() // 1_000_000
+            since = max(0, last_ms - FOLLOW_OVERLAP_MS)
+            fetched = await node.controller.get_remote_logs(peer_id, miner, ctx.args.lines, since)
+            last_ms = now_ms
+            fresh = new_log_lines(tail, fetched)
+            for line in fresh:
+                _print_log_line(ctx, peer_id, miner, line)
+            tail = (tail + fresh)[-ctx.args.lines :]
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1116,16 +1398,25 @@ def _check_deploy_file(kind: str, raw: bytes, path: Path) -> bundles.Bundle | No
     return None
 
 
-def _check_bundle_contents(bundle: bundles.Bundle, password: str) -> None:
+def _check_bundle_contents(bundle: bundles.Bundle, password: str) -> str | None:
     """Open the bundle with the password the worker will use; a bundle made with another
-    password cannot be checked here and is left to the worker."""
+    password cannot be checked here and is left to the worker. Returns the id a profile
+    bundle's profile is stored under when it can be read."""
     try:
         if bundle.type is bundles.BundleType.PROFILE:
-            bundles.inspect_profile_bundle(bundle, password)
-        else:
-            bundles.inspect_miner_bundle(bundle, password)
+            _raw, profile = bundles.inspect_profile_bundle(bundle, password)
+            return _profile_id(profile, bundle.name)
+        bundles.inspect_miner_bundle(bundle, password)
     except bundles.BundleDecryptError:
         log.info("bundle %r is not encrypted for this peer: the worker will decide", bundle.name)
+    return None
+
+
+def _profile_id(profile: Any, bundle_name: str) -> str:
+    """The id a worker stores a deployed profile under: its ``id``, else the bundle name."""
+    if isinstance(profile, dict) and profile.get("id"):
+        return str(profile["id"])
+    return bundle_name
 
 
 async def cmd_deploy(ctx: _Ctx) -> int:
@@ -1142,19 +1433,21 @@ async def cmd_deploy(ctx: _Ctx) -> int:
     async with ctx.client() as node:
         peer, conn = await node.connect(a.peer)
         label = _label(peer, conn.peer_id)
+        stored_as: str | None = None
         if prebuilt is not None:
             bundle = prebuilt
             password = await node.controller.bundle_password(conn.peer_id)
-            await asyncio.to_thread(_check_bundle_contents, bundle, password)
             if a.name:
                 bundle = bundles.Bundle(
                     bundle.type, sanitise_name(a.name), bundle.data, bundle.checksum
                 )
+            stored_as = await asyncio.to_thread(_check_bundle_contents, bundle, password)
         else:
             password = await node.controller.bundle_password(conn.peer_id)
             name = sanitise_name(a.name or (a.bundle.stem if kind == "profile" else a.bundle.name))
             if kind == "profile":
                 bundle = bundles.create_profile_bundle(raw, name, password)
+                stored_as = _profile_id(json.loads(raw), name)
             else:
                 bundle = await asyncio.to_thread(
                     bundles.create_miner_bundle, a.bundle, profile_json, name, password
@@ -1164,12 +1457,15 @@ async def cmd_deploy(ctx: _Ctx) -> int:
             f"deploying {bundle.type} bundle {bundle.name!r} ({human_bytes(size)}) to {label}…"
         )
         started = time.monotonic()
-        deployed = await node.controller.deploy(conn.peer_id, bundle)
+        acked = await node.controller.deploy(conn.peer_id, bundle)
         took = time.monotonic() - started
+    # One name, the one to use later (`miner start --profile NAME`): a profile is stored
+    # under its "id" (a worker of this version acks it; older ones ack the bundle name).
+    deployed = stored_as or acked or bundle.name
     ctx.emit(
         {
             "peer": conn.peer_id,
-            "name": deployed or bundle.name,
+            "name": deployed,
             "type": str(bundle.type),
             "bytes": size,
             "success": True,
@@ -1177,16 +1473,18 @@ async def cmd_deploy(ctx: _Ctx) -> int:
         }
     )
     ctx.say(
-        f"deployed {bundle.type} {shown(deployed or bundle.name)!r} to {label} in "
+        f"deployed {bundle.type} {shown(deployed)!r} to {label} in "
         f"{human_duration(took) if took >= 1 else f'{took * 1000:.0f} ms'}"
     )
+    if bundle.type is bundles.BundleType.PROFILE and not ctx.json:
+        ctx.note(f"start a miner with it: p2p-node miner start {a.peer} TYPE --profile {deployed}")
     return EXIT_OK
 
 
 async def cmd_demo(ctx: _Ctx) -> int:
     color = not ctx.args.no_color and ctx.out.isatty()
     if ctx.args.dashboard is None:
-        return await run_demo(ctx.out, color=color)
+        return await run_demo(ctx.out, color=color, as_json=ctx.json)
     dash_cfg = choose_config(None, ctx.args.dashboard or str(DEFAULT_DASHBOARD_PORT))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -1198,10 +1496,31 @@ async def cmd_demo(ctx: _Ctx) -> int:
         except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
             pass
     try:
-        return await run_demo(ctx.out, color=color, dashboard=dash_cfg, stop=stop)
+        return await run_demo(ctx.out, color=color, as_json=ctx.json, dashboard=dash_cfg, stop=stop)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """What argparse cannot check on its own, before any file is written or byte is sent."""
+    peer = getattr(args, "peer", None)
+    peerless = ("peers", "controllers", "bundle")
+    if args.command not in peerless and isinstance(peer, str) and _looks_like_address(peer):
+        check_address(peer, "PEER")
+    if args.command == "logs" and args.since:
+        parse_since(args.since)
+    if args.command == "serve":
+        for flag, value in (("--listen", args.listen), ("--metrics", args.metrics)):
+            if value is not None:
+                try:
+                    parse_host_port(value, key=flag)
+                except NodeConfigError as exc:
+                    raise CliError(
+                        f"{flag} {shown(value, 100)}: {exc.problem}",
+                        EXIT_USAGE,
+                        "give HOST:PORT with an IP address of this machine (0.0.0.0 for all)",
+                    ) from None
 
 
 _COMMANDS: dict[str, Callable[[_Ctx], Coroutine[Any, Any, int]]] = {
@@ -1231,16 +1550,30 @@ def main(
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    token = _RAISE_USAGE.set(True)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        args = parser.parse_args(words)
+    except _UsageError as exc:
+        hint = f"see `{exc.prog} --help`"
+        if "--json" in words[: words.index("--")] if "--" in words else "--json" in words:
+            print_json({"error": str(exc), "hint": hint, "exitCode": EXIT_USAGE}, out)
+        else:
+            err.write(exc.usage)
+        err.write(f"p2p-node: {safe_text(str(exc), 1000)}; {hint}\n")
+        err.flush()
+        return EXIT_USAGE
+    except SystemExit as exc:  # argparse: --help, --version (0)
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    finally:
+        _RAISE_USAGE.reset(token)
     if args.data_dir is None and os.environ.get(DATA_DIR_ENV):
         args.data_dir = os.environ[DATA_DIR_ENV]
     if args.command != "serve":
         _setup_logging(args.verbose)
     ctx = _Ctx(args, out, err)
     try:
+        _check_args(args)
         return asyncio.run(_COMMANDS[args.command](ctx))
     except KeyboardInterrupt:
         err.write("p2p-node: interrupted\n")

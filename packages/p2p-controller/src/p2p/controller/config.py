@@ -13,8 +13,10 @@ import base64
 import binascii
 import dataclasses
 import importlib
+import ipaddress
 import os
 import re
+import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +27,13 @@ import platformdirs
 from p2p.controller.authz import Policy, PolicyError
 from p2p.controller.deploy_guard import DeployLimits, DeployRefusedError
 from p2p.controller.errors import ControllerError
-from p2p.controller.miners import JsonFileStats, MinerSpec, RegexStats, StatsSource
+from p2p.controller.miners import (
+    CommonMinerStats,
+    JsonFileStats,
+    MinerSpec,
+    RegexStats,
+    StatsSource,
+)
 from p2p.identity import has_control_chars, safe_text
 from p2p.transport import TransportConfig
 
@@ -39,6 +47,7 @@ __all__ = [
     "NodeConfig",
     "NodeConfigError",
     "NodePaths",
+    "check_file",
     "load_toml",
     "parse_host_port",
 ]
@@ -83,7 +92,34 @@ def parse_host_port(text: str, *, key: str = "listen") -> tuple[str, int]:
         raise NodeConfigError(key, f"port {port} out of range 0..65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    _check_host(host, key)
     return (host or "0.0.0.0", port)
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
+
+
+def _check_host(host: str, key: str) -> None:
+    """Refuse, without resolving anything, a host that can be neither an IP literal nor a
+    DNS name: ``999.1.1.1`` looks like IPv4 and is not one."""
+    if not host:
+        return
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise NodeConfigError(key, f"{host!r} is not a valid IPv6 address") from None
+        return
+    if all(part.isdigit() for part in host.split(".")):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise NodeConfigError(key, f"{host!r} is not a valid IPv4 address") from None
+        return
+    if not _HOST_NAME.match(host):
+        raise NodeConfigError(key, f"{host[:80]!r} is not a valid host name or IP address")
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -124,6 +160,7 @@ class NodePaths:
         DIR/lethean-desktop/miners/<name>             deployed miner binaries
         DIR/config.toml                               read by `serve` when present
         DIR/controllers.json                          keys granted control (CLI-managed)
+        DIR/serve.lock                                held by the running `serve` (its pid)
 
     Without one, the identity and peers are where a Go node keeps them (so a Python node
     and a Go node on one machine share them), and the rest is under the user data dir.
@@ -188,11 +225,13 @@ class MinerConfig:
 
     def spec(self) -> MinerSpec:
         """The `ProcessMinerManager` spec (validated there too)."""
-        stats: StatsSource | None = None
+        stats: StatsSource
         if self.stats_regex is not None:
             stats = RegexStats(self.stats_regex)
         elif self.stats_json is not None:
             stats = JsonFileStats(self.stats_json)
+        else:
+            stats = CommonMinerStats()  # xmrig "speed …", "N H/s", "accepted (A/R)"
         return MinerSpec(
             command=list(self.command),
             env=dict(self.env),
@@ -218,7 +257,13 @@ class MinerConfig:
             raise NodeConfigError(key, f"unknown keys {sorted(unknown)}")
         command = table.get("command")
         if isinstance(command, str):
-            command = [command]
+            # a string is split as a POSIX shell would split it (no shell runs it)
+            try:
+                command = shlex.split(command)
+            except ValueError as exc:
+                raise NodeConfigError(
+                    f"{key}.command", f"cannot split {command!r}: {exc}"
+                ) from None
         if (
             not isinstance(command, list)
             or not command
@@ -248,6 +293,20 @@ class MinerConfig:
         if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not (0 <= grace <= 60):
             raise NodeConfigError(f"{key}.stop_grace", "must be seconds in 0..60")
         return cls(tuple(command), dict(env), stats_json, stats_regex, log_lines, float(grace))
+
+
+def check_file(path: Path | None, key: str) -> Path | None:
+    """`path` (a TLS certificate, key or CA bundle) must be a readable file: said at
+    load time with the key named, not later as a bare "No such file or directory"."""
+    if path is None:
+        return None
+    if not path.exists():
+        raise NodeConfigError(key, f"file {path} does not exist")
+    if not path.is_file():
+        raise NodeConfigError(key, f"{path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise NodeConfigError(key, f"file {path} is not readable")
+    return path
 
 
 def _is_public_key(text: str) -> bool:
@@ -379,9 +438,8 @@ class NodeConfig:
         tls = doc.get("tls", {})
         if not isinstance(tls, dict) or set(tls) - {"cert", "key", "ca"}:
             raise NodeConfigError("tls", "must be a table with cert, key and optionally ca")
-        kwargs["tls_cert"] = rel(_opt_path(tls, "cert", "tls"))
-        kwargs["tls_key"] = rel(_opt_path(tls, "key", "tls"))
-        kwargs["tls_ca"] = rel(_opt_path(tls, "ca", "tls"))
+        for name in ("cert", "key", "ca"):
+            kwargs[f"tls_{name}"] = check_file(rel(_opt_path(tls, name, "tls")), f"tls.{name}")
         kwargs["profile_dir"] = rel(_opt_path(doc, "profile_dir"))
         miners = doc.get("miners", {})
         if not isinstance(miners, dict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import tempfile
 import textwrap
@@ -73,23 +74,51 @@ class _Style:
         return f"\033[2m{text}\033[0m" if self.color else text
 
 
+class _JsonStory:
+    """The demo's lines grouped by step, for ``p2p-node --json demo``: one object at the
+    end, ``{"ok": true, "seconds": S, "steps": [{"step": N, "title": T, "lines": [...]}]}``
+    (the lines before step 1 are step 0, "intro")."""
+
+    _HEAD = re.compile(r"^\[(\d+)/\d+\] (.*)$")
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, Any]] = [{"step": 0, "title": "intro", "lines": []}]
+
+    def say(self, text: str = "") -> None:
+        for raw in text.split("\n"):
+            line = raw.strip()
+            if not line:
+                continue
+            m = self._HEAD.match(line)
+            if m is not None:
+                self.steps.append({"step": int(m.group(1)), "title": m.group(2), "lines": []})
+            else:
+                self.steps[-1]["lines"].append(line.removeprefix("✓ "))
+
+
 async def run_demo(
     out: TextIO | None = None,
     *,
     color: bool = False,
+    as_json: bool = False,
     dashboard: DashboardConfig | None = None,
     stop: asyncio.Event | None = None,
 ) -> int:
     """Run the demo, writing the story to `out`; returns 0 (an exception means failure).
 
+    With `as_json` the story is printed at the end as one JSON object (see `_JsonStory`).
     With `dashboard`, the controller serves the fleet dashboard from the first step, and
     after the story the mesh keeps running, a miner on each worker, until `stop` is set.
     """
     stream = out if out is not None else sys.stdout
-    style = _Style(color)
+    style = _Style(color and not as_json)
     started = time.monotonic()
+    story = _JsonStory() if as_json else None
 
     def say(text: str = "") -> None:
+        if story is not None:
+            story.say(text)
+            return
         stream.write(text + "\n")
         stream.flush()
 
@@ -107,6 +136,10 @@ async def run_demo(
     say("  p2p-node --data-dir ./node-a controllers add KEY   # on the server: trust that key")
     say("  p2p-node --data-dir ./me peers add ws://SERVER:9091/ws --name server-a")
     say("  p2p-node --data-dir ./me stats server-a")
+    if story is not None:
+        doc = {"ok": True, "seconds": round(time.monotonic() - started, 3), "steps": story.steps}
+        stream.write(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+        stream.flush()
     return 0
 
 

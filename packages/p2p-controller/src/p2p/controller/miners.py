@@ -15,6 +15,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -31,6 +32,7 @@ from p2p.controller.errors import ControllerError
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CommonMinerStats",
     "DeployTarget",
     "JsonFileStats",
     "MinerError",
@@ -70,9 +72,20 @@ class MinerNotFoundError(MinerError):
 class UnknownMinerTypeError(MinerError):
     """No command line is configured (or deployed) for that miner type."""
 
-    def __init__(self, miner_type: str) -> None:
-        super().__init__(f"unknown miner type: {miner_type}")
+    #: Types listed in the message at most (the reply is bounded; names are clipped too).
+    MAX_LISTED = 20
+
+    def __init__(self, miner_type: str, known: Sequence[str] = ()) -> None:
+        text = f"unknown miner type: {miner_type}"
+        if known:
+            listed = ", ".join(t[:40] for t in list(known)[: self.MAX_LISTED])
+            more = " …" if len(known) > self.MAX_LISTED else ""
+            text += f" (this worker knows: {listed}{more})"
+        else:
+            text += " (this worker has no miner types configured)"
+        super().__init__(text)
         self.miner_type = miner_type
+        self.known = tuple(known)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,6 +228,54 @@ class RegexStats:
 
     def fresh(self) -> RegexStats:
         return RegexStats(self.pattern)
+
+
+class CommonMinerStats:
+    """The default stats source of a miner type with no ``stats_regex``/``stats_json``:
+    reads the common output line formats, the most recent value winning.
+
+    - xmrig's ``speed 10s/60s/15m 1001.2 998.0 n/a H/s`` (the first number given: 10 s);
+    - any ``N H/s`` (also ``kH/s``, ``MH/s``, ``GH/s``, scaled to H/s);
+    - xmrig's ``accepted (12/1)``: 12 shares accepted, 1 rejected.
+
+    Anything else is left alone (hashrate stays 0): set ``stats_regex`` for other formats.
+    """
+
+    _XMRIG_SPEED = re.compile(r"speed\s+\S+/\S+/\S+\s+(.*?)\s*([kMG]?)H/s", re.IGNORECASE)
+    _SPEED = re.compile(r"(\d+(?:\.\d+)?)\s*([kMG]?)H/s", re.IGNORECASE)
+    _ACCEPTED = re.compile(r"accepted\s*\((\d{1,18})/(\d{1,18})\)", re.IGNORECASE)
+    _SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+    #: Longest line looked at (the regexes are linear; this bounds the work per line).
+    MAX_LINE = 4096
+
+    def __init__(self) -> None:
+        self._latest: dict[str, Any] = {}
+
+    def feed_line(self, line: str) -> None:
+        line = line[: self.MAX_LINE]
+        rate: float | None = None
+        m = self._XMRIG_SPEED.search(line)
+        if m is not None:
+            for word in m.group(1).split():
+                with contextlib.suppress(ValueError):
+                    rate = float(word) * self._SCALE[m.group(2).lower()]
+                    break
+        else:
+            m = self._SPEED.search(line)
+            if m is not None:
+                rate = float(m.group(1)) * self._SCALE[m.group(2).lower()]
+        if rate is not None and math.isfinite(rate):
+            self._latest["hashrate"] = rate
+        a = self._ACCEPTED.search(line)
+        if a is not None:
+            self._latest["shares"] = int(a.group(1))
+            self._latest["rejected"] = int(a.group(2))
+
+    def read(self, run_dir: Path) -> dict[str, Any]:
+        return dict(self._latest)
+
+    def fresh(self) -> CommonMinerStats:
+        return CommonMinerStats()
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,7 +590,7 @@ class ProcessMinerManager:
     async def start_miner(self, miner_type: str, config: Any) -> ProcessMiner:
         spec = self._specs.get(miner_type)
         if spec is None:
-            raise UnknownMinerTypeError(miner_type)
+            raise UnknownMinerTypeError(miner_type, self.types)
         async with self._lock:
             if sum(m.running for m in self._miners.values()) >= self._max:
                 raise MinerError(f"too many miners running (max {self._max})")

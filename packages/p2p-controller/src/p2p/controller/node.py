@@ -42,7 +42,7 @@ from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
 from p2p.controller.ueps_node import NodeUeps, enable_ueps
 from p2p.controller.worker import Worker
 from p2p.identity import NodeIdentity, NodeManager, load_or_create
-from p2p.peers import AuthMode, Peer, PeerRegistry, validate_peer_name
+from p2p.peers import AuthMode, Peer, PeerError, PeerRegistry, validate_peer_name
 from p2p.transport import PeerConnection, Transport, TransportConfig
 
 if TYPE_CHECKING:
@@ -191,6 +191,7 @@ class Node:
         self._persist = persist
         self._watch_interval = watch_interval if watch_files and persist else None
         self._watcher: asyncio.Task[None] | None = None
+        self._sync: RegistryFileSync | None = None
         self._parts: _Parts | None = None
         self._node_id = ""
         self.gate: _CountingGate | None = None
@@ -300,7 +301,10 @@ class Node:
             self._unsubscribe = transport.on_message(self._route)
             await transport.start()
             if self._watch_interval is not None:
-                sync = RegistryFileSync(registry, interval=self._watch_interval)
+                sync = RegistryFileSync(
+                    registry, interval=self._watch_interval, on_revoke=self._revoked
+                )
+                self._sync = sync
                 self._watcher = asyncio.get_running_loop().create_task(sync.run())
                 csync = ControllersFileSync(
                     policy, paths.controllers, interval=self._watch_interval
@@ -318,6 +322,24 @@ class Node:
         self._state = "running"
         log.info("node %s listening on %s", self.id, self.address)
 
+    async def _revoked(self, keys: frozenset[str]) -> None:
+        """Keys another process removed from the allowlist (`p2p-node peers revoke`): with
+        ``auth_mode = "allowlist"`` forget their peer records (a record admits its key) and
+        drop their live connections, so a revoked peer cannot stay or come back."""
+        parts = self._require()
+        if parts.registry.auth_mode != AuthMode.ALLOWLIST:
+            return
+        for peer in parts.registry.peers():
+            if peer.public_key in keys:
+                with contextlib.suppress(PeerError):
+                    parts.registry.remove(peer.id)
+        for conn in parts.transport.connections():
+            key = conn.identity.public_key
+            if key in keys and not parts.registry.is_peer_allowed(conn.peer_id, key):
+                log.info("peer %s revoked: dropping its connection", conn.peer_id)
+                await conn.graceful_close("revoked")
+        await parts.registry.flush()
+
     async def close(self) -> None:
         """Graceful stop: disconnect peers, stop our miners, flush the registry. Idempotent."""
         if self._state in ("closing", "closed", "new"):
@@ -334,6 +356,12 @@ class Node:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
+        if self._sync is not None:
+            # what other processes wrote since the last poll wins over our final flush
+            try:
+                await self._sync.sync_once()
+            except Exception:
+                log.exception("final sync of the peers files failed")
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("controller", parts.controller.close),
             ("transport", parts.transport.stop),

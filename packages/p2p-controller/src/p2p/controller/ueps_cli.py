@@ -18,10 +18,12 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
+from p2p.controller._cli_output import EXIT_USAGE, CliError
+from p2p.identity import safe_text
 from p2p.transport import PeerConnection
 from p2p.transport.ueps_frames import BoundPacket
 from p2p.transport.ueps_service import UepsService
-from p2p.ueps import INTENT_COMPUTE, INTENT_CUSTOM
+from p2p.ueps import INTENT_COMPUTE, INTENT_CUSTOM, INTENT_REHAB
 
 __all__ = [
     "add_ueps_subcommand",
@@ -38,7 +40,7 @@ MAX_CLI_COUNT = 100_000
 
 def parse_intent(text: str) -> int:
     """An intent byte from ``0x20``, ``32`` or a name (compute, rehab, custom)."""
-    names = {"compute": INTENT_COMPUTE, "rehab": 0x30, "custom": INTENT_CUSTOM}
+    names = {"compute": INTENT_COMPUTE, "rehab": INTENT_REHAB, "custom": INTENT_CUSTOM}
     value = names.get(text.strip().lower())
     if value is None:
         try:
@@ -115,12 +117,17 @@ class _Ctx(Protocol):
 def _payload(args: argparse.Namespace) -> bytes:
     if getattr(args, "payload_hex", None) is not None:
         try:
-            return bytes.fromhex(args.payload_hex)
+            data = bytes.fromhex(args.payload_hex)
         except ValueError:
-            raise argparse.ArgumentTypeError("--payload-hex: not hex") from None
-    data = str(args.payload).encode("utf-8")
+            raise CliError(
+                f"--payload-hex {safe_text(args.payload_hex, 40)} is not hex",
+                EXIT_USAGE,
+                "give pairs of hex digits, e.g. --payload-hex 00ff10",
+            ) from None
+    else:
+        data = str(args.payload).encode("utf-8")
     if len(data) > 0xFFFF:
-        raise argparse.ArgumentTypeError("payload longer than 65535 bytes")
+        raise CliError(f"the payload is {len(data)} bytes: at most 65535 fit", EXIT_USAGE)
     return data
 
 
@@ -134,21 +141,46 @@ async def cmd_ueps(ctx: _Ctx) -> int:
         for _ in range(a.count):
             await node.send_ueps(conn.peer_id, a.intent, data, threat_score=a.threat_score)
     name = getattr(peer, "name", "") if peer is not None else ""
-    label = f"{name} ({conn.peer_id[:12]}…)" if name else conn.peer_id
+    label = f"{safe_text(name)} ({conn.peer_id[:12]}…)" if name else conn.peer_id
+    # UEPS has no receipt, and a receiver silently drops intents it has no handler for:
+    # say what we know (written to the session), never "delivered" (issue 15).
     ctx.say(
-        f"sent {a.count} UEPS frame(s) to {label}: intent 0x{a.intent:02x}, "
-        f"{len(data)} B payload, threat score {a.threat_score}"
+        f"wrote {a.count} UEPS frame(s) to {label}: intent 0x{a.intent:02x}, "
+        f"{len(data)} B payload, threat score {a.threat_score} (delivery not confirmed)"
     )
+    note = getattr(ctx, "note", None)
+    if callable(note):
+        note(unconfirmed_warning(a.intent))
     ctx.emit(
         {
             "peer": conn.peer_id,
             "intent": a.intent,
             "payloadBytes": len(data),
             "threatScore": a.threat_score,
-            "sent": a.count,
+            "written": a.count,
+            "confirmed": False,
         }
     )
     return 0
+
+
+#: Intents a plain `p2p-node serve` routes (REHAB); anything else needs an application
+#: that registered a handler on the receiving node.
+SERVE_INTENTS = {INTENT_REHAB: "rehab"}
+
+
+def unconfirmed_warning(intent: int) -> str:
+    """The stderr note of `ueps send`: what the sender cannot know."""
+    if intent in SERVE_INTENTS:
+        return (
+            f"note: UEPS has no receipt; a p2p-node serve handles 0x{intent:02x} "
+            f"({SERVE_INTENTS[intent]}) and drops it if this node may not control it"
+        )
+    return (
+        f"warning: UEPS has no receipt, and a p2p-node serve has no handler for intent "
+        f"0x{intent:02x} (it routes only 0x30 rehab): unless an application on the peer "
+        "registered one, the peer drops these frames"
+    )
 
 
 def sha256_compute_handler(

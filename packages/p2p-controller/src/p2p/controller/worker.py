@@ -493,7 +493,8 @@ class Worker:
             ack = DeployAckPayload(False, name, clip(exc, MAX_ERROR_TEXT))
             return message.reply(MessageType.DEPLOY_ACK, ack)
         log.info("deployed profile %r", profile_id)
-        return message.reply(MessageType.DEPLOY_ACK, DeployAckPayload(True, name))
+        # the ack names what `start_miner --profile` takes: the profile's id (issue 15)
+        return message.reply(MessageType.DEPLOY_ACK, DeployAckPayload(True, profile_id))
 
     def _existing_miner(self, name: str) -> str | None:
         """Why `name` is taken: configured by the operator, deployed before, or None."""
