@@ -10,7 +10,6 @@ them (or without selenium) the browser tests skip with a message saying what to 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import shutil
 import sys
@@ -98,12 +97,15 @@ class LiveMesh:
             self.root / "controller", config=NodeConfig(listen="127.0.0.1:0"), name="controller"
         )
         await self.controller.start()
-        extra: dict[str, Any] = {}
-        # Once authorization (issue 12) is in, a worker obeys only the keys it was given.
-        if self.authorize and "controllers" in inspect.signature(Node.__init__).parameters:
-            extra["controllers"] = (self.controller.identity.public_key,)
+        # A worker obeys only the controller keys it was given (issue 12): none unless authorized.
+        controllers = (self.controller.identity.public_key,) if self.authorize else ()
         for i in range(1, self.n_workers + 1):
-            w = Node(self.root / f"worker-{i}", config=worker_cfg, name=f"worker-{i}", **extra)
+            w = Node(
+                self.root / f"worker-{i}",
+                config=worker_cfg,
+                name=f"worker-{i}",
+                controllers=controllers,
+            )
             await w.start()
             self.workers.append(w)
             await self.controller.add_peer(w.address, public_key=w.identity.public_key)

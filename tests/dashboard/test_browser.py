@@ -11,29 +11,80 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from p2p.controller import UnauthorizedError
 
 from .conftest import MINER_TYPE, WAIT, Browser, LiveMesh, artefacts_dir
 
 pytest.importorskip("aiohttp", reason="the dashboard needs p2p-controller[dashboard]")
 pytest.importorskip("selenium", reason="the browser tests need selenium")
 
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+Locator = tuple[str, str]
+
 
 def wait_for(driver: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
-    def safe(d: Any) -> Any:
+    """Poll `condition(driver)` until it is truthy and return that value.
+
+    The page re-renders rows, charts and totals on every server-sent event, so a condition
+    must locate its elements afresh on each poll; an element replaced between finding and
+    reading it (stale) or not rendered yet (missing) means "not yet", never a failure.
+    """
+
+    def fresh(d: Any) -> Any:
         try:
             return condition(d)
-        except StaleElementReferenceException:  # re-rendered between find and read
+        except StaleElementReferenceException:
             return False
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(safe, f"timed out: {what}")
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(NoSuchElementException,)
+    )
+    return wait.until(fresh, f"timed out: {what}")
 
 
-def texts(driver: Any, css: str) -> list[str]:
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+def text_when(driver: Any, locator: Locator, check: Any, what: str) -> str:
+    """The element's text once `check(text)` holds, read in the same poll that checked it."""
+
+    def ready(d: Any) -> tuple[str] | bool:
+        text = d.find_element(*locator).text
+        return (text,) if check(text) else False
+
+    result: tuple[str] = wait_for(driver, ready, what)
+    return result[0]
+
+
+def number_when(driver: Any, css: str, attribute: str, check: Any, what: str) -> float:
+    """A numeric attribute (e.g. a chart's ``data-latest``) once `check(value)` holds."""
+
+    def ready(d: Any) -> tuple[float] | bool:
+        raw = d.find_element(By.CSS_SELECTOR, css).get_attribute(attribute)
+        if raw in (None, ""):
+            return False
+        value = float(raw)
+        return (value,) if check(value) else False
+
+    result: tuple[float] = wait_for(driver, ready, what)
+    return result[0]
+
+
+def act(driver: Any, locator: Locator, what: str, *keys: str) -> None:
+    """Click the element (or type `keys` into it), found afresh until the action lands.
+
+    A stale element raises before the action reaches the page, so retrying never acts twice.
+    """
+
+    def done(d: Any) -> bool:
+        element = d.find_element(*locator)
+        if keys:
+            element.send_keys(*keys)
+        else:
+            element.click()
+        return True
+
+    wait_for(driver, done, what)
 
 
 def open_fleet(browser: Browser, mesh: LiveMesh) -> Any:
@@ -44,19 +95,27 @@ def open_fleet(browser: Browser, mesh: LiveMesh) -> Any:
     return d
 
 
+def open_worker(d: Any, mesh: LiveMesh, worker: Any) -> None:
+    d.get(mesh.page(f"/worker/{worker.id}"))
+    name = worker.identity.name
+    text_when(d, (By.ID, "worker-title"), lambda t: t == name, f"the page of {name}")
+
+
 def test_fleet_view_lists_the_workers_live(browser: Browser, mesh: LiveMesh) -> None:
     d = open_fleet(browser, mesh)
     for w in mesh.workers:
-        wait_for(
+        text_when(
             d,
-            lambda d, w=w: (
-                "connected" in d.find_element(By.CSS_SELECTOR, f'tr[data-peer="{w.id}"]').text
-            ),
+            (By.CSS_SELECTOR, f'tr[data-peer="{w.id}"]'),
+            lambda t: "connected" in t,
             f"{w.identity.name} listed as connected",
         )
-    first = f'tr[data-peer="{mesh.workers[0].id}"]'
-    row = wait_for(d, lambda d: d.find_element(By.CSS_SELECTOR, first).text, "row text")
-    assert "worker-1" in row and "ws · ueps/1" in row  # rows are re-rendered: read at once
+    text_when(
+        d,
+        (By.CSS_SELECTOR, f'tr[data-peer="{mesh.workers[0].id}"]'),
+        lambda t: "worker-1" in t and "ws · ueps/1" in t,
+        "worker-1's row names it and its protocol",
+    )
     # a miner started elsewhere (the CLI, another controller) shows up without a reload
     ctl = mesh.controller.controller
     for w in mesh.workers:
@@ -69,33 +128,21 @@ def test_fleet_view_lists_the_workers_live(browser: Browser, mesh: LiveMesh) -> 
         ),
         "both miners in the fleet table",
     )
-    wait_for(
+    number_when(
         d,
-        lambda d: (
-            float(
-                d.find_element(
-                    By.CSS_SELECTOR, '#chart-fleet li[data-series="fleet"]'
-                ).get_attribute("data-latest")
-                or 0
-            )
-            > 0
-        ),
+        '#chart-fleet li[data-series="fleet"]',
+        "data-latest",
+        lambda v: v > 0,
         "fleet hashrate on the chart",
     )
-    wait_for(
+    number_when(
         d,
-        lambda d: (
-            int(
-                d.find_element(By.CSS_SELECTOR, "#chart-fleet path[data-series]").get_attribute(
-                    "data-points"
-                )
-            )
-            >= 4
-        ),
+        "#chart-fleet path[data-series]",
+        "data-points",
+        lambda v: v >= 4,
         "a few points of history",
     )
-    totals = d.find_element(By.ID, "totals").text
-    assert "Miners running\n2" in totals
+    text_when(d, (By.ID, "totals"), lambda t: "Miners running\n2" in t, "totals: 2 miners")
     assert d.find_elements(By.CSS_SELECTOR, "#chart-ping path[data-series]")
     d.save_screenshot(str(artefacts_dir() / "fleet-1280x800.png"))
     d.set_window_size(390, 844)  # a phone
@@ -109,42 +156,32 @@ def test_miner_started_from_the_page_logs_charts_and_stops(
 ) -> None:
     d = open_fleet(browser, mesh)
     worker = mesh.workers[1]
-    d.get(mesh.page(f"/worker/{worker.id}"))
-    wait_for(d, lambda d: d.find_element(By.ID, "worker-title").text == "worker-2", "the page")
-    d.find_element(By.ID, "start-type").send_keys(MINER_TYPE)
-    d.find_element(By.ID, "start-config").send_keys('{"threads": 3}')
-    d.find_element(By.ID, "start-button").click()
-    wait_for(d, lambda d: "Started miner" in d.find_element(By.ID, "notice").text, "notice")
-    name = d.find_element(By.ID, "notice").text.removeprefix("Started miner ").rstrip(".")
+    open_worker(d, mesh, worker)
+    act(d, (By.ID, "start-type"), "type the miner type", MINER_TYPE)
+    act(d, (By.ID, "start-config"), "type the config", '{"threads": 3}')
+    act(d, (By.ID, "start-button"), "click Start miner")
+    notice = text_when(d, (By.ID, "notice"), lambda t: "Started miner" in t, "start notice")
+    name = notice.removeprefix("Started miner ").rstrip(".")
     wait_for(
         d,
         lambda d: d.find_elements(By.CSS_SELECTOR, f'#miners tr[data-miner="{name}"]'),
         "the miner row",
     )
-    key = f"hashrate:{worker.id}"
-    wait_for(
+    number_when(
         d,
-        lambda d: (
-            float(
-                d.find_element(
-                    By.CSS_SELECTOR, f'#chart-worker li[data-series="{key}"]'
-                ).get_attribute("data-latest")
-                or 0
-            )
-            > 1000
-        ),  # three threads at ~950 H/s each
+        f'#chart-worker li[data-series="hashrate:{worker.id}"]',
+        "data-latest",
+        lambda v: v > 1000,  # three threads at ~950 H/s each
         "the miner's hashrate on the chart",
     )
-    wait_for(
-        d,
-        lambda d: "speed" in d.find_element(By.CSS_SELECTOR, f'pre[data-log="{name}"]').text,
-        "its log lines",
+    log_text = text_when(
+        d, (By.CSS_SELECTOR, f'pre[data-log="{name}"]'), lambda t: "speed" in t, "its log lines"
     )
-    log_text = d.find_element(By.CSS_SELECTOR, f'pre[data-log="{name}"]').text
     assert "demo-miner starting with 3 threads" in log_text
     d.save_screenshot(str(artefacts_dir() / "worker-1280x800.png"))
-    d.find_element(By.CSS_SELECTOR, f'button[data-stop="{name}"]').click()
-    wait_for(d, lambda d: "Stopped miner" in d.find_element(By.ID, "notice").text, "stop notice")
+    # the row (and its Stop button) is re-rendered on every event: act() finds it afresh
+    act(d, (By.CSS_SELECTOR, f'button[data-stop="{name}"]'), "click Stop")
+    text_when(d, (By.ID, "notice"), lambda t: "Stopped miner" in t, "stop notice")
     wait_for(
         d,
         lambda d: not d.find_elements(By.CSS_SELECTOR, f'#miners tr[data-miner="{name}"]'),
@@ -161,31 +198,27 @@ def test_profile_deployed_from_an_upload(browser: Browser, mesh: LiveMesh, tmp_p
     profile = {"id": "fast", "name": "Fast", "minerType": MINER_TYPE, "config": {"threads": 4}}
     path = tmp_path / "fast.json"
     path.write_text(json.dumps(profile), encoding="utf-8")
-    d.get(mesh.page(f"/worker/{worker.id}"))
-    wait_for(d, lambda d: d.find_element(By.ID, "worker-title").text == "worker-1", "the page")
-    d.find_element(By.ID, "deploy-file").send_keys(str(path))
-    d.find_element(By.ID, "deploy-button").click()
-    wait_for(d, lambda d: "Deployed profile" in d.find_element(By.ID, "notice").text, "notice")
+    open_worker(d, mesh, worker)
+    act(d, (By.ID, "deploy-file"), "choose the profile file", str(path))
+    act(d, (By.ID, "deploy-button"), "click Deploy profile")
+    text_when(d, (By.ID, "notice"), lambda t: "Deployed profile" in t, "deploy notice")
     assert worker.profiles.get_profile("fast") == profile
     # a broken upload is refused with a sentence, not a stack trace
     bad = tmp_path / "broken.json"
     bad.write_text("{not json", encoding="utf-8")
-    d.find_element(By.ID, "deploy-file").send_keys(str(bad))
-    d.find_element(By.ID, "deploy-button").click()
-    wait_for(d, lambda d: "not valid JSON" in d.find_element(By.ID, "error").text, "error")
+    act(d, (By.ID, "deploy-file"), "choose the broken file", str(bad))
+    act(d, (By.ID, "deploy-button"), "click Deploy profile again")
+    text_when(d, (By.ID, "error"), lambda t: "not valid JSON" in t, "the refusal of bad JSON")
     errors = browser.console_errors()
     # the browser reports the refused upload's HTTP 400 itself; nothing else may appear
     assert [e for e in errors if "400" not in e] == []
 
 
 def test_read_only_dashboard_offers_no_action(browser: Browser, tmp_path: Path) -> None:
-    pytest.importorskip("aiohttp")
     mesh = LiveMesh(tmp_path, workers=1, read_only=True).start()
     try:
         d = open_fleet(browser, mesh)
-        worker = mesh.workers[0]
-        d.get(mesh.page(f"/worker/{worker.id}"))
-        wait_for(d, lambda d: d.find_element(By.ID, "worker-title").text == "worker-1", "page")
+        open_worker(d, mesh, mesh.workers[0])
         assert not d.find_elements(By.ID, "start-form")
         assert not d.find_elements(By.ID, "deploy-form")
         assert "read-only" in d.find_element(By.ID, "main").text
@@ -197,10 +230,7 @@ def test_read_only_dashboard_offers_no_action(browser: Browser, tmp_path: Path) 
 def test_unauthorized_controllers_action_shows_the_refusal(
     browser: Browser, tmp_path: Path
 ) -> None:
-    pytest.importorskip("p2p.controller.authz")  # issue 12: runs once authorization is in
-    from p2p.controller import UnauthorizedError  # type: ignore[attr-defined]
-
-    # default workers authorize no controller key: start_miner must be refused
+    # the workers authorize no controller key: start_miner must be refused (error 1002)
     mesh = LiveMesh(tmp_path, workers=1, authorize=False).start()
     try:
         worker = mesh.workers[0]
@@ -214,14 +244,13 @@ def test_unauthorized_controllers_action_shows_the_refusal(
             raise AssertionError("the worker obeyed an unauthorized controller")
 
         expected = mesh.call(cli_sentence())
-        d = open_fleet(browser, mesh)
-        d.get(mesh.page(f"/worker/{worker.id}"))
-        wait_for(d, lambda d: d.find_element(By.ID, "worker-title").text == "worker-1", "page")
-        d.find_element(By.ID, "start-type").send_keys(MINER_TYPE)
-        d.find_element(By.ID, "start-button").click()
-        wait_for(d, lambda d: d.find_element(By.ID, "error").text, "the refusal")
-        assert d.find_element(By.ID, "error").text == expected
         assert mesh.controller.identity.public_key in expected
+        d = open_fleet(browser, mesh)
+        open_worker(d, mesh, worker)
+        act(d, (By.ID, "start-type"), "type the miner type", MINER_TYPE)
+        act(d, (By.ID, "start-button"), "click Start miner")
+        shown = text_when(d, (By.ID, "error"), bool, "the refusal")
+        assert shown == expected
         stats = mesh.call(ctl.get_remote_stats(worker.id))
         assert not stats.miners
     finally:

@@ -26,11 +26,9 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import p2p.controller as _pkg
 from aiohttp import web
-from p2p.controller import bundles
+from p2p.controller import UnauthorizedError, bundles
 from p2p.controller._cli_output import classify
-from p2p.controller.controller import RequestError
 from p2p.controller.dashboard.monitor import FleetMonitor, clip
 from p2p.controller.dashboard.security import COOKIE, AccessGuard
 from p2p.controller.dashboard.settings import DashboardConfig
@@ -44,8 +42,6 @@ __all__ = ["Dashboard", "refusal_sentence"]
 
 log = logging.getLogger(__name__)
 
-#: The worker's refusal (issue 12); before it exists, every RequestError is shown as is.
-_UNAUTHORIZED: type[Exception] = getattr(_pkg, "UnauthorizedError", RequestError)
 _STATIC = {
     "app.js": "text/javascript",
     "charts.js": "text/javascript",
@@ -69,7 +65,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def refusal_sentence(exc: BaseException) -> str:
     """What the page shows for a failed action: the worker's refusal as the CLI words it."""
-    if isinstance(exc, _UNAUTHORIZED) and _UNAUTHORIZED is not RequestError:
+    if isinstance(exc, UnauthorizedError):  # one sentence naming the key to authorize
         return str(exc)
     return str(classify(exc))
 
