@@ -30,7 +30,8 @@ import timeit
 from collections.abc import Callable
 
 from p2p import ueps
-from p2p.transport import _gojson, envelope, messages, sigil, smsg
+from p2p.identity import gojson
+from p2p.transport import envelope, messages, sigil, smsg
 from p2p.transport._gotime import format_utc
 from p2p.transport.frames import FrameCodec
 from p2p.ueps import _pure
@@ -73,7 +74,7 @@ _FAST = (
 _SLOW = (
     lambda _msg: None,
     smsg._parse_plaintext_slow,
-    _gojson._go_string_utf8_slow,
+    gojson._go_string_utf8_slow,
     messages._from_go_json_scan,
     None,
     None,
@@ -144,12 +145,12 @@ def compare_rows(
         rows.append((f"sigil seal+open {label} (composed → fused)", seal_open, seal_open))
     for name, msg in (("ping", ping), ("stats", stats)):
         body = msg.to_json_text()
-        plain = b'{"body":' + _gojson._go_string_utf8_slow(body) + b',"timestamp":1795790051}'
+        plain = b'{"body":' + gojson._go_string_utf8_slow(body) + b',"timestamp":1795790051}'
         rows.append(
             (
                 f"SMSG plaintext encode {name} (stdlib → orjson)",
-                functools.partial(_gojson._go_string_utf8_slow, body),
-                functools.partial(_gojson.go_string_utf8, body),
+                functools.partial(gojson._go_string_utf8_slow, body),
+                functools.partial(gojson.go_string_utf8, body),
             )
         )
         rows.append(
@@ -319,7 +320,7 @@ def main() -> None:
     load_after = os.getloadavg()
     print(
         f"p2p.ueps keystream: {ueps.IMPLEMENTATION}; AEAD backend: {sigil.BACKEND}; "
-        f"fused sigil: {sigil.FUSED}; orjson: {_gojson.ORJSON}"
+        f"fused sigil: {sigil.FUSED}; orjson: {gojson.ORJSON}"
     )
     print(
         "load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, "

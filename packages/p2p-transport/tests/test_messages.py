@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from p2p.identity import GoTime, NodeIdentity, NodeRole
+from p2p.identity.gojson import go_float
 from p2p.transport import messages as msgs
-from p2p.transport._gojson import go_float
 from p2p.transport.errors import TransportError
 from p2p.transport.messages import (
     DisconnectCode,
@@ -593,7 +593,7 @@ def test_fast_and_general_decoders_agree(
     st.booleans(),
 )
 def test_go_string_matches_go_rules(s: str, html: bool) -> None:
-    from p2p.transport._gojson import go_string
+    from p2p.identity.gojson import go_string
 
     want = json.dumps(s, ensure_ascii=False)
     want = want.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

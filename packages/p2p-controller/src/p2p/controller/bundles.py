@@ -47,6 +47,7 @@ from p2p.controller.errors import (
     UnknownBundleTypeError,
     UnsafeArchiveError,
 )
+from p2p.identity.gojson import go_quote
 from p2p.identity.text import safe_text
 
 __all__ = [
@@ -129,24 +130,6 @@ class ExtractLimits:
 
 
 DEFAULT_LIMITS = ExtractLimits()
-
-
-# --- JSON as Go writes it -----------------------------------------------------------------
-
-
-def _go_string(value: str) -> str:
-    """A JSON string literal as Go's encoder writes it with HTML escaping on."""
-    text = json.dumps(value, ensure_ascii=False)
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-        # Go replaces invalid UTF-8 with U+FFFD; a lone surrogate is how it reaches us.
-        text = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
-    return (
-        text.replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
 
 
 def _decode_data(value: object) -> bytes:
@@ -265,7 +248,7 @@ class Bundle:
 
     @staticmethod
     def _encode(fields: Mapping[str, str]) -> bytes:
-        body = ",".join(f"{_go_string(k)}:{_go_string(v)}" for k, v in fields.items())
+        body = ",".join(f"{go_quote(k)}:{go_quote(v)}" for k, v in fields.items())
         return ("{" + body + "}\n").encode("utf-8")
 
 
