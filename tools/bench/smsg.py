@@ -30,6 +30,7 @@ import timeit
 from collections.abc import Callable
 
 from p2p import ueps
+from p2p.controller import payloads
 from p2p.identity import gojson
 from p2p.transport import envelope, messages, sigil, smsg
 from p2p.transport._gotime import format_utc
@@ -219,12 +220,12 @@ def main() -> None:
     )
     stats = ping.reply(
         messages.MessageType.STATS,
-        messages.StatsPayload(
+        payloads.StatsPayload(
             node_id="c3dc8ec3a5df5ca5fe8f405d77a4dbff",
             node_name="node-1",
             uptime=3600,
             miners=[
-                messages.MinerStatsItem(
+                payloads.MinerStatsItem(
                     "xmrig-0", "xmrig", 1234.5, 42, 1, 3500, "pool.example:3333", "rx/0"
                 )
             ],
@@ -256,7 +257,7 @@ def main() -> None:
         messages.MessageType.LOGS,
         "3a9d0b593887c6b9bdb320dd8c6168aa",
         "c3dc8ec3a5df5ca5fe8f405d77a4dbff",
-        messages.LogsPayload(
+        payloads.LogsPayload(
             "xmrig-0", [f'[2026-11-27 14:34:{i:02d}] speed 10s/60s "ok"' for i in range(22)]
         ),
     ).to_json_text()

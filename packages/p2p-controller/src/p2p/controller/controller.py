@@ -27,25 +27,27 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from p2p.controller.authz import Capability, required_capability
 from p2p.controller.bundles import Bundle
 from p2p.controller.errors import ControllerError
-from p2p.identity.text import safe_text
-from p2p.transport.connection import with_timeout
-from p2p.transport.errors import MessageError, ProtocolError, ResponseError
-from p2p.transport.messages import (
+from p2p.controller.payloads import (
     DeployAckPayload,
     DeployPayload,
-    ErrorCode,
     GetLogsPayload,
     LogsPayload,
-    Message,
-    MessageType,
     MinerAckPayload,
-    Payload,
-    PingPayload,
     StartMinerPayload,
     StatsPayload,
     StopMinerPayload,
+)
+from p2p.identity.text import safe_text
+from p2p.transport import (
+    ErrorCode,
+    Message,
+    MessageType,
+    Payload,
+    PingPayload,
     validate_response,
 )
+from p2p.transport.connection import with_timeout
+from p2p.transport.errors import MessageError, ProtocolError, ResponseError
 
 if TYPE_CHECKING:
     from p2p.peers import PeerRegistry

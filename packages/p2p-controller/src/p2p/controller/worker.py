@@ -52,26 +52,28 @@ from p2p.controller.deploy_guard import (
 )
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import DeployTarget, MinerManager
-from p2p.controller.profiles import ProfileManager, sanitise_name
-from p2p.identity.text import safe_text
-from p2p.transport.errors import MessageError
-from p2p.transport.messages import (
+from p2p.controller.payloads import (
     DeployAckPayload,
     DeployPayload,
-    ErrorCode,
     GetLogsPayload,
     LogsPayload,
-    Message,
-    MessageType,
     MinerAckPayload,
     MinerStatsItem,
-    Payload,
-    PingPayload,
-    PongPayload,
     StartMinerPayload,
     StatsPayload,
     StopMinerPayload,
 )
+from p2p.controller.profiles import ProfileManager, sanitise_name
+from p2p.identity.text import safe_text
+from p2p.transport import (
+    ErrorCode,
+    Message,
+    MessageType,
+    Payload,
+    PingPayload,
+    PongPayload,
+)
+from p2p.transport.errors import MessageError
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity

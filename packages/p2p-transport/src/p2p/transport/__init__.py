@@ -2,8 +2,8 @@
 
 Layers, bottom up: ``trix`` (the TRIX container), ``sigil`` (XChaCha20-Poly1305 with the
 Enchantrix pre-obfuscation), ``smsg`` (the encrypted transport frame), ``messages`` (the JSON
-envelope and payloads), ``frames`` (Message <-> encrypted frame in one call), then the
-handshake state machines and the WebSocket shell.
+envelope and the transport's own payloads), ``frames`` (Message <-> encrypted frame in one
+call), then the handshake state machines and the WebSocket shell.
 """
 
 from __future__ import annotations
@@ -35,7 +35,22 @@ from p2p.transport.handshake import (
     HandshakeResult,
 )
 from p2p.transport.limits import DropReason
-from p2p.transport.messages import DisconnectCode, ErrorCode, Message, MessageType
+from p2p.transport.messages import (
+    TRANSPORT_PAYLOAD_TYPES,
+    DisconnectCode,
+    DisconnectPayload,
+    ErrorCode,
+    ErrorPayload,
+    Field,
+    Message,
+    MessageType,
+    Payload,
+    PingPayload,
+    PongPayload,
+    parse_json,
+    parse_response,
+    validate_response,
+)
 from p2p.transport.transport import (
     BroadcastResult,
     ConnectError,
@@ -45,14 +60,18 @@ from p2p.transport.transport import (
 )
 
 __all__ = [
+    "TRANSPORT_PAYLOAD_TYPES",
     "AllowlistGate",
     "BroadcastResult",
     "ConfigError",
     "ConnectError",
     "ConnectionClosedError",
     "DisconnectCode",
+    "DisconnectPayload",
     "DropReason",
     "ErrorCode",
+    "ErrorPayload",
+    "Field",
     "FrameCodec",
     "HandshakeError",
     "HandshakeInitiator",
@@ -67,8 +86,11 @@ __all__ = [
     "NotRunningError",
     "OpenGate",
     "OutboundOverflowError",
+    "Payload",
     "PeerConnection",
     "PeerGate",
+    "PingPayload",
+    "PongPayload",
     "ProtocolError",
     "RawFrameHandler",
     "ResponseError",
@@ -79,5 +101,8 @@ __all__ = [
     "TransportError",
     "__version__",
     "open_message",
+    "parse_json",
+    "parse_response",
     "seal_message",
+    "validate_response",
 ]
