@@ -142,7 +142,6 @@ def test_reply_example(golden: dict[str, Any]) -> None:
     assert UUID4.fullmatch(rep.id) and rep.id != req.id
     rep.id, rep.ts = want.id, want.ts
     assert rep.to_json() == ex["reply"].encode()
-    assert msgs.reply(req, "pong", {"sentAt": 1}).reply_to == req.id
 
 
 def test_error_message_and_validate_response(golden: dict[str, Any]) -> None:
@@ -157,8 +156,7 @@ def test_error_message_and_validate_response(golden: dict[str, Any]) -> None:
         msgs.validate_response(errmsg, MessageType.LOGS)
     assert str(e2.value) == want["error_message"]
     assert e2.value.code == ErrorCode.OPERATION_FAILED
-    assert msgs.is_protocol_error(e2.value) and msgs.get_protocol_error_code(e2.value) == 1004
-    assert msgs.get_protocol_error_code(ValueError()) == 0 and not msgs.is_protocol_error(None)
+    assert isinstance(e2.value, ProtocolError) and e2.value.code == 1004
     unparseable = Message(id="e", type="error", payload='"not an object"')
     with pytest.raises(ProtocolError) as e3:
         msgs.validate_response(unparseable, "pong")
@@ -210,9 +208,7 @@ def test_constants(golden: dict[str, Any]) -> None:
     c = golden["messages"]["constants"]
     assert msgs.PROTOCOL_VERSION == c["ProtocolVersion"] == msgs.MIN_PROTOCOL_VERSION
     assert list(msgs.SUPPORTED_PROTOCOL_VERSIONS) == c["SupportedProtocolVersions"]
-    assert msgs.is_protocol_version_supported("1.0") and not msgs.is_protocol_version_supported(
-        "2.0"
-    )
+    assert "2.0" not in msgs.SUPPORTED_PROTOCOL_VERSIONS
     assert c["ChallengeSize"] == msgs.CHALLENGE_SIZE
     assert c["ErrCodeUnknown"] == ErrorCode.UNKNOWN
     assert c["ErrCodeInvalidMessage"] == ErrorCode.INVALID_MESSAGE

@@ -232,20 +232,6 @@ class Bundle:
         """StreamBundle bytes: Go `json.Encoder` output (HTML escaping on) plus a newline."""
         return self._encode(self.to_dict())
 
-    def to_deploy_payload(self) -> dict[str, str]:
-        """The `deploy` message payload, in its key order: type, data, checksum, name."""
-        d = self.to_dict()
-        return {"type": d["type"], "data": d["data"], "checksum": d["checksum"], "name": d["name"]}
-
-    def deploy_payload_json(self) -> bytes:
-        """The `deploy` payload as Go's json.Marshal writes it (no trailing newline)."""
-        return self._encode(self.to_deploy_payload())[:-1]
-
-    @classmethod
-    def from_deploy_payload(cls, payload: Mapping[str, Any]) -> Bundle:
-        """From a received `deploy` payload (same fields as the Bundle JSON)."""
-        return cls.from_dict(payload)
-
     @staticmethod
     def _encode(fields: Mapping[str, str]) -> bytes:
         body = ",".join(f"{go_quote(k)}:{go_quote(v)}" for k, v in fields.items())

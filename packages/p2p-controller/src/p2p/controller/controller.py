@@ -14,7 +14,6 @@ all invisible on the wire:
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from p2p.transport import (
     MessageType,
     Payload,
     PingPayload,
+    password_for_secret,
     validate_response,
 )
 from p2p.transport.connection import with_timeout
@@ -556,8 +556,7 @@ class Controller:
     async def bundle_password(self, peer_id: str) -> str:
         """The password a worker decrypts our bundles with: base64(shared secret)."""
         conn = await self._connection(peer_id)
-        secret = self.node_manager.derive_shared_secret(conn.identity.public_key)
-        return base64.b64encode(secret).decode("ascii")
+        return password_for_secret(self.node_manager.derive_shared_secret(conn.identity.public_key))
 
     async def close(self) -> None:
         """Unsubscribe and fail whatever is still pending."""

@@ -25,7 +25,6 @@ clipped (`MAX_ECHO` characters) in replies and logged escaped (``%r``) and clipp
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import inspect
 import json
@@ -72,6 +71,7 @@ from p2p.transport import (
     Payload,
     PingPayload,
     PongPayload,
+    password_for_secret,
 )
 from p2p.transport.errors import MessageError
 
@@ -436,7 +436,7 @@ class Worker:
         if caller.secret is None:
             raise WorkerError(op, "no shared secret for this connection")
         bundle = bundles.Bundle(bundles.BundleType(req.type), name, req.data or b"", req.checksum)
-        password = base64.b64encode(caller.secret).decode("ascii")
+        password = password_for_secret(caller.secret)
         replace = self.policy.may_replace(caller.public_key)
         # One deploy at a time: the quota check and the move into place must not interleave.
         async with self._deploy_lock:

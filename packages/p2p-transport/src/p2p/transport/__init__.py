@@ -51,6 +51,7 @@ from p2p.transport.messages import (
     parse_response,
     validate_response,
 )
+from p2p.transport.smsg import password_for_secret
 from p2p.transport.transport import (
     BroadcastResult,
     ConnectError,
@@ -103,6 +104,7 @@ __all__ = [
     "open_message",
     "parse_json",
     "parse_response",
+    "password_for_secret",
     "seal_message",
     "validate_response",
 ]

@@ -34,6 +34,7 @@ from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.errors import TransportError
 from p2p.transport.limits import DropReason
+from p2p.transport.messages import DisconnectCode
 from p2p.transport.session import (
     Delivery,
     RateLimitExceededError,
@@ -73,10 +74,10 @@ MessageHandler = Callable[["PeerConnection", "Message"], "Awaitable[None] | None
 RawFrameHandler = Callable[["PeerConnection", bytes], "Awaitable[None] | None"]
 """``handler(conn, frame)`` for binary frames that do not start with ``b"SMSG"``."""
 
-CLOSE_CODE_POLICY = 1008
-DISCONNECT_NORMAL = 1000
-DISCONNECT_PROTOCOL_ERROR = 1002
-DISCONNECT_SHUTDOWN = 1004
+# ``disconnect`` payload codes as plain ints (the payload's int field writes str(code))
+DISCONNECT_NORMAL = int(DisconnectCode.NORMAL)
+DISCONNECT_PROTOCOL_ERROR = int(DisconnectCode.PROTOCOL_ERROR)
+DISCONNECT_SHUTDOWN = int(DisconnectCode.SHUTDOWN)
 FRAME_HEADER_MAX = 14
 """Largest WebSocket frame header (what a frame adds to its payload in the write buffer)."""
 DEFAULT_OUTBOUND_LIMIT = 64 * 1024

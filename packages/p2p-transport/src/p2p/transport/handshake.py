@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p2p.identity import (
+    CHALLENGE_SIZE,
     IdentityError,
     NodeIdentity,
     check_identity_binding,
@@ -40,7 +41,14 @@ from p2p.identity import (
 )
 from p2p.transport import envelope
 from p2p.transport.errors import TransportError
-from p2p.transport.messages import HandshakeAckPayload, HandshakePayload, MessageError, Payload
+from p2p.transport.messages import (
+    PROTOCOL_VERSION,
+    SUPPORTED_PROTOCOL_VERSIONS,
+    HandshakeAckPayload,
+    HandshakePayload,
+    MessageError,
+    Payload,
+)
 
 if TYPE_CHECKING:
     from p2p.transport.messages import Message
@@ -65,9 +73,7 @@ __all__ = [
     "version_reject_reason",
 ]
 
-CHALLENGE_SIZE = 32
-PROTOCOL_VERSION = "1.0"
-SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0",)
+SUPPORTED_VERSIONS = SUPPORTED_PROTOCOL_VERSIONS
 REASON_NOT_AUTHORIZED = "peer not authorized"
 REASON_ID_MISMATCH = "identity id does not match public key"
 REASON_BAD_CHALLENGE = f"challenge must be {CHALLENGE_SIZE} bytes"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from p2p.identity import GoTime, IdentityError, NodeIdentity, NodeRole
+from p2p.identity import CHALLENGE_SIZE, GoTime, IdentityError, NodeIdentity, NodeRole
 from p2p.identity.gojson import go_float, go_string, marshal, orjson, to_utf8
 from p2p.transport._gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
 from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
@@ -58,20 +58,15 @@ __all__ = [
     "PongPayload",
     "ProtocolError",
     "ResponseError",
-    "get_protocol_error_code",
-    "is_protocol_error",
-    "is_protocol_version_supported",
     "new_id",
     "parse_json",
     "parse_response",
-    "reply",
     "validate_response",
 ]
 
 PROTOCOL_VERSION = "1.0"
 MIN_PROTOCOL_VERSION = "1.0"
 SUPPORTED_PROTOCOL_VERSIONS: tuple[str, ...] = ("1.0",)
-CHALLENGE_SIZE = 32
 
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 """Default bound on a message's JSON (the SMSG plaintext bound); Go's frames are ≤ 1 MiB."""
@@ -79,11 +74,6 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _ZERO_TS = "0001-01-01T00:00:00Z"
 _ZERO_NS = GoTime.zero().timestamp_ns()
-
-
-def is_protocol_version_supported(version: str) -> bool:
-    """Exact membership, as the Go responder checks the handshake's ``version``."""
-    return version in SUPPORTED_PROTOCOL_VERSIONS
 
 
 class MessageType(str, enum.Enum):
@@ -943,11 +933,6 @@ def _make_to_json_fast() -> Callable[[Message], bytes | None]:
 _to_json_fast = _make_to_json_fast()
 
 
-def reply(request: Message, type: MessageType | str, payload: Payload | Any = None) -> Message:
-    """Module-level :meth:`Message.reply`."""
-    return request.reply(type, payload)
-
-
 # --- response validation (Go protocol.go) ----------------------------------------------------
 
 
@@ -983,13 +968,3 @@ def parse_response(
         raise MessageError(
             f"ResponseHandler.ParseResponse: failed to parse {expected} payload: {e}"
         ) from None
-
-
-def is_protocol_error(err: BaseException | None) -> bool:
-    """Go ``IsProtocolError``."""
-    return isinstance(err, ProtocolError)
-
-
-def get_protocol_error_code(err: BaseException | None) -> int:
-    """Go ``GetProtocolErrorCode``: the code, or 0 if ``err`` is not a ProtocolError."""
-    return err.code if isinstance(err, ProtocolError) else 0

@@ -24,6 +24,7 @@ from p2p.transport.config import TransportConfig
 from p2p.transport.errors import TransportError
 from p2p.transport.frames import FrameCodec
 from p2p.transport.limits import DropCounters, DropReason, ReplayGuard, TokenBucket
+from p2p.transport.smsg import MAGIC as SMSG_MAGIC
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 #: per-frame lines: a few per kind and minute, then one summary (issue 13)
 _flood = LimitedLogger(log)
 
-SMSG_MAGIC = b"SMSG"
 MAX_HELD_RAW_FRAME = 512
 """Largest non-SMSG frame an unproven session keeps for after the proof (a UEPS setup
 frame is about 70 bytes); one frame at most."""
