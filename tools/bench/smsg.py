@@ -32,8 +32,8 @@ from collections.abc import Callable
 from p2p import ueps
 from p2p.controller import payloads
 from p2p.identity import gojson
+from p2p.identity.gotime import format_utc
 from p2p.transport import envelope, messages, sigil, smsg
-from p2p.transport._gotime import format_utc
 from p2p.transport.frames import FrameCodec
 from p2p.ueps import _pure
 

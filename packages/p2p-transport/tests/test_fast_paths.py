@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from p2p.identity import GoTime, gojson
+from p2p.identity.gotime import canonical_unix_ns
 from p2p.transport import envelope, sigil, smsg
 from p2p.transport import messages as msgs
-from p2p.transport._gotime import canonical_unix_ns
 from p2p.transport.errors import MessageError, SmsgFormatError
 from p2p.transport.messages import Message, MessageType
 

@@ -573,7 +573,7 @@ def test_new_id_is_uuid4_and_ts_is_now() -> None:
 
 
 def test_lazy_ts_matches_full_parse(golden: dict[str, Any]) -> None:
-    from p2p.transport._gotime import parse_go_time
+    from p2p.identity.gotime import parse_go_time
 
     for c in golden["messages"]["timestamp_formats"]:
         raw = json.loads(c["json"])["ts"]

@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 
 from p2p.identity import CHALLENGE_SIZE, GoTime, IdentityError, NodeIdentity, NodeRole
 from p2p.identity.gojson import go_float, go_string, marshal, orjson, to_utf8
-from p2p.transport._gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
+from p2p.identity.gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
 from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
 from p2p.transport._random import random_bytes
 from p2p.transport.errors import MessageError, ProtocolError, ResponseError
