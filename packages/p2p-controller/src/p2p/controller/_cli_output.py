@@ -23,7 +23,7 @@ from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
 from p2p.identity.errors import CorruptIdentityError, IdentityError
 from p2p.identity.text import safe_text
 from p2p.peers import PeerError
-from p2p.transport.errors import ProtocolError, TransportError
+from p2p.transport import ProtocolError, TransportError
 
 __all__ = [
     "EXIT_ERROR",

@@ -2,9 +2,46 @@
 
 One base (`ControllerError`) for the whole package; each subsystem hangs its own family under
 it. Messages say what went wrong and never carry secrets (passwords, keys, plaintext).
+
+The hierarchy::
+
+    ControllerError
+    ├── BundleError
+    │   ├── BundleDecryptError
+    │   ├── BundleFormatError
+    │   │   └── UnknownBundleTypeError
+    │   ├── ChecksumMismatchError
+    │   ├── PasswordRequiredError
+    │   ├── StimFormatError
+    │   └── UnsafeArchiveError
+    │       └── ArchiveLimitError
+    ├── DeployRefusedError
+    ├── MinerError
+    │   ├── MinerNotFoundError
+    │   └── UnknownMinerTypeError
+    ├── NodeError
+    │   └── NodeStateError
+    ├── ProfileError
+    │   └── ProfileNotFoundError
+    ├── RehabError
+    ├── RequestError
+    │   ├── ConnectionLostError
+    │   ├── DeployFailedError
+    │   ├── MinerCommandError
+    │   ├── PeerNotFoundError
+    │   ├── UnauthorizedError
+    │   └── UnexpectedResponseError
+    └── WorkerError
+
+    (alias: ChecksumMismatch = ChecksumMismatchError)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from p2p.controller.authz import Capability
 
 __all__ = [
     "ArchiveLimitError",
@@ -13,11 +50,28 @@ __all__ = [
     "BundleFormatError",
     "ChecksumMismatch",
     "ChecksumMismatchError",
+    "ConnectionLostError",
     "ControllerError",
+    "DeployFailedError",
+    "DeployRefusedError",
+    "MinerCommandError",
+    "MinerError",
+    "MinerNotFoundError",
+    "NodeError",
+    "NodeStateError",
     "PasswordRequiredError",
+    "PeerNotFoundError",
+    "ProfileError",
+    "ProfileNotFoundError",
+    "RehabError",
+    "RequestError",
     "StimFormatError",
+    "UnauthorizedError",
+    "UnexpectedResponseError",
     "UnknownBundleTypeError",
+    "UnknownMinerTypeError",
     "UnsafeArchiveError",
+    "WorkerError",
 ]
 
 
@@ -87,3 +141,125 @@ class ArchiveLimitError(UnsafeArchiveError):
         self.limit = limit
         self.value = value
         super().__init__(message, entry=entry)
+
+
+class RequestError(ControllerError):
+    """A request to a remote peer could not be completed."""
+
+    def __init__(self, message: str, *, peer_id: str = "") -> None:
+        super().__init__(message)
+        self.peer_id = peer_id
+
+
+class PeerNotFoundError(RequestError):
+    """The peer is neither connected nor in the registry."""
+
+    def __init__(self, peer_id: str) -> None:
+        super().__init__(f"peer not found: {peer_id}", peer_id=peer_id)
+
+
+class ConnectionLostError(RequestError):
+    """The connection dropped while the request was in flight."""
+
+    def __init__(self, peer_id: str) -> None:
+        super().__init__(f"connection to {peer_id} lost before the reply", peer_id=peer_id)
+
+
+class UnauthorizedError(RequestError):
+    """The worker refused the request (error 1002): our key lacks the capability.
+
+    ``str()`` is one sentence naming the key the worker's operator must authorize.
+    """
+
+    def __init__(
+        self,
+        peer_id: str,
+        public_key: str,
+        capability: Capability,
+        *,
+        peer_name: str = "",
+        remote_message: str = "",
+    ) -> None:
+        who = f"{peer_name[:64]} ({peer_id[:12]})" if peer_name else peer_id[:12] or "the worker"
+        from p2p.controller.authz import Capability  # noqa: PLC0415 (authz imports errors)
+
+        verb = "control" if capability is Capability.CONTROL else "observe"
+        super().__init__(
+            f"{who} refused: this controller is not authorized to {verb} it; "
+            f"on the worker run: p2p-node controllers add {public_key}",
+            peer_id=peer_id,
+        )
+        self.public_key = public_key
+        self.capability = capability
+        self.peer_name = peer_name
+        self.remote_message = remote_message
+
+
+class UnexpectedResponseError(RequestError):
+    """The reply has the wrong type or an unparseable payload."""
+
+
+class MinerCommandError(RequestError):
+    """The worker acknowledged a start/stop with ``success: false``."""
+
+
+class DeployFailedError(RequestError):
+    """The worker acknowledged a deploy with ``success: false``."""
+
+
+class WorkerError(ControllerError):
+    """A request failed; ``str()`` is the Go-style text sent back in the error reply."""
+
+    def __init__(self, op: str, msg: str, cause: BaseException | str | None = None) -> None:
+        text = f"Worker.{op}: {msg}"
+        if cause is not None and str(cause):
+            text += f": {cause}"
+        super().__init__(text)
+
+
+class ProfileError(ControllerError):
+    """A profile could not be read or written."""
+
+
+class ProfileNotFoundError(ProfileError):
+    """No profile with that id exists."""
+
+    def __init__(self, profile_id: str) -> None:
+        super().__init__(f"profile not found: {profile_id}")
+        self.profile_id = profile_id
+
+
+class RehabError(ControllerError):
+    """A REHAB payload that is not one of the documented commands."""
+
+
+class MinerError(ControllerError):
+    """A miner could not be started, stopped or inspected."""
+
+
+class MinerNotFoundError(MinerError):
+    """No miner with that name is known to the manager."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"miner not found: {name}")
+        self.name = name
+
+
+class UnknownMinerTypeError(MinerError):
+    """No command line is configured (or deployed) for that miner type."""
+
+    def __init__(self, miner_type: str) -> None:
+        super().__init__(f"unknown miner type: {miner_type}")
+        self.miner_type = miner_type
+
+
+class NodeError(ControllerError):
+    """A Node operation failed (lifecycle, peer lookup)."""
+
+
+class NodeStateError(NodeError):
+    """The node is not running (not started yet, or already closed)."""
+
+
+class DeployRefusedError(ControllerError):
+    """A deploy would replace something or exceed a quota; nothing was written."""

@@ -15,7 +15,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    ProfileError,
+    ProfileNotFoundError,
+)
 from p2p.identity.atomicfile import write_atomic
 from p2p.identity.text import safe_text
 
@@ -32,18 +35,6 @@ __all__ = [
 #: Largest profile file accepted (a peer can deploy profiles).
 MAX_PROFILE_BYTES = 1 << 20
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class ProfileError(ControllerError):
-    """A profile could not be read or written."""
-
-
-class ProfileNotFoundError(ProfileError):
-    """No profile with that id exists."""
-
-    def __init__(self, profile_id: str) -> None:
-        super().__init__(f"profile not found: {profile_id}")
-        self.profile_id = profile_id
 
 
 @runtime_checkable

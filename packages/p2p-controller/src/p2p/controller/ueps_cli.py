@@ -18,9 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
-from p2p.transport import PeerConnection
-from p2p.transport.ueps_frames import BoundPacket
-from p2p.transport.ueps_service import UepsService
+from p2p.transport import BoundPacket, PeerConnection, UepsService
 from p2p.ueps import INTENT_COMPUTE, INTENT_CUSTOM
 
 __all__ = [

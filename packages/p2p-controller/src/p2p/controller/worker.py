@@ -49,7 +49,10 @@ from p2p.controller.deploy_guard import (
     miner_usage,
     profile_usage,
 )
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    ControllerError,
+    WorkerError,
+)
 from p2p.controller.miners import DeployTarget, MinerManager
 from p2p.controller.payloads import (
     DeployAckPayload,
@@ -67,18 +70,17 @@ from p2p.identity.text import safe_text
 from p2p.transport import (
     ErrorCode,
     Message,
+    MessageError,
     MessageType,
     Payload,
     PingPayload,
     PongPayload,
     password_for_secret,
 )
-from p2p.transport.errors import MessageError
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
-    from p2p.transport import PeerConnection, Transport
-    from p2p.transport.transport import IdentityProvider
+    from p2p.transport import IdentityProvider, PeerConnection, Transport
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +115,6 @@ REFUSAL_LOG_INTERVAL = 60.0
 _MAX_REFUSAL_KEYS = 1024
 
 P = TypeVar("P", bound=Payload)
-
-
-class WorkerError(ControllerError):
-    """A request failed; ``str()`` is the Go-style text sent back in the error reply."""
-
-    def __init__(self, op: str, msg: str, cause: BaseException | str | None = None) -> None:
-        text = f"Worker.{op}: {msg}"
-        if cause is not None and str(cause):
-            text += f": {cause}"
-        super().__init__(text)
 
 
 @dataclasses.dataclass(frozen=True)

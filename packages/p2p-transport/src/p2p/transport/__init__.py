@@ -17,13 +17,16 @@ from p2p.transport.connection import (
     PeerConnection,
     RawFrameHandler,
     SendTimeoutError,
+    with_timeout,
 )
 from p2p.transport.errors import (
     MessageError,
     ProtocolError,
     ResponseError,
+    SigilError,
     SmsgError,
     TransportError,
+    TrixError,
 )
 from p2p.transport.frames import FrameCodec, open_message, seal_message
 from p2p.transport.gate import AllowlistGate, OpenGate, PeerGate
@@ -55,14 +58,19 @@ from p2p.transport.smsg import password_for_secret
 from p2p.transport.transport import (
     BroadcastResult,
     ConnectError,
+    IdentityProvider,
     NotConnectedError,
     NotRunningError,
     Transport,
 )
+from p2p.transport.ueps_channel import UepsConfig, with_ueps
+from p2p.transport.ueps_frames import BoundPacket
+from p2p.transport.ueps_service import FailureRecorder, PeerDispatcher, UepsService
 
 __all__ = [
     "TRANSPORT_PAYLOAD_TYPES",
     "AllowlistGate",
+    "BoundPacket",
     "BroadcastResult",
     "ConfigError",
     "ConnectError",
@@ -72,6 +80,7 @@ __all__ = [
     "DropReason",
     "ErrorCode",
     "ErrorPayload",
+    "FailureRecorder",
     "Field",
     "FrameCodec",
     "HandshakeError",
@@ -79,6 +88,7 @@ __all__ = [
     "HandshakeRejectedError",
     "HandshakeResponder",
     "HandshakeResult",
+    "IdentityProvider",
     "Message",
     "MessageError",
     "MessageHandler",
@@ -89,6 +99,7 @@ __all__ = [
     "OutboundOverflowError",
     "Payload",
     "PeerConnection",
+    "PeerDispatcher",
     "PeerGate",
     "PingPayload",
     "PongPayload",
@@ -96,10 +107,14 @@ __all__ = [
     "RawFrameHandler",
     "ResponseError",
     "SendTimeoutError",
+    "SigilError",
     "SmsgError",
     "Transport",
     "TransportConfig",
     "TransportError",
+    "TrixError",
+    "UepsConfig",
+    "UepsService",
     "__version__",
     "open_message",
     "parse_json",
@@ -107,4 +122,6 @@ __all__ = [
     "password_for_secret",
     "seal_message",
     "validate_response",
+    "with_timeout",
+    "with_ueps",
 ]

@@ -40,7 +40,14 @@ from p2p.identity import (
     verify_challenge,
 )
 from p2p.transport import envelope
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    ChallengeError,
+    HandshakeError,
+    HandshakeMalformedError,
+    HandshakeRejectedError,
+    IdentityBindingError,
+    PinnedKeyMismatchError,
+)
 from p2p.transport.messages import (
     PROTOCOL_VERSION,
     SUPPORTED_PROTOCOL_VERSIONS,
@@ -90,38 +97,6 @@ AllowPolicy = Callable[[str, str], bool]
 def version_reject_reason(version: str, supported: Sequence[str] = SUPPORTED_VERSIONS) -> str:
     """The reference's text: ``incompatible protocol version 2.0, supported: [1.0]``."""
     return f"incompatible protocol version {version}, supported: [{' '.join(supported)}]"
-
-
-class HandshakeError(TransportError):
-    """The handshake failed; ``reason`` is safe to log (no key material)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class HandshakeMalformedError(HandshakeError):
-    """The peer's handshake message is not JSON, not the expected type, or lacks fields."""
-
-
-class HandshakeRejectedError(HandshakeError):
-    """The responder answered ``accepted: false`` with ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"handshake rejected: {reason}")
-        self.remote_reason = reason
-
-
-class IdentityBindingError(HandshakeError):
-    """The peer's identity has an ``id`` not derived from its ``publicKey`` (or a bad key)."""
-
-
-class PinnedKeyMismatchError(HandshakeError):
-    """The ack carries a public key other than the one we expected for this peer."""
-
-
-class ChallengeError(HandshakeError):
-    """The challenge response is missing or wrong, or the challenge is not 32 bytes."""
 
 
 class State(enum.Enum):
