@@ -19,8 +19,12 @@ The hierarchy::
     ├── MinerError
     │   ├── MinerNotFoundError
     │   └── UnknownMinerTypeError
+    ├── NodeConfigError  (also ValueError)
     ├── NodeError
-    │   └── NodeStateError
+    │   ├── AmbiguousPeerError  (also LookupError)
+    │   ├── NodeStateError
+    │   └── UnknownPeerError  (also LookupError)
+    ├── PolicyError  (also ValueError)
     ├── ProfileError
     │   └── ProfileNotFoundError
     ├── RehabError
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
     from p2p.controller.authz import Capability
 
 __all__ = [
+    "AmbiguousPeerError",
     "ArchiveLimitError",
     "BundleDecryptError",
     "BundleError",
@@ -57,10 +62,12 @@ __all__ = [
     "MinerCommandError",
     "MinerError",
     "MinerNotFoundError",
+    "NodeConfigError",
     "NodeError",
     "NodeStateError",
     "PasswordRequiredError",
     "PeerNotFoundError",
+    "PolicyError",
     "ProfileError",
     "ProfileNotFoundError",
     "RehabError",
@@ -70,6 +77,7 @@ __all__ = [
     "UnexpectedResponseError",
     "UnknownBundleTypeError",
     "UnknownMinerTypeError",
+    "UnknownPeerError",
     "UnsafeArchiveError",
     "WorkerError",
 ]
@@ -263,3 +271,34 @@ class NodeStateError(NodeError):
 
 class DeployRefusedError(ControllerError):
     """A deploy would replace something or exceed a quota; nothing was written."""
+
+
+class PolicyError(ControllerError, ValueError):
+    """A policy value (a key, the observe rule, a config table) is malformed."""
+
+
+class NodeConfigError(ControllerError, ValueError):
+    """A configuration value (file key or flag) is missing, malformed or out of range."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class UnknownPeerError(NodeError, LookupError):
+    """No known peer matches the given id, id prefix, name or address."""
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"no known peer matches {ref!r}")
+        self.ref = ref
+
+
+class AmbiguousPeerError(NodeError, LookupError):
+    """Several peers match a prefix or name; `candidates` holds their ids."""
+
+    def __init__(self, ref: str, candidates: list[str]) -> None:
+        shown = ", ".join(c[:16] for c in candidates[:5])
+        super().__init__(f"{ref!r} matches {len(candidates)} peers ({shown})")
+        self.ref = ref
+        self.candidates = candidates

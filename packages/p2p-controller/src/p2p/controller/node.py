@@ -37,9 +37,11 @@ from p2p.controller.config import NodeConfig, NodePaths, parse_host_port
 from p2p.controller.controller import Controller, ControllerConfig
 from p2p.controller.controllers_file import ControllersFileSync, load_controllers
 from p2p.controller.errors import (
+    AmbiguousPeerError,
     ControllerError,
     NodeError,
     NodeStateError,
+    UnknownPeerError,
 )
 from p2p.controller.miners import MinerManager, ProcessMinerManager
 from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
@@ -67,24 +69,6 @@ log = logging.getLogger(__name__)
 MAX_PEER_REF = 512
 #: Deployed miner directories looked at on start-up.
 MAX_DEPLOYED_SCAN = 1024
-
-
-class UnknownPeerError(NodeError, LookupError):
-    """No known peer matches the given id, id prefix, name or address."""
-
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"no known peer matches {ref!r}")
-        self.ref = ref
-
-
-class AmbiguousPeerError(NodeError, LookupError):
-    """Several peers match a prefix or name; `candidates` holds their ids."""
-
-    def __init__(self, ref: str, candidates: list[str]) -> None:
-        shown = ", ".join(c[:16] for c in candidates[:5])
-        super().__init__(f"{ref!r} matches {len(candidates)} peers ({shown})")
-        self.ref = ref
-        self.candidates = candidates
 
 
 def peer_address_of(address: str) -> str:

@@ -6,6 +6,7 @@ The hierarchy::
 
     TransportError
     ├── AdmissionError
+    ├── ConfigError  (also ValueError)
     ├── ConnectError
     ├── ConnectionClosedError
     │   └── OutboundOverflowError
@@ -43,6 +44,7 @@ from p2p.ueps import UEPSError
 __all__ = [
     "AdmissionError",
     "ChallengeError",
+    "ConfigError",
     "ConnectError",
     "ConnectionClosedError",
     "HandshakeError",
@@ -259,3 +261,12 @@ class PeerRefusedError(TransportError, UEPSError):
         super().__init__(f"peer {peer_id} refused for {seconds:.0f} s more (UEPS threat)")
         self.peer_id = peer_id
         self.seconds = seconds
+
+
+class ConfigError(TransportError, ValueError):
+    """A ``TransportConfig`` field is out of its allowed range."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"TransportConfig.{field_name}: {problem}")
+        self.field_name = field_name
+        self.problem = problem
