@@ -30,8 +30,10 @@ import timeit
 from collections.abc import Callable
 
 from p2p import ueps
-from p2p.transport import _gojson, envelope, messages, sigil, smsg
-from p2p.transport._gotime import format_utc
+from p2p.controller import payloads
+from p2p.identity import gojson
+from p2p.identity.gotime import format_utc
+from p2p.transport import envelope, messages, sigil, smsg
 from p2p.transport.frames import FrameCodec
 from p2p.ueps import _pure
 
@@ -73,7 +75,7 @@ _FAST = (
 _SLOW = (
     lambda _msg: None,
     smsg._parse_plaintext_slow,
-    _gojson._go_string_utf8_slow,
+    gojson._go_string_utf8_slow,
     messages._from_go_json_scan,
     None,
     None,
@@ -144,12 +146,12 @@ def compare_rows(
         rows.append((f"sigil seal+open {label} (composed → fused)", seal_open, seal_open))
     for name, msg in (("ping", ping), ("stats", stats)):
         body = msg.to_json_text()
-        plain = b'{"body":' + _gojson._go_string_utf8_slow(body) + b',"timestamp":1795790051}'
+        plain = b'{"body":' + gojson._go_string_utf8_slow(body) + b',"timestamp":1795790051}'
         rows.append(
             (
                 f"SMSG plaintext encode {name} (stdlib → orjson)",
-                functools.partial(_gojson._go_string_utf8_slow, body),
-                functools.partial(_gojson.go_string_utf8, body),
+                functools.partial(gojson._go_string_utf8_slow, body),
+                functools.partial(gojson.go_string_utf8, body),
             )
         )
         rows.append(
@@ -218,12 +220,12 @@ def main() -> None:
     )
     stats = ping.reply(
         messages.MessageType.STATS,
-        messages.StatsPayload(
+        payloads.StatsPayload(
             node_id="c3dc8ec3a5df5ca5fe8f405d77a4dbff",
             node_name="node-1",
             uptime=3600,
             miners=[
-                messages.MinerStatsItem(
+                payloads.MinerStatsItem(
                     "xmrig-0", "xmrig", 1234.5, 42, 1, 3500, "pool.example:3333", "rx/0"
                 )
             ],
@@ -255,7 +257,7 @@ def main() -> None:
         messages.MessageType.LOGS,
         "3a9d0b593887c6b9bdb320dd8c6168aa",
         "c3dc8ec3a5df5ca5fe8f405d77a4dbff",
-        messages.LogsPayload(
+        payloads.LogsPayload(
             "xmrig-0", [f'[2026-11-27 14:34:{i:02d}] speed 10s/60s "ok"' for i in range(22)]
         ),
     ).to_json_text()
@@ -319,7 +321,7 @@ def main() -> None:
     load_after = os.getloadavg()
     print(
         f"p2p.ueps keystream: {ueps.IMPLEMENTATION}; AEAD backend: {sigil.BACKEND}; "
-        f"fused sigil: {sigil.FUSED}; orjson: {_gojson.ORJSON}"
+        f"fused sigil: {sigil.FUSED}; orjson: {gojson.ORJSON}"
     )
     print(
         "load average (1/5/15 min) before: {:.2f} {:.2f} {:.2f}, "

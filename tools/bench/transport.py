@@ -26,9 +26,9 @@ import time
 import tracemalloc
 from typing import Any
 
+from p2p.controller.payloads import StatsPayload
 from p2p.identity import KeyPair, NodeIdentity
 from p2p.transport import PeerConnection, Transport, TransportConfig, envelope
-from p2p.transport.messages import StatsPayload
 
 GO = {"oneway": 32_350.0, "rt": 5_460.0, "rt_p50_ms": 0.17, "handshake_ms": 1.6}
 

@@ -316,14 +316,9 @@ def test_to_json_uses_go_html_escaping() -> None:
     assert Bundle.from_json(bundle.to_json()) == bundle
 
 
-def test_deploy_payload_order_and_round_trip() -> None:
+def test_bundle_field_order() -> None:
     bundle = create_profile_bundle(PROFILE, "p1", "pw")
-    payload = bundle.to_deploy_payload()
-    assert list(payload) == ["type", "data", "checksum", "name"]
     assert list(bundle.to_dict()) == ["type", "name", "data", "checksum"]
-    assert bundle.deploy_payload_json().startswith(b'{"type":"profile","data":"U1RJTQ')
-    assert not bundle.deploy_payload_json().endswith(b"\n")
-    assert Bundle.from_deploy_payload(json.loads(bundle.deploy_payload_json())) == bundle
 
 
 def test_from_dict_follows_go_decoding() -> None:

@@ -25,13 +25,14 @@ from p2p.controller.controller import (
 )
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import JsonFileStats, MinerSpec, ProcessMinerManager
+from p2p.controller.payloads import StatsPayload
 from p2p.controller.profiles import DirectoryProfileManager
 from p2p.controller.worker import Worker
 from p2p.identity import NodeManager
 from p2p.peers import Peer, PeerRegistry
 from p2p.transport import PeerConnection, Transport
 from p2p.transport.errors import ProtocolError
-from p2p.transport.messages import Message, MessageType, StatsPayload
+from p2p.transport.messages import Message, MessageType
 from pytest_p2p.transport_fixtures import eventually
 
 MINER_SCRIPT = """

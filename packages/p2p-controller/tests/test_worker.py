@@ -17,6 +17,7 @@ import pytest
 from p2p.controller import bundles
 from p2p.controller.authz import Policy
 from p2p.controller.miners import JsonFileStats, MinerSpec, ProcessMinerManager
+from p2p.controller.payloads import DeployPayload
 from p2p.controller.profiles import DirectoryProfileManager
 from p2p.controller.worker import Worker
 from p2p.identity import NodeManager
@@ -28,6 +29,11 @@ CONTROLLER_KEY = base64.b64encode(bytes(range(100, 132))).decode()
 POLICY = Policy([CONTROLLER_KEY])
 SECRET = bytes(range(32))
 PASSWORD = base64.b64encode(SECRET).decode()
+
+
+def _deploy_json(bundle: bundles.Bundle) -> bytes:
+    """The ``deploy`` payload a controller sends for ``bundle`` (as Controller.deploy does)."""
+    return DeployPayload(bundle.type.value, bundle.data, bundle.checksum, bundle.name).to_json()
 
 
 @pytest.fixture
@@ -259,7 +265,7 @@ async def test_deploy_rejects_bad_type_and_name(worker: Worker, node: NodeManage
     reply = await ask(worker, node, MessageType.DEPLOY, {"type": "rootkit", "name": "x"})
     assert error_text(reply) == "Worker.handleDeploy: unknown bundle type: rootkit"
     bundle = bundles.create_profile_bundle(b'{"id":"x"}', "../../escape", PASSWORD)
-    payload = json.loads(bundle.deploy_payload_json())
+    payload = json.loads(_deploy_json(bundle))
     for bad in ("../../escape", "a/b", "..", ""):
         payload["name"] = bad
         reply = await ask(worker, node, MessageType.DEPLOY, payload)
@@ -271,13 +277,13 @@ async def test_deploy_profile(
     worker: Worker, node: NodeManager, profiles: DirectoryProfileManager
 ) -> None:
     bundle = bundles.create_profile_bundle(b'{"pool": "deployed"}', "deployed", PASSWORD)
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(bundle.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(bundle)))
     assert reply.type == MessageType.DEPLOY_ACK
     assert body(reply) == {"success": True, "name": "deployed"}
     assert profiles.get_profile("deployed") == {"pool": "deployed", "id": "deployed"}
 
     plain = bundles.create_profile_bundle_unencrypted(b'{"id": "plain", "a": 1}', "p2")
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(plain.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(plain)))
     # the ack names the id the profile is stored under (what `--profile` takes), not "p2"
     assert body(reply) == {"success": True, "name": "plain"}
     assert profiles.get_profile("plain") == {"id": "plain", "a": 1}
@@ -285,20 +291,20 @@ async def test_deploy_profile(
 
 async def test_deploy_profile_failures(worker: Worker, node: NodeManager) -> None:
     wrong = bundles.create_profile_bundle(b'{"a": 1}', "w", "not-the-password")
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(wrong.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(wrong)))
     assert error_text(reply).startswith("Worker.handleDeploy: failed to extract profile bundle: ")
-    payload = json.loads(wrong.deploy_payload_json())
+    payload = json.loads(_deploy_json(wrong))
     payload["checksum"] = "0" * 64
     reply = await ask(worker, node, MessageType.DEPLOY, payload)
     assert error_text(reply).endswith("checksum mismatch - bundle may be corrupted")
     not_json = bundles.create_profile_bundle(b"not json", "nj", PASSWORD)
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(not_json.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(not_json)))
     assert error_text(reply).startswith(
         "Worker.handleDeploy: failed to extract profile bundle: profile is not valid JSON"
     )
     # validated before anything is stored: an unsafe id is refused with an error reply
     bad_id = bundles.create_profile_bundle(b'{"id": "../x"}', "bad", PASSWORD)
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(bad_id.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(bad_id)))
     assert "profile id '../x' is not a safe name" in error_text(reply)
 
 
@@ -309,7 +315,7 @@ async def test_deploy_miner_then_start_by_type(
     exe.parent.mkdir()
     exe.write_text(f"#!{sys.executable}\nprint('tiny miner hashing', flush=True)\n")
     bundle = bundles.create_miner_bundle(exe, None, "tiny", PASSWORD)
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(bundle.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(bundle)))
     assert body(reply) == {"success": True, "name": "tiny"}
     installed = worker.data_dir / "lethean-desktop" / "miners" / "tiny" / "tiny-miner"
     assert installed.read_bytes() == exe.read_bytes()
@@ -327,17 +333,17 @@ async def test_deploy_miner_with_profile(
     exe = tmp_path / "m"
     exe.write_text(f"#!{sys.executable}\nprint('m')\n")
     bundle = bundles.create_miner_bundle(exe, b'{"pool": "bundled"}', "withprof", PASSWORD)
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(bundle.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(bundle)))
     assert body(reply) == {"success": True, "name": "withprof"}
     assert profiles.get_profile("withprof") == {"pool": "bundled", "id": "withprof"}
     wrong = bundles.create_miner_bundle(exe, None, "wrongpw", "other")
-    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(wrong.deploy_payload_json()))
+    reply = await ask(worker, node, MessageType.DEPLOY, json.loads(_deploy_json(wrong)))
     assert error_text(reply).startswith("Worker.handleDeploy: failed to extract miner bundle: ")
 
 
 async def test_deploy_without_secret(worker: Worker, node: NodeManager) -> None:
     bundle = bundles.create_profile_bundle(b"{}", "p", PASSWORD)
-    req = request(node, MessageType.DEPLOY, bundle.deploy_payload_json().decode())
+    req = request(node, MessageType.DEPLOY, _deploy_json(bundle).decode())
     reply = await worker.handle(req, public_key=CONTROLLER_KEY)
     assert reply is not None
     assert error_text(reply) == "Worker.handleDeploy: no shared secret for this connection"

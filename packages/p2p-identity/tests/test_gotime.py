@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from p2p.identity import GoTime, IdentityFormatError
+from p2p.identity import GoTime, IdentityError, IdentityFormatError, gotime
 
 _TS = re.compile(r'"(?:ts|createdAt|sentAt|addedAt|lastSeen)":"([^"]+)"')
 
@@ -147,3 +147,48 @@ def test_format_parse_round_trip(dt: datetime, ns: int, offset: int) -> None:
     expected = aware.isoformat()[:19]
     assert text[:19] == expected
     assert t.to_datetime().replace(microsecond=0) == aware
+
+
+def test_fast_paths_agree_with_the_general_ones() -> None:
+    """GoTime.parse's fast path gives exactly the general path's answers (or defers to it);
+    format's C date arithmetic gives the civil algorithm's dates."""
+    import random
+
+    rng = random.Random(99)
+    samples = [
+        "0001-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+        "2024-02-29T23:59:59.999999999-23:59",
+        "2023-02-29T00:00:00Z",
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T00:60:00Z",
+        "2026-01-01T00:00:00+24:00",
+        "2026-01-01T00:00:00.Z",
+        "2026-01-01t00:00:00Z",
+        "2026-01-01T00:00:00.1234567891Z",
+    ]
+    for _ in range(3000):
+        frac = rng.choice(["", "." + str(rng.randrange(10**9)).zfill(rng.randint(1, 9))])
+        sign = rng.choice("+-")
+        zone = rng.choice(["Z", f"{sign}{rng.randint(0, 25):02d}:{rng.randint(0, 61):02d}"])
+        day = f"{rng.randint(0, 9999):04d}-{rng.randint(1, 12):02d}-{rng.randint(1, 31):02d}"
+        clock = f"{rng.randint(0, 24):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 60):02d}"
+        samples.append(f"{day}T{clock}{frac}{zone}")
+    for text in samples:
+        try:
+            want: GoTime | None = GoTime._parse_general(text)
+        except (IdentityError, ValueError):
+            want = None
+        if want is None:
+            with pytest.raises((IdentityError, ValueError)):
+                GoTime.parse(text)
+        else:
+            got = GoTime.parse(text)
+            assert (got.unix_seconds, got.nanosecond, got.offset_seconds) == (
+                want.unix_seconds,
+                want.nanosecond,
+                want.offset_seconds,
+            ), text
+            days = (got.unix_seconds + got.offset_seconds) // 86_400
+            y, m, d = gotime._civil_from_days(days)
+            assert got.format().startswith(f"{y:04d}-{m:02d}-{d:02d}T"), text

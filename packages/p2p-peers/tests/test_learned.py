@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_ident
 from p2p.peers import Peer, PeerRegistry, RegistryFullError
 from p2p.peers.store import learned_path
+from peers_testing import make_ident
 
 
 def _reg(tmp_path: Path, **kw: object) -> PeerRegistry:

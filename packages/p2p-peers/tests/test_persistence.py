@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_ident
 from p2p.peers import (
     AuthMode,
     CorruptPeersFileError,
@@ -22,6 +21,7 @@ from p2p.peers import (
     PeerStoreError,
     default_peers_path,
 )
+from peers_testing import make_ident
 from test_peer import GO_PEERS_JSON
 
 

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import Ident, make_ident
 from p2p.peers import (
     AuthMode,
     InvalidPeerError,
@@ -17,6 +16,7 @@ from p2p.peers import (
     PeerRegistry,
     RegistryFullError,
 )
+from peers_testing import Ident, make_ident
 
 
 def test_add_get_update_remove(reg: PeerRegistry) -> None:

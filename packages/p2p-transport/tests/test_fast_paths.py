@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from p2p.identity import GoTime
-from p2p.transport import _gojson, envelope, sigil, smsg
+from p2p.identity import GoTime, gojson
+from p2p.identity.gotime import canonical_unix_ns
+from p2p.transport import envelope, sigil, smsg
 from p2p.transport import messages as msgs
-from p2p.transport._gotime import canonical_unix_ns
 from p2p.transport.errors import MessageError, SmsgFormatError
 from p2p.transport.messages import Message, MessageType
 
@@ -190,8 +190,8 @@ def test_envelope_fast_encode_matches_the_stdlib_encoder(
     want = m._to_json_text()
     fast = msgs._to_json_fast(m)
     if fast is not None:
-        assert fast == _gojson.to_utf8(want)
-    assert m.to_json() == _gojson.to_utf8(want)
+        assert fast == gojson.to_utf8(want)
+    assert m.to_json() == gojson.to_utf8(want)
     assert m.to_json_text() == want
 
 
@@ -229,14 +229,12 @@ def test_envelope_edge_cases_agree(text: str, one_value: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(_nasty, st.booleans())
 def test_go_string_utf8_matches_the_stdlib_path(s: str, html: bool) -> None:
-    assert _gojson.go_string_utf8(s, html) == _gojson.to_utf8(_gojson.go_string(s, html=html))
+    assert gojson.go_string_utf8(s, html) == gojson.to_utf8(gojson.go_string(s, html=html))
 
 
 def _plaintexts() -> st.SearchStrategy[bytes]:
     go_made = st.builds(
-        lambda body, ts: (
-            b'{"body":' + _gojson._go_string_utf8_slow(body) + b',"timestamp":%d}' % ts
-        ),
+        lambda body, ts: b'{"body":' + gojson._go_string_utf8_slow(body) + b',"timestamp":%d}' % ts,
         _nasty,
         st.integers(-(2**64), 2**64),
     )
@@ -277,8 +275,8 @@ def test_smsg_plaintext_fast_decode_matches_the_slow_path(plain: bytes) -> None:
 @given(_nasty.filter(bool), st.integers(1, 2**40))
 def test_smsg_plaintext_encode_is_gos(body: str, ts: int) -> None:
     frame = smsg.encrypt(body, "pw", nonce=bytes(24), timestamp=ts)
-    assert smsg.decrypt(frame, "pw").body == _gojson._SURROGATE.sub("\ufffd", body)
-    want = b'{"body":' + _gojson._go_string_utf8_slow(body) + b',"timestamp":%d}' % ts
+    assert smsg.decrypt(frame, "pw").body == gojson._SURROGATE.sub("\ufffd", body)
+    want = b'{"body":' + gojson._go_string_utf8_slow(body) + b',"timestamp":%d}' % ts
     assert sigil.open(sigil.derive_key("pw"), frame[len(smsg._PREFIX) :]) == want
 
 
@@ -325,15 +323,16 @@ def test_ts_unix_ns_of_new_zero_and_missing() -> None:
 _WITHOUT_ORJSON = """
 import sys
 sys.modules["orjson"] = None  # as if it were not installed
-from p2p.transport import _gojson, messages, smsg
+from p2p.identity import gojson
+from p2p.transport import messages, smsg
 from p2p.transport.frames import FrameCodec
-assert not _gojson.ORJSON and list(messages._ONE_VALUE) == ["scan"]
+assert not gojson.ORJSON and list(messages._ONE_VALUE) == ["scan"]
 assert smsg._parse_plaintext is smsg._parse_plaintext_slow
 m = messages.Message.new("ping", "a" * 32, "b" * 32, messages.PingPayload(7), reply_to="r")
 codec = FrameCodec(bytes(range(32)))
 back = codec.open(codec.seal(m))
 assert back.to_json() == m.to_json() and back.ts_unix_ns() == m.ts.timestamp_ns()
-assert _gojson.go_string_utf8('<a\\u2028"') == b'"\\\\u003ca\\\\u2028\\\\""'
+assert gojson.go_string_utf8('<a\\u2028"') == b'"\\\\u003ca\\\\u2028\\\\""'
 print("ok")
 """
 

@@ -26,13 +26,14 @@ from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
 from p2p.identity.errors import CorruptIdentityError, IdentityError
 from p2p.identity.text import safe_text
 from p2p.peers import PeerError
-from p2p.transport.errors import ProtocolError, TransportError
-from p2p.transport.handshake import (
+from p2p.transport import (
+    ConnectError,
     HandshakeError,
     HandshakeRejectedError,
     PinnedKeyMismatchError,
+    ProtocolError,
+    TransportError,
 )
-from p2p.transport.transport import ConnectError
 from websockets.exceptions import InvalidHandshake
 
 __all__ = [

@@ -14,8 +14,7 @@ import logging
 import struct
 
 from p2p.controller.errors import BundleDecryptError, PasswordRequiredError, StimFormatError
-from p2p.transport import sigil, trix
-from p2p.transport.errors import SigilError, TrixError
+from p2p.transport import SigilError, TrixError, sigil, trix
 
 __all__ = ["STIM_MAGIC", "decode_stim", "encode_stim"]
 

@@ -37,7 +37,9 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    PolicyError,
+)
 
 __all__ = [
     "MAX_CONTROLLERS",
@@ -52,10 +54,6 @@ __all__ = [
 
 #: Most keys one policy holds (fixed and granted together).
 MAX_CONTROLLERS = 10_000
-
-
-class PolicyError(ControllerError, ValueError):
-    """A policy value (a key, the observe rule, a config table) is malformed."""
 
 
 class Capability(str, enum.Enum):

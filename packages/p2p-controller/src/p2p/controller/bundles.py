@@ -47,6 +47,7 @@ from p2p.controller.errors import (
     UnknownBundleTypeError,
     UnsafeArchiveError,
 )
+from p2p.identity.gojson import go_quote
 from p2p.identity.text import safe_text
 
 __all__ = [
@@ -129,24 +130,6 @@ class ExtractLimits:
 
 
 DEFAULT_LIMITS = ExtractLimits()
-
-
-# --- JSON as Go writes it -----------------------------------------------------------------
-
-
-def _go_string(value: str) -> str:
-    """A JSON string literal as Go's encoder writes it with HTML escaping on."""
-    text = json.dumps(value, ensure_ascii=False)
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
-        # Go replaces invalid UTF-8 with U+FFFD; a lone surrogate is how it reaches us.
-        text = "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
-    return (
-        text.replace("<", "\\u003c")
-        .replace(">", "\\u003e")
-        .replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028")
-        .replace("\u2029", "\\u2029")
-    )
 
 
 def _decode_data(value: object) -> bytes:
@@ -249,23 +232,9 @@ class Bundle:
         """StreamBundle bytes: Go `json.Encoder` output (HTML escaping on) plus a newline."""
         return self._encode(self.to_dict())
 
-    def to_deploy_payload(self) -> dict[str, str]:
-        """The `deploy` message payload, in its key order: type, data, checksum, name."""
-        d = self.to_dict()
-        return {"type": d["type"], "data": d["data"], "checksum": d["checksum"], "name": d["name"]}
-
-    def deploy_payload_json(self) -> bytes:
-        """The `deploy` payload as Go's json.Marshal writes it (no trailing newline)."""
-        return self._encode(self.to_deploy_payload())[:-1]
-
-    @classmethod
-    def from_deploy_payload(cls, payload: Mapping[str, Any]) -> Bundle:
-        """From a received `deploy` payload (same fields as the Bundle JSON)."""
-        return cls.from_dict(payload)
-
     @staticmethod
     def _encode(fields: Mapping[str, str]) -> bytes:
-        body = ",".join(f"{_go_string(k)}:{_go_string(v)}" for k, v in fields.items())
+        body = ",".join(f"{go_quote(k)}:{go_quote(v)}" for k, v in fields.items())
         return ("{" + body + "}\n").encode("utf-8")
 
 

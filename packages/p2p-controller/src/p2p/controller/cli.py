@@ -90,6 +90,7 @@ from p2p.identity import (
     safe_text,
 )
 from p2p.peers import Peer, PeerRegistry
+from p2p.transport import password_for_secret
 
 __all__ = ["build_parser", "main"]
 
@@ -1293,8 +1294,7 @@ def _bundle_password(ctx: _Ctx, peer_ref: str | None, password: str | None) -> s
             EXIT_ERROR,
             "run `p2p-node identity init`",
         )
-    secret = manager.derive_shared_secret(peer.public_key)
-    return base64.b64encode(secret).decode("ascii")
+    return password_for_secret(manager.derive_shared_secret(peer.public_key))
 
 
 def _write_bundle(ctx: _Ctx, bundle: Bundle, output: Path | None) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 from p2p.controller.authz import Policy, PolicyError
 from p2p.controller.deploy_guard import DeployLimits, DeployRefusedError
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import NodeConfigError
 from p2p.controller.miners import (
     CommonMinerStats,
     JsonFileStats,
@@ -65,15 +65,6 @@ _MAX_MINER_TYPES = 256
 _MAX_ALLOWLIST = 100_000
 DEFAULT_MAX_LEARNED_PEERS = 1_000
 _MAX_LEARNED_PEERS = 1_000_000
-
-
-class NodeConfigError(ControllerError, ValueError):
-    """A configuration value (file key or flag) is missing, malformed or out of range."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"config {key}: {problem}")
-        self.key = key
-        self.problem = problem
 
 
 def parse_host_port(text: str, *, key: str = "listen") -> tuple[str, int]:

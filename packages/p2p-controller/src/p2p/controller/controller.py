@@ -14,7 +14,6 @@ all invisible on the wire:
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import math
@@ -26,31 +25,44 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from p2p.controller.authz import Capability, required_capability
 from p2p.controller.bundles import Bundle
-from p2p.controller.errors import ControllerError
-from p2p.identity.text import safe_text
-from p2p.transport.connection import with_timeout
-from p2p.transport.errors import MessageError, ProtocolError, ResponseError
-from p2p.transport.messages import (
+from p2p.controller.errors import (
+    ConnectionLostError,
+    ControllerError,
+    DeployFailedError,
+    MinerCommandError,
+    PeerNotFoundError,
+    RequestError,
+    UnauthorizedError,
+    UnexpectedResponseError,
+)
+from p2p.controller.payloads import (
     DeployAckPayload,
     DeployPayload,
-    ErrorCode,
     GetLogsPayload,
     LogsPayload,
-    Message,
-    MessageType,
     MinerAckPayload,
-    Payload,
-    PingPayload,
     StartMinerPayload,
     StatsPayload,
     StopMinerPayload,
+)
+from p2p.identity.text import safe_text
+from p2p.transport import (
+    ErrorCode,
+    Message,
+    MessageError,
+    MessageType,
+    Payload,
+    PingPayload,
+    ProtocolError,
+    ResponseError,
+    password_for_secret,
     validate_response,
+    with_timeout,
 )
 
 if TYPE_CHECKING:
     from p2p.peers import PeerRegistry
-    from p2p.transport import PeerConnection, Transport
-    from p2p.transport.transport import IdentityProvider
+    from p2p.transport import IdentityProvider, PeerConnection, Transport
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +86,6 @@ __all__ = [
 ]
 
 
-class RequestError(ControllerError):
-    """A request to a remote peer could not be completed."""
-
-    def __init__(self, message: str, *, peer_id: str = "") -> None:
-        super().__init__(message)
-        self.peer_id = peer_id
-
-
-class PeerNotFoundError(RequestError):
-    """The peer is neither connected nor in the registry."""
-
-    def __init__(self, peer_id: str) -> None:
-        super().__init__(f"peer not found: {peer_id}", peer_id=peer_id)
-
-
 class RequestTimeout(RequestError, TimeoutError):
     """No reply within the operation's timeout (the peer's timeout count was bumped)."""
 
@@ -98,53 +95,6 @@ class RequestTimeout(RequestError, TimeoutError):
         )
         self.request_type = request_type
         self.timeout = timeout
-
-
-class ConnectionLostError(RequestError):
-    """The connection dropped while the request was in flight."""
-
-    def __init__(self, peer_id: str) -> None:
-        super().__init__(f"connection to {peer_id} lost before the reply", peer_id=peer_id)
-
-
-class UnauthorizedError(RequestError):
-    """The worker refused the request (error 1002): our key lacks the capability.
-
-    ``str()`` is one sentence naming the key the worker's operator must authorize.
-    """
-
-    def __init__(
-        self,
-        peer_id: str,
-        public_key: str,
-        capability: Capability,
-        *,
-        peer_name: str = "",
-        remote_message: str = "",
-    ) -> None:
-        who = f"{peer_name[:64]} ({peer_id[:12]})" if peer_name else peer_id[:12] or "the worker"
-        verb = "control" if capability is Capability.CONTROL else "observe"
-        super().__init__(
-            f"{who} refused: this controller is not authorized to {verb} it; "
-            f"on the worker run: p2p-node controllers add {public_key}",
-            peer_id=peer_id,
-        )
-        self.public_key = public_key
-        self.capability = capability
-        self.peer_name = peer_name
-        self.remote_message = remote_message
-
-
-class UnexpectedResponseError(RequestError):
-    """The reply has the wrong type or an unparseable payload."""
-
-
-class MinerCommandError(RequestError):
-    """The worker acknowledged a start/stop with ``success: false``."""
-
-
-class DeployFailedError(RequestError):
-    """The worker acknowledged a deploy with ``success: false``."""
 
 
 def _bounded(name: str, value: float, low: float, high: float) -> None:
@@ -554,8 +504,7 @@ class Controller:
     async def bundle_password(self, peer_id: str) -> str:
         """The password a worker decrypts our bundles with: base64(shared secret)."""
         conn = await self._connection(peer_id)
-        secret = self.node_manager.derive_shared_secret(conn.identity.public_key)
-        return base64.b64encode(secret).decode("ascii")
+        return password_for_secret(self.node_manager.derive_shared_secret(conn.identity.public_key))
 
     async def close(self) -> None:
         """Unsubscribe and fail whatever is still pending."""

@@ -9,14 +9,12 @@ for the allowlist; a malformed file is logged and not adopted (the previous keys
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from p2p.controller.authz import MAX_CONTROLLERS, Policy, PolicyError, normalise_key
+from p2p.identity.atomicfile import write_atomic
 
 __all__ = [
     "MAX_CONTROLLERS_FILE",
@@ -66,23 +64,7 @@ def save_controllers(path: Path, keys: list[str]) -> None:
         if k not in clean:
             clean.append(k)
     data = (json.dumps(clean, indent=2) + "\n").encode("ascii")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, data, 0o600, dir_mode=0o777)
 
 
 def _sig(path: Path) -> tuple[int, int] | None:

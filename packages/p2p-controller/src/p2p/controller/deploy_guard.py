@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from p2p.controller.bundles import MAX_FILE_SIZE, ExtractLimits
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    DeployRefusedError,
+)
 
 __all__ = [
     "DeployLimits",
@@ -43,10 +45,6 @@ __all__ = [
 
 #: Directory entries looked at when measuring (more means the quota is exceeded anyway).
 MAX_SCAN = 100_000
-
-
-class DeployRefusedError(ControllerError):
-    """A deploy would replace something or exceed a quota; nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    MinerError,
+    MinerNotFoundError,
+    UnknownMinerTypeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,37 +59,6 @@ MAX_STATS_FILE_BYTES = 1 << 20
 MAX_STOP_GRACE = 60.0
 _READ_CHUNK = 65536
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class MinerError(ControllerError):
-    """A miner could not be started, stopped or inspected."""
-
-
-class MinerNotFoundError(MinerError):
-    """No miner with that name is known to the manager."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"miner not found: {name}")
-        self.name = name
-
-
-class UnknownMinerTypeError(MinerError):
-    """No command line is configured (or deployed) for that miner type."""
-
-    #: Types listed in the message at most (the reply is bounded; names are clipped too).
-    MAX_LISTED = 20
-
-    def __init__(self, miner_type: str, known: Sequence[str] = ()) -> None:
-        text = f"unknown miner type: {miner_type}"
-        if known:
-            listed = ", ".join(t[:40] for t in list(known)[: self.MAX_LISTED])
-            more = " …" if len(known) > self.MAX_LISTED else ""
-            text += f" (this worker knows: {listed}{more})"
-        else:
-            text += " (this worker has no miner types configured)"
-        super().__init__(text)
-        self.miner_type = miner_type
-        self.known = tuple(known)
 
 
 # --------------------------------------------------------------------------------------------

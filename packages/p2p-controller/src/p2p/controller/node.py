@@ -36,7 +36,13 @@ from p2p.controller.authz import Capability, Policy, PolicyError
 from p2p.controller.config import NodeConfig, NodePaths, parse_host_port
 from p2p.controller.controller import Controller, ControllerConfig
 from p2p.controller.controllers_file import ControllersFileSync, load_controllers
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    AmbiguousPeerError,
+    ControllerError,
+    NodeError,
+    NodeStateError,
+    UnknownPeerError,
+)
 from p2p.controller.miners import MinerManager, ProcessMinerManager
 from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
 from p2p.controller.ueps_node import NodeUeps, enable_ueps
@@ -46,8 +52,7 @@ from p2p.peers import AuthMode, Peer, PeerError, PeerRegistry, validate_peer_nam
 from p2p.transport import PeerConnection, Transport, TransportConfig
 
 if TYPE_CHECKING:
-    from p2p.transport.messages import Message
-    from p2p.transport.ueps_service import PeerDispatcher
+    from p2p.transport import Message, PeerDispatcher
 
 __all__ = [
     "AmbiguousPeerError",
@@ -64,32 +69,6 @@ log = logging.getLogger(__name__)
 MAX_PEER_REF = 512
 #: Deployed miner directories looked at on start-up.
 MAX_DEPLOYED_SCAN = 1024
-
-
-class NodeError(ControllerError):
-    """A Node operation failed (lifecycle, peer lookup)."""
-
-
-class NodeStateError(NodeError):
-    """The node is not running (not started yet, or already closed)."""
-
-
-class UnknownPeerError(NodeError, LookupError):
-    """No known peer matches the given id, id prefix, name or address."""
-
-    def __init__(self, ref: str) -> None:
-        super().__init__(f"no known peer matches {ref!r}")
-        self.ref = ref
-
-
-class AmbiguousPeerError(NodeError, LookupError):
-    """Several peers match a prefix or name; `candidates` holds their ids."""
-
-    def __init__(self, ref: str, candidates: list[str]) -> None:
-        shown = ", ".join(c[:16] for c in candidates[:5])
-        super().__init__(f"{ref!r} matches {len(candidates)} peers ({shown})")
-        self.ref = ref
-        self.candidates = candidates
 
 
 def peer_address_of(address: str) -> str:

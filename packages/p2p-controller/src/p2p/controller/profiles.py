@@ -8,17 +8,18 @@ by a peer can never name a file outside the directory.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    ProfileError,
+    ProfileNotFoundError,
+)
+from p2p.identity.atomicfile import write_atomic
 from p2p.identity.text import safe_text
 
 log = logging.getLogger(__name__)
@@ -34,18 +35,6 @@ __all__ = [
 #: Largest profile file accepted (a peer can deploy profiles).
 MAX_PROFILE_BYTES = 1 << 20
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class ProfileError(ControllerError):
-    """A profile could not be read or written."""
-
-
-class ProfileNotFoundError(ProfileError):
-    """No profile with that id exists."""
-
-    def __init__(self, profile_id: str) -> None:
-        super().__init__(f"profile not found: {profile_id}")
-        self.profile_id = profile_id
 
 
 @runtime_checkable
@@ -73,22 +62,7 @@ def sanitise_name(name: str) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, data, 0o600)
 
 
 class DirectoryProfileManager:

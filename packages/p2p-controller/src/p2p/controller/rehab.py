@@ -27,15 +27,16 @@ import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    RehabError,
+)
 from p2p.identity.text import safe_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from p2p.controller.miners import MinerManager
-    from p2p.transport import PeerConnection
-    from p2p.transport.ueps_frames import BoundPacket
+    from p2p.transport import BoundPacket, PeerConnection
 
 __all__ = [
     "MAX_REHAB_PAYLOAD",
@@ -48,10 +49,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_REHAB_PAYLOAD = 64
-
-
-class RehabError(ControllerError):
-    """A REHAB payload that is not one of the documented commands."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,7 @@ from typing import Any, Protocol
 
 from p2p.controller._cli_output import EXIT_USAGE, CliError
 from p2p.identity import safe_text
-from p2p.transport import PeerConnection
-from p2p.transport.ueps_frames import BoundPacket
-from p2p.transport.ueps_service import UepsService
+from p2p.transport import BoundPacket, PeerConnection, UepsService
 from p2p.ueps import INTENT_COMPUTE, INTENT_CUSTOM, INTENT_REHAB
 
 __all__ = [

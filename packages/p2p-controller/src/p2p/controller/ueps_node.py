@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from p2p.controller.rehab import RehabController
-from p2p.transport.ueps_channel import UepsConfig, with_ueps
-from p2p.transport.ueps_service import FailureRecorder, PeerDispatcher, UepsService
+from p2p.transport import FailureRecorder, PeerDispatcher, UepsConfig, UepsService, with_ueps
 from p2p.ueps import INTENT_REHAB
 
 if TYPE_CHECKING:

@@ -25,7 +25,6 @@ clipped (`MAX_ECHO` characters) in replies and logged escaped (``%r``) and clipp
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import inspect
 import json
@@ -50,33 +49,38 @@ from p2p.controller.deploy_guard import (
     miner_usage,
     profile_usage,
 )
-from p2p.controller.errors import ControllerError
+from p2p.controller.errors import (
+    ControllerError,
+    WorkerError,
+)
 from p2p.controller.miners import DeployTarget, MinerManager
-from p2p.controller.profiles import ProfileManager, sanitise_name
-from p2p.identity.text import safe_text
-from p2p.transport.errors import MessageError
-from p2p.transport.messages import (
+from p2p.controller.payloads import (
     DeployAckPayload,
     DeployPayload,
-    ErrorCode,
     GetLogsPayload,
     LogsPayload,
-    Message,
-    MessageType,
     MinerAckPayload,
     MinerStatsItem,
-    Payload,
-    PingPayload,
-    PongPayload,
     StartMinerPayload,
     StatsPayload,
     StopMinerPayload,
 )
+from p2p.controller.profiles import ProfileManager, sanitise_name
+from p2p.identity.text import safe_text
+from p2p.transport import (
+    ErrorCode,
+    Message,
+    MessageError,
+    MessageType,
+    Payload,
+    PingPayload,
+    PongPayload,
+    password_for_secret,
+)
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
-    from p2p.transport import PeerConnection, Transport
-    from p2p.transport.transport import IdentityProvider
+    from p2p.transport import IdentityProvider, PeerConnection, Transport
 
 log = logging.getLogger(__name__)
 
@@ -111,16 +115,6 @@ REFUSAL_LOG_INTERVAL = 60.0
 _MAX_REFUSAL_KEYS = 1024
 
 P = TypeVar("P", bound=Payload)
-
-
-class WorkerError(ControllerError):
-    """A request failed; ``str()`` is the Go-style text sent back in the error reply."""
-
-    def __init__(self, op: str, msg: str, cause: BaseException | str | None = None) -> None:
-        text = f"Worker.{op}: {msg}"
-        if cause is not None and str(cause):
-            text += f": {cause}"
-        super().__init__(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -434,7 +428,7 @@ class Worker:
         if caller.secret is None:
             raise WorkerError(op, "no shared secret for this connection")
         bundle = bundles.Bundle(bundles.BundleType(req.type), name, req.data or b"", req.checksum)
-        password = base64.b64encode(caller.secret).decode("ascii")
+        password = password_for_secret(caller.secret)
         replace = self.policy.may_replace(caller.public_key)
         # One deploy at a time: the quota check and the move into place must not interleave.
         async with self._deploy_lock:

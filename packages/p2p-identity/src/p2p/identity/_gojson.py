@@ -1,47 +1,32 @@
 """The few pieces of Go's ``encoding/json`` behaviour that identity JSON depends on.
 
-Writing: strings escaped as Go escapes them (HTML-safe ``<``, ``>``, ``&``, U+2028/U+2029,
-lone surrogates replaced by U+FFFD, everything else non-ASCII raw UTF-8). Reading: a
-struct decoder with Go's rules (keys matched exactly, else ASCII case-insensitively; the
-last duplicate wins; unknown keys ignored; ``null`` leaves the zero value).
+Writing: strings quoted by :mod:`p2p.identity.gojson` (the one home of Go quoting);
+objects compact or indented. Reading: a struct decoder with Go's rules (keys matched
+exactly, else ASCII case-insensitively; the last duplicate wins; unknown keys ignored;
+``null`` leaves the zero value).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from p2p.identity.errors import IdentityFormatError
+from p2p.identity.gojson import go_fix_string, go_quote
 
-# Printable ASCII that Go writes unescaped: everything but '"', '\\', '<', '>' and '&'.
-_PLAIN = re.compile(r"[ !#-%'-;=?-\[\]-\x7f]*")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_GO_EXTRA = re.compile("[<>&\u2028\u2029]")
-_GO_EXTRA_ESC = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
+__all__ = [
+    "JsonObject",
+    "as_str",
+    "decode_struct",
+    "encode_object",
+    "go_fix_string",
+    "go_quote",
+    "loads_pairs",
+]
 
 # Bound on any JSON document this package parses (a node.json is ~250 bytes).
 MAX_JSON_SIZE = 64 * 1024
-
-
-def go_fix_string(s: str) -> str:
-    """What a Go string holds after a round trip: lone surrogates become U+FFFD."""
-    return _SURROGATE.sub("\ufffd", s)
-
-
-def go_quote(s: str) -> str:
-    """``s`` as a JSON string literal, byte-for-byte as Go's ``json.Marshal`` writes it."""
-    if _PLAIN.fullmatch(s):
-        return f'"{s}"'
-    out = json.dumps(go_fix_string(s), ensure_ascii=False)
-    return _GO_EXTRA.sub(lambda m: _GO_EXTRA_ESC[m.group()], out)
 
 
 def encode_object(pairs: Sequence[tuple[str, str]], *, indent: bool) -> str:

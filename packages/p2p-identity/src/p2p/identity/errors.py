@@ -1,6 +1,21 @@
 """The exceptions of p2p.identity: one base, one subclass per thing that can go wrong.
 
 Messages name what was wrong (a path, a length, a field), never key material.
+
+The hierarchy::
+
+    IdentityError
+    ├── CorruptIdentityError
+    │   ├── IncompleteIdentityError
+    │   └── InconsistentIdentityError  (also IdentityMismatchError)
+    ├── IdentityFormatError  (also ValueError)
+    ├── IdentityMismatchError
+    ├── IdentityNotInitializedError
+    ├── IdentityStorageError  (also OSError)
+    ├── InvalidPrivateKeyError  (also ValueError)
+    ├── InvalidPublicKeyError  (also ValueError)
+    ├── InvalidSecretError  (also ValueError)
+    └── LowOrderPointError
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ exactly what Go's ``time.Time.UnmarshalJSON`` accepts and formats exactly as Go'
 ``MarshalJSON`` (``RFC3339Nano``: trailing zeros of the fraction trimmed, ``Z`` for a zero
 offset). Calendar arithmetic is done here (proleptic Gregorian), so Go's whole range of
 years 0000-9999 works, including the zero time ``0001-01-01T00:00:00Z``.
+
+The one home of Go time for every p2p package: identity and peers files use :class:`GoTime`
+(with a fast path for the common shapes), the message envelope uses the lenient
+:func:`parse_go_time` and the canonical-text hot paths below it.
 """
 
 from __future__ import annotations
@@ -14,11 +18,20 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from p2p.identity.errors import IdentityFormatError
 
-__all__ = ["GoTime"]
+__all__ = [
+    "GoTime",
+    "ParsedTime",
+    "canonical_unix_ns",
+    "format_utc",
+    "parse_canonical",
+    "parse_go_time",
+    "to_go_time",
+]
 
 _NS = 1_000_000_000
 _DAY = 86_400
@@ -28,6 +41,12 @@ _ZERO_UNIX = -62_135_596_800
 # digits (Go does, truncating past 9) but bound the input at this many characters.
 MAX_TEXT_LEN = 64
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MAX_ORDINAL = date(9999, 12, 31).toordinal()
+_FAST = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:Z|([+-])(\d\d):(\d\d))",
+    re.ASCII,
+)
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))",
     re.ASCII,
@@ -56,6 +75,30 @@ def _civil_from_days(z: int) -> tuple[int, int, int]:
     d = doy - (153 * mp + 2) // 5 + 1
     m = mp + (3 if mp < 10 else -9)
     return y + (m <= 2), m, d
+
+
+def _parse_fast(text: str) -> tuple[int, int, int] | None:
+    """The common shapes through C date arithmetic, ~3x faster than the general path (a
+    peers file of 10^6 peers parses 2x10^6 times); None: let the general path decide."""
+    m = _FAST.fullmatch(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = map(int, m.group(1, 2, 3, 4, 5, 6))
+    if year < 1 or hour > 23 or minute > 59 or second > 59:
+        return None
+    try:
+        days = date(year, month, day).toordinal() - _EPOCH_ORDINAL
+    except ValueError:
+        return None
+    frac = m.group(7)
+    offset = 0
+    if m.group(8):
+        oh, om = int(m.group(9)), int(m.group(10))
+        if oh > 23 or om > 59:
+            return None
+        offset = (oh * 3600 + om * 60) * (-1 if m.group(8) == "-" else 1)
+    local = days * _DAY + hour * 3600 + minute * 60 + second
+    return local - offset, int(frac.ljust(9, "0")) if frac else 0, offset
 
 
 def _days_in_month(y: int, m: int) -> int:
@@ -117,6 +160,14 @@ class GoTime:
         """Parse RFC 3339 exactly as Go's ``time.Time.UnmarshalJSON`` does (strict form):
         ``T`` and ``Z`` upper case, two-digit fields in range, ``.`` before the fraction,
         offsets ``±hh:mm`` with hh < 24 and mm < 60, digits past nanoseconds truncated."""
+        fast = _parse_fast(text)
+        if fast is not None:
+            return cls(*fast)
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> GoTime:
+        """:meth:`parse` without the fast path (every shape, and every error)."""
         if len(text) > MAX_TEXT_LEN:
             raise IdentityFormatError(f"timestamp longer than {MAX_TEXT_LEN} characters")
         m = _RFC3339.fullmatch(text)
@@ -163,7 +214,11 @@ class GoTime:
     def format(self) -> str:
         """RFC3339Nano as Go formats it."""
         days, secs = divmod(self.unix_seconds + self.offset_seconds, _DAY)
-        y, mo, d = _civil_from_days(days)
+        if 1 <= days + _EPOCH_ORDINAL <= _MAX_ORDINAL:  # C date arithmetic, ~3x faster
+            dd = date.fromordinal(days + _EPOCH_ORDINAL)
+            y, mo, d = dd.year, dd.month, dd.day
+        else:
+            y, mo, d = _civil_from_days(days)
         if not 0 <= y <= 9999:
             raise IdentityFormatError("year outside [0, 9999] cannot be written as RFC 3339")
         hh, rem = divmod(secs, 3600)
@@ -179,3 +234,124 @@ class GoTime:
 
     def __str__(self) -> str:
         return self.format()
+
+
+# --- message timestamps: Go's lenient UnmarshalJSON and the hot-path canonical forms --------
+#
+# Go (1.20+) first tries a strict RFC 3339 parser and, when that fails, falls back to
+# ``time.Parse(time.RFC3339, s)`` — its strict re-checks are disabled (go.dev/issue/54580) —
+# so it also takes a one-digit hour, ``,`` before the fraction and a zone of up to 24:60. It
+# sees the raw text between the quotes (JSON escapes are not decoded). :func:`parse_go_time`
+# accepts the same, except zone offsets of 24 h or more, which Go itself cannot marshal
+# again. The message envelope uses these; :meth:`GoTime.parse` is the strict form.
+
+_LENIENT = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{1,2}):([0-9]{2}):([0-9]{2})"
+    r"(?:([.,])([0-9]+))?(?:Z|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+ParsedTime = tuple[int, int, int, bool]
+"""``(unix_seconds, nanosecond, offset_seconds, canonical)``; ``canonical`` means Go would
+marshal this value back to exactly the input text."""
+
+
+def parse_go_time(text: str) -> ParsedTime | None:
+    """Parse like Go's ``Time.UnmarshalJSON`` on ``"text"``; ``None`` if Go would refuse."""
+    m = _LENIENT.fullmatch(text)
+    if m is None:
+        return None
+    ys, mos, ds, hs, mis, ss, sep, frac, sign, ohs, oms = m.groups()
+    year, month, day = int(ys), int(mos), int(ds)
+    hour, minute, sec = int(hs), int(mis), int(ss)
+    if not 1 <= month <= 12 or hour > 23 or minute > 59 or sec > 59 or day < 1:
+        return None
+    if day > _days_in_month(year, month):
+        return None
+    canonical = len(hs) == 2
+    nanos = 0
+    if frac is not None:
+        nanos = int(frac[:9].ljust(9, "0"))
+        canonical = canonical and sep == "." and len(frac) <= 9 and frac[-1] != "0"
+    offset = 0
+    if sign is not None:
+        oh, om = int(ohs), int(oms)
+        if oh > 24 or om > 60:
+            return None
+        offset = oh * 3600 + om * 60
+        if offset >= _DAY:
+            return None  # Go accepts 24:00 but cannot marshal it again
+        if sign == "-":
+            offset = -offset
+        canonical = canonical and offset != 0 and om < 60
+    local = _days_from_civil(year, month, day) * _DAY + hour * 3600 + minute * 60 + sec
+    return local - offset, nanos, offset, canonical
+
+
+def to_go_time(parsed: ParsedTime) -> GoTime:
+    """The :class:`GoTime` of a :func:`parse_go_time` result."""
+    return GoTime(parsed[0], parsed[1], parsed[2])
+
+
+_DAYS: dict[str, int] = {}
+
+
+def parse_canonical(text: str) -> tuple[int, int, int]:
+    """``(unix_seconds, nanosecond, offset_seconds)`` of text already known to be in Go's
+    canonical RFC3339Nano form (validated by the caller); fixed offsets, a per-date cache."""
+    days = _DAYS.get(text[:10])
+    if days is None:
+        if len(_DAYS) > 1024:
+            _DAYS.clear()
+        days = _DAYS[text[:10]] = _days_from_civil(int(text[:4]), int(text[5:7]), int(text[8:10]))
+    sec = days * _DAY + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+    if text[-1] == "Z":
+        offset, end = 0, len(text) - 1
+    else:
+        end = len(text) - 6
+        offset = int(text[end + 1 : end + 3]) * 3600 + int(text[end + 4 :]) * 60
+        if text[end] == "-":
+            offset = -offset
+    nanos = int(text[20:end].ljust(9, "0")) if end > 19 else 0
+    return sec - offset, nanos, offset
+
+
+_last_head: tuple[str, int] = ("", 0)  # ("YYYY-MM-DDTHH:MM:SS", unix s) of the last UTC text
+
+
+def canonical_unix_ns(text: str) -> int:
+    """Nanoseconds since the epoch of canonical text (as :func:`parse_canonical` takes).
+    UTC texts reuse the last second's conversion: a stream of messages mostly shares it."""
+    global _last_head
+    if text[-1] != "Z" or len(text) < 20:
+        sec, nanos, _ = parse_canonical(text)
+        return sec * 1_000_000_000 + nanos
+    head = text[:19]
+    cached = _last_head
+    if cached[0] == head:
+        sec = cached[1]
+    else:
+        sec = parse_canonical(head + "Z")[0]
+        _last_head = (head, sec)  # one tuple swap: racing threads each store a correct pair
+    if len(text) > 20:
+        return sec * 1_000_000_000 + int(text[20:-1].ljust(9, "0"))
+    return sec * 1_000_000_000
+
+
+_last_second: list[Any] = [None, ""]  # (sec, "YYYY-MM-DDTHH:MM:SS"): one entry suffices
+
+
+def format_utc(sec: int, nsec: int) -> str:
+    """Go's RFC3339Nano text of a UTC instant (``sec`` within years 1970..9999)."""
+    cached = _last_second
+    if cached[0] == sec:
+        head: str = cached[1]
+    else:
+        tm = time.gmtime(sec)
+        head = (
+            f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}"
+            f"T{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+        )
+        cached[0], cached[1] = sec, head  # racing threads both write a correct pair
+    if nsec:
+        return f"{head}.{f'{nsec:09d}'.rstrip('0')}Z"
+    return head + "Z"

@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import stat
 from pathlib import Path
 
 import platformdirs
+from p2p.identity.atomicfile import fsync_dir, open_temp, temp_path, write_all
 from p2p.identity.errors import IdentityStorageError
 
 log = logging.getLogger(__name__)
@@ -78,17 +78,6 @@ def warn_if_exposed(path: Path) -> None:
             log.warning("private key %s has mode %o; it should be 0600", path, mode)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable. Not possible (nor needed) on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class StagedFile:
     """A fully written, fsynced temp file waiting to be renamed over its target.
 
@@ -106,7 +95,7 @@ class StagedFile:
         """Atomically replace the target and make the rename durable."""
         try:
             os.replace(self.temp, self.target)
-            _fsync_dir(self.target.parent)
+            fsync_dir(self.target.parent)
         except OSError as e:
             self.discard()
             raise IdentityStorageError(
@@ -131,21 +120,15 @@ def stage_file(target: Path, data: bytes, mode: int, *, exact_mode: bool = False
         parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     except OSError as e:
         raise IdentityStorageError(f"cannot create directory ({e.strerror})", parent) from None
-    temp = parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW | _O_BINARY
+    temp = temp_path(target)
     try:
-        fd = os.open(temp, flags, mode)
+        fd = open_temp(temp, mode, exact_mode=exact_mode)
     except OSError as e:
         raise IdentityStorageError(f"cannot create temp file ({e.strerror})", temp) from None
     staged = StagedFile(target, temp)
     try:
         try:
-            if exact_mode and hasattr(os, "fchmod"):
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_all(fd, [data])
         finally:
             os.close(fd)
     except OSError as e:
@@ -163,5 +146,5 @@ def remove_file(path: Path) -> bool:
     except OSError as e:
         raise IdentityStorageError(f"cannot remove identity file ({e.strerror})", path) from None
     with contextlib.suppress(OSError):
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return True

@@ -1,4 +1,15 @@
-"""Typed errors of p2p.peers: one base class, subclasses say what went wrong."""
+"""Typed errors of p2p.peers: one base class, subclasses say what went wrong.
+
+The hierarchy::
+
+    PeerError
+    ├── CorruptPeersFileError
+    ├── InvalidPeerError
+    ├── PeerExistsError
+    ├── PeerNotFoundError
+    ├── PeerStoreError
+    └── RegistryFullError
+"""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from p2p.identity import GoTime, IdentityError
@@ -88,45 +88,10 @@ _offset_minute = -1
 _offset = 0
 
 
-_FAST_TIME = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:Z|([+-])(\d\d):(\d\d))",
-    re.ASCII,
-)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_MAX_ORDINAL = date(9999, 12, 31).toordinal()
-
-
-def _parse_time_fast(text: str) -> GoTime | None:
-    """The common shapes, ~3x faster than GoTime.parse (loading 10^6 peers parses 2x10^6
-    times); None means "let GoTime.parse decide" (it also produces the error)."""
-    m = _FAST_TIME.fullmatch(text)
-    if m is None:
-        return None
-    year, month, day, hour, minute, second = map(int, m.group(1, 2, 3, 4, 5, 6))
-    if year < 1 or hour > 23 or minute > 59 or second > 59:
-        return None
-    try:
-        days = date(year, month, day).toordinal() - _EPOCH_ORDINAL
-    except ValueError:
-        return None
-    frac = m.group(7)
-    offset = 0
-    if m.group(8):
-        oh, om = int(m.group(9)), int(m.group(10))
-        if oh > 23 or om > 59:
-            return None
-        offset = (oh * 3600 + om * 60) * (-1 if m.group(8) == "-" else 1)
-    local = days * 86_400 + hour * 3600 + minute * 60 + second
-    return GoTime(local - offset, int(frac.ljust(9, "0")) if frac else 0, offset)
-
-
 def parse_time(text: object) -> GoTime:
     """RFC3339Nano as Go reads it (nanoseconds and offset kept). Raises InvalidPeerError."""
     if not isinstance(text, str):
         raise InvalidPeerError("time must be an RFC 3339 string")
-    fast = _parse_time_fast(text)
-    if fast is not None:
-        return fast
     try:
         return GoTime.parse(text)
     except (IdentityError, ValueError) as e:
@@ -134,23 +99,8 @@ def parse_time(text: object) -> GoTime:
 
 
 def format_time(t: GoTime) -> str:
-    """RFC3339Nano as Go writes it (same text as ``GoTime.format``, ~3x faster: saving 10^6
-    peers formats 2x10^6 times)."""
-    days, secs = divmod(t.unix_seconds + t.offset_seconds, 86_400)
-    ordinal = days + _EPOCH_ORDINAL
-    if not 1 <= ordinal <= _MAX_ORDINAL:
-        return t.format()  # year 0000 (or out of range: GoTime.format raises)
-    d = date.fromordinal(ordinal)
-    hh, rem = divmod(secs, 3600)
-    mm, ss = divmod(rem, 60)
-    out = f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{hh:02d}:{mm:02d}:{ss:02d}"
-    if t.nanosecond:
-        out += "." + f"{t.nanosecond:09d}".rstrip("0")
-    off = t.offset_seconds
-    if off == 0:
-        return out + "Z"
-    oh, om = divmod(abs(off) // 60, 60)
-    return f"{out}{'-' if off < 0 else '+'}{oh:02d}:{om:02d}"
+    """RFC3339Nano as Go writes it (``GoTime.format``)."""
+    return t.format()
 
 
 def _str(key: str, value: object, limit: int) -> str:

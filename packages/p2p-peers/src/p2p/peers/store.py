@@ -9,17 +9,15 @@ CorruptPeersFileError.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from p2p.identity import default_config_path
+from p2p.identity import atomicfile, default_config_path
 from p2p.peers.errors import CorruptPeersFileError, InvalidPeerError, PeerStoreError
 from p2p.peers.peer import Peer
 
@@ -226,32 +224,9 @@ def encode_allowlist(keys: Iterable[str]) -> bytes:
 
 
 def write_atomic(path: Path, chunks: Iterable[bytes], mode: int = 0o644) -> None:
-    """Write via ``<name>.tmp`` + fsync + rename + directory fsync. Raises PeerStoreError."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write via a temp file + fsync + rename + directory fsync
+    (:func:`p2p.identity.atomicfile.write_atomic`). Raises PeerStoreError."""
     try:
-        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        try:
-            for chunk in chunks:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        atomicfile.write_atomic(path, chunks, mode)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise PeerStoreError(f"could not write {path}: {e}") from e
-    if hasattr(os, "O_DIRECTORY"):
-        try:
-            dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)

@@ -2,8 +2,8 @@
 
 Layers, bottom up: ``trix`` (the TRIX container), ``sigil`` (XChaCha20-Poly1305 with the
 Enchantrix pre-obfuscation), ``smsg`` (the encrypted transport frame), ``messages`` (the JSON
-envelope and payloads), ``frames`` (Message <-> encrypted frame in one call), then the
-handshake state machines and the WebSocket shell.
+envelope and the transport's own payloads), ``frames`` (Message <-> encrypted frame in one
+call), then the handshake state machines and the WebSocket shell.
 """
 
 from __future__ import annotations
@@ -17,13 +17,16 @@ from p2p.transport.connection import (
     PeerConnection,
     RawFrameHandler,
     SendTimeoutError,
+    with_timeout,
 )
 from p2p.transport.errors import (
     MessageError,
     ProtocolError,
     ResponseError,
+    SigilError,
     SmsgError,
     TransportError,
+    TrixError,
 )
 from p2p.transport.frames import FrameCodec, open_message, seal_message
 from p2p.transport.gate import AllowlistGate, OpenGate, PeerGate
@@ -33,32 +36,60 @@ from p2p.transport.handshake import (
     HandshakeRejectedError,
     HandshakeResponder,
     HandshakeResult,
+    PinnedKeyMismatchError,
 )
 from p2p.transport.limits import DropReason
-from p2p.transport.messages import DisconnectCode, ErrorCode, Message, MessageType
+from p2p.transport.messages import (
+    TRANSPORT_PAYLOAD_TYPES,
+    DisconnectCode,
+    DisconnectPayload,
+    ErrorCode,
+    ErrorPayload,
+    Field,
+    Message,
+    MessageType,
+    Payload,
+    PingPayload,
+    PongPayload,
+    parse_json,
+    parse_response,
+    validate_response,
+)
+from p2p.transport.smsg import password_for_secret
 from p2p.transport.transport import (
     BroadcastResult,
     ConnectError,
+    IdentityProvider,
     NotConnectedError,
     NotRunningError,
     Transport,
 )
+from p2p.transport.ueps_channel import UepsConfig, with_ueps
+from p2p.transport.ueps_frames import BoundPacket
+from p2p.transport.ueps_service import FailureRecorder, PeerDispatcher, UepsService
 
 __all__ = [
+    "TRANSPORT_PAYLOAD_TYPES",
     "AllowlistGate",
+    "BoundPacket",
     "BroadcastResult",
     "ConfigError",
     "ConnectError",
     "ConnectionClosedError",
     "DisconnectCode",
+    "DisconnectPayload",
     "DropReason",
     "ErrorCode",
+    "ErrorPayload",
+    "FailureRecorder",
+    "Field",
     "FrameCodec",
     "HandshakeError",
     "HandshakeInitiator",
     "HandshakeRejectedError",
     "HandshakeResponder",
     "HandshakeResult",
+    "IdentityProvider",
     "Message",
     "MessageError",
     "MessageHandler",
@@ -67,17 +98,32 @@ __all__ = [
     "NotRunningError",
     "OpenGate",
     "OutboundOverflowError",
+    "Payload",
     "PeerConnection",
+    "PeerDispatcher",
     "PeerGate",
+    "PingPayload",
+    "PinnedKeyMismatchError",
+    "PongPayload",
     "ProtocolError",
     "RawFrameHandler",
     "ResponseError",
     "SendTimeoutError",
+    "SigilError",
     "SmsgError",
     "Transport",
     "TransportConfig",
     "TransportError",
+    "TrixError",
+    "UepsConfig",
+    "UepsService",
     "__version__",
     "open_message",
+    "parse_json",
+    "parse_response",
+    "password_for_secret",
     "seal_message",
+    "validate_response",
+    "with_timeout",
+    "with_ueps",
 ]

@@ -39,7 +39,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    AdmissionError,
+)
 from p2p.transport.limits import KeyedBuckets
 
 if TYPE_CHECKING:
@@ -58,10 +60,6 @@ __all__ = [
 ]
 
 TOO_MANY_CONNECTIONS = "Too many connections\n"
-
-
-class AdmissionError(TransportError):
-    """An event that is not allowed in the connection's state (a bug in the caller)."""
 
 
 class ConnState(enum.Enum):

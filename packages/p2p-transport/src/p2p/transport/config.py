@@ -13,21 +13,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    ConfigError,
+)
 
 __all__ = ["DEFAULT_LISTEN_PORT", "ConfigError", "TransportConfig", "parse_listen_addr"]
 
 DEFAULT_LISTEN_PORT = 9091
 MIB = 1 << 20
-
-
-class ConfigError(TransportError, ValueError):
-    """A ``TransportConfig`` field is out of its allowed range."""
-
-    def __init__(self, field_name: str, problem: str) -> None:
-        super().__init__(f"TransportConfig.{field_name}: {problem}")
-        self.field_name = field_name
-        self.problem = problem
 
 
 def parse_listen_addr(addr: str) -> tuple[str, int]:

@@ -32,8 +32,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    ConnectionClosedError,
+    OutboundOverflowError,
+    SendTimeoutError,
+    TransportError,
+)
 from p2p.transport.limits import DropReason
+from p2p.transport.messages import DisconnectCode
 from p2p.transport.session import (
     Delivery,
     RateLimitExceededError,
@@ -73,32 +79,13 @@ MessageHandler = Callable[["PeerConnection", "Message"], "Awaitable[None] | None
 RawFrameHandler = Callable[["PeerConnection", bytes], "Awaitable[None] | None"]
 """``handler(conn, frame)`` for binary frames that do not start with ``b"SMSG"``."""
 
-CLOSE_CODE_POLICY = 1008
-DISCONNECT_NORMAL = 1000
-DISCONNECT_PROTOCOL_ERROR = 1002
-DISCONNECT_SHUTDOWN = 1004
+# ``disconnect`` payload codes as plain ints (the payload's int field writes str(code))
+DISCONNECT_NORMAL = int(DisconnectCode.NORMAL)
+DISCONNECT_PROTOCOL_ERROR = int(DisconnectCode.PROTOCOL_ERROR)
+DISCONNECT_SHUTDOWN = int(DisconnectCode.SHUTDOWN)
 FRAME_HEADER_MAX = 14
 """Largest WebSocket frame header (what a frame adds to its payload in the write buffer)."""
 DEFAULT_OUTBOUND_LIMIT = 64 * 1024
-
-
-class ConnectionClosedError(TransportError):
-    """The connection to ``peer_id`` is closed; nothing was sent."""
-
-    def __init__(self, peer_id: str) -> None:
-        super().__init__(f"connection to peer {peer_id} is closed")
-        self.peer_id = peer_id
-
-
-class OutboundOverflowError(ConnectionClosedError):
-    """Bytes waiting to be sent to ``peer_id`` passed ``limit``: the connection was closed."""
-
-    def __init__(self, peer_id: str, limit: int) -> None:
-        TransportError.__init__(
-            self, f"connection to peer {peer_id} closed: over {limit} bytes waiting to be sent"
-        )
-        self.peer_id = peer_id
-        self.limit = limit
 
 
 class BoundedServerConnection(ServerConnection):
@@ -182,15 +169,6 @@ class WriteWatch:
         self._looked_idle = idle
         self._last_buffered = buffered
         return not idle and now - self.last_progress > timeout
-
-
-class SendTimeoutError(TransportError):
-    """A write to ``peer_id`` did not finish within ``timeout`` seconds (connection dropped)."""
-
-    def __init__(self, peer_id: str, timeout: float) -> None:
-        super().__init__(f"send to peer {peer_id} timed out after {timeout:g} s")
-        self.peer_id = peer_id
-        self.timeout = timeout
 
 
 if sys.version_info >= (3, 11):

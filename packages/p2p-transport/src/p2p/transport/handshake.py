@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p2p.identity import (
+    CHALLENGE_SIZE,
     IdentityError,
     NodeIdentity,
     check_identity_binding,
@@ -39,8 +40,22 @@ from p2p.identity import (
     verify_challenge,
 )
 from p2p.transport import envelope
-from p2p.transport.errors import TransportError
-from p2p.transport.messages import HandshakeAckPayload, HandshakePayload, MessageError, Payload
+from p2p.transport.errors import (
+    ChallengeError,
+    HandshakeError,
+    HandshakeMalformedError,
+    HandshakeRejectedError,
+    IdentityBindingError,
+    PinnedKeyMismatchError,
+)
+from p2p.transport.messages import (
+    PROTOCOL_VERSION,
+    SUPPORTED_PROTOCOL_VERSIONS,
+    HandshakeAckPayload,
+    HandshakePayload,
+    MessageError,
+    Payload,
+)
 
 if TYPE_CHECKING:
     from p2p.transport.messages import Message
@@ -65,9 +80,7 @@ __all__ = [
     "version_reject_reason",
 ]
 
-CHALLENGE_SIZE = 32
-PROTOCOL_VERSION = "1.0"
-SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0",)
+SUPPORTED_VERSIONS = SUPPORTED_PROTOCOL_VERSIONS
 REASON_NOT_AUTHORIZED = "peer not authorized"
 REASON_ID_MISMATCH = "identity id does not match public key"
 REASON_BAD_CHALLENGE = f"challenge must be {CHALLENGE_SIZE} bytes"
@@ -84,38 +97,6 @@ AllowPolicy = Callable[[str, str], bool]
 def version_reject_reason(version: str, supported: Sequence[str] = SUPPORTED_VERSIONS) -> str:
     """The reference's text: ``incompatible protocol version 2.0, supported: [1.0]``."""
     return f"incompatible protocol version {version}, supported: [{' '.join(supported)}]"
-
-
-class HandshakeError(TransportError):
-    """The handshake failed; ``reason`` is safe to log (no key material)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class HandshakeMalformedError(HandshakeError):
-    """The peer's handshake message is not JSON, not the expected type, or lacks fields."""
-
-
-class HandshakeRejectedError(HandshakeError):
-    """The responder answered ``accepted: false`` with ``reason``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"handshake rejected: {reason}")
-        self.remote_reason = reason
-
-
-class IdentityBindingError(HandshakeError):
-    """The peer's identity has an ``id`` not derived from its ``publicKey`` (or a bad key)."""
-
-
-class PinnedKeyMismatchError(HandshakeError):
-    """The ack carries a public key other than the one we expected for this peer."""
-
-
-class ChallengeError(HandshakeError):
-    """The challenge response is missing or wrong, or the challenge is not 32 bytes."""
 
 
 class State(enum.Enum):

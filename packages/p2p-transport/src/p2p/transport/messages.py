@@ -1,4 +1,4 @@
-"""go-p2p application messages: the JSON envelope, its payloads, codes and helpers.
+"""go-p2p messages: the JSON envelope, the transport's own payloads, codes and helpers.
 
 ``Message.to_json()`` writes what Go's ``MarshalJSON`` writes (keys ``id, type, from, to,
 ts, payload, replyTo``; compact; HTML escaping off; ``replyTo`` omitted when empty) and
@@ -7,9 +7,13 @@ case-insensitively, the last duplicate wins, unknown keys ignored, ``ts`` an RFC
 (or null/missing = zero time), ``payload`` any JSON value kept raw (Go ``json.RawMessage``).
 A decoded message re-encodes byte-identically (nanoseconds and offset of ``ts`` included).
 
-Payloads are typed dataclasses (:class:`PingPayload`, ...). Each has ``to_json()`` and
-``from_json()`` with Go's field order, ``omitempty`` rules and decoding rules (integers must
-be JSON integers, ``[]byte`` is padded standard base64, ``null`` leaves the zero value).
+Payloads are typed dataclasses (:class:`PingPayload`, ...) built on :class:`Payload` and
+:class:`Field`. Each has ``to_json()`` and ``from_json()`` with Go's field order,
+``omitempty`` rules and decoding rules (integers must be JSON integers, ``[]byte`` is padded
+standard base64, ``null`` leaves the zero value). Only the payloads the transport speaks
+itself live here (handshake, ping/pong, disconnect, error); the application payloads (stats,
+miners, deploy, logs) live in ``p2p.controller.payloads``: the envelope names no payload
+class (``Message.parse_payload(cls)`` takes the class).
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ import enum
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from p2p.identity import GoTime, IdentityError, NodeIdentity, NodeRole
-from p2p.transport._gojson import go_float, go_string, marshal, orjson, to_utf8
-from p2p.transport._gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
+from p2p.identity import CHALLENGE_SIZE, GoTime, IdentityError, NodeIdentity, NodeRole
+from p2p.identity.gojson import go_float, go_string, marshal, orjson, to_utf8
+from p2p.identity.gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
 from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
 from p2p.transport._random import random_bytes
 from p2p.transport.errors import MessageError, ProtocolError, ResponseError
@@ -36,45 +40,33 @@ __all__ = [
     "CHALLENGE_SIZE",
     "MAX_MESSAGE_SIZE",
     "MIN_PROTOCOL_VERSION",
-    "PAYLOAD_TYPES",
     "PROTOCOL_VERSION",
     "SUPPORTED_PROTOCOL_VERSIONS",
-    "DeployAckPayload",
-    "DeployPayload",
+    "TRANSPORT_PAYLOAD_TYPES",
     "DisconnectCode",
     "DisconnectPayload",
     "ErrorCode",
     "ErrorPayload",
-    "GetLogsPayload",
+    "Field",
     "HandshakeAckPayload",
     "HandshakePayload",
-    "LogsPayload",
     "Message",
     "MessageError",
     "MessageType",
-    "MinerAckPayload",
-    "MinerStatsItem",
     "Payload",
     "PingPayload",
     "PongPayload",
     "ProtocolError",
     "ResponseError",
-    "StartMinerPayload",
-    "StatsPayload",
-    "StopMinerPayload",
-    "get_protocol_error_code",
-    "is_protocol_error",
-    "is_protocol_version_supported",
     "new_id",
+    "parse_json",
     "parse_response",
-    "reply",
     "validate_response",
 ]
 
 PROTOCOL_VERSION = "1.0"
 MIN_PROTOCOL_VERSION = "1.0"
 SUPPORTED_PROTOCOL_VERSIONS: tuple[str, ...] = ("1.0",)
-CHALLENGE_SIZE = 32
 
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 """Default bound on a message's JSON (the SMSG plaintext bound); Go's frames are ≤ 1 MiB."""
@@ -82,11 +74,6 @@ MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _ZERO_TS = "0001-01-01T00:00:00Z"
 _ZERO_NS = GoTime.zero().timestamp_ns()
-
-
-def is_protocol_version_supported(version: str) -> bool:
-    """Exact membership, as the Go responder checks the handshake's ``version``."""
-    return version in SUPPORTED_PROTOCOL_VERSIONS
 
 
 class MessageType(str, enum.Enum):
@@ -223,10 +210,14 @@ def _dec_identity(v: Any, name: str) -> NodeIdentity:
         raise MessageError(f"field {name}: {e}") from None
 
 
-def _dec_miners(v: Any, name: str) -> list[MinerStatsItem]:
+def _dec_structs(v: Any, name: str, item: type[Payload]) -> list[Payload]:
     if not isinstance(v, list):
         raise MessageError(f"cannot unmarshal {_kind(v)} into field {name}")
-    return [MinerStatsItem() if x is None else MinerStatsItem._from_value(x) for x in v]
+    return [item() if x is None else item._from_value(x) for x in v]
+
+
+def _dec_unbound(v: Any, name: str) -> Any:
+    raise MessageError(f"field {name}: a structs field needs its item class")
 
 
 def _enc_str(v: str) -> str:
@@ -257,7 +248,7 @@ def _enc_identity(v: NodeIdentity) -> str:
     )
 
 
-def _enc_miners(v: list[MinerStatsItem] | None) -> str:
+def _enc_structs(v: list[Payload] | None) -> str:
     return "null" if v is None else "[" + ",".join(m._encode() for m in v) + "]"
 
 
@@ -273,17 +264,29 @@ _CODECS: dict[str, tuple[_Dec, _Enc]] = {
     "bytes": (_dec_bytes, _enc_bytes),
     "strlist": (_dec_strlist, _enc_strlist),
     "identity": (_dec_identity, _enc_identity),
-    "miners": (_dec_miners, _enc_miners),
+    "structs": (_dec_unbound, _enc_structs),  # Field.decode passes the item class
 }
-_NULL_RESETS = frozenset(("bytes", "strlist", "miners"))  # Go: null into a slice gives nil
+_NULL_RESETS = frozenset(("bytes", "strlist", "structs"))  # Go: null into a slice gives nil
 
 
 @dataclass(frozen=True, slots=True)
-class _Field:
+class Field:
+    """One JSON field of a :class:`Payload`: attribute, Go key, codec kind (``str int float
+    bool bytes strlist identity raw structs``), ``omitempty``; ``item`` is the element
+    class of a ``structs`` field (a Go slice of structs)."""
+
     attr: str
     key: str
     kind: str
     omitempty: bool = False
+    item: type[Payload] | None = None
+
+    def decode(self, value: Any) -> Any:
+        """A non-null JSON value converted for this field (:class:`MessageError` if Go
+        would refuse it)."""
+        if self.item is not None:
+            return _dec_structs(value, self.key, self.item)
+        return _CODECS[self.kind][0](value, self.key)
 
 
 P = TypeVar("P", bound="Payload")
@@ -296,8 +299,8 @@ class Payload:
     """
 
     __slots__ = ()
-    _FIELDS: ClassVar[tuple[_Field, ...]] = ()
-    _BY_KEY: ClassVar[dict[str, _Field]] = {}
+    _FIELDS: ClassVar[tuple[Field, ...]] = ()
+    _BY_KEY: ClassVar[dict[str, Field]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -341,7 +344,7 @@ class Payload:
                 if f.kind in _NULL_RESETS:
                     setattr(obj, f.attr, None)
             else:
-                setattr(obj, f.attr, _CODECS[f.kind][0](value, f.key))
+                setattr(obj, f.attr, f.decode(value))
         return obj
 
     @classmethod
@@ -358,7 +361,7 @@ class Payload:
                 if f.kind in _NULL_RESETS:
                     setattr(obj, f.attr, None)
             else:
-                setattr(obj, f.attr, _CODECS[f.kind][0](v, f.key))
+                setattr(obj, f.attr, f.decode(v))
         return obj
 
 
@@ -374,9 +377,9 @@ class HandshakePayload(Payload):
     challenge: bytes = b""
     version: str = ""
     _FIELDS = (
-        _Field("identity", "identity", "identity"),
-        _Field("challenge", "challenge", "bytes", True),
-        _Field("version", "version", "str"),
+        Field("identity", "identity", "identity"),
+        Field("challenge", "challenge", "bytes", True),
+        Field("version", "version", "str"),
     )
 
 
@@ -389,10 +392,10 @@ class HandshakeAckPayload(Payload):
     accepted: bool = False
     reason: str = ""
     _FIELDS = (
-        _Field("identity", "identity", "identity"),
-        _Field("challenge_response", "challengeResponse", "bytes", True),
-        _Field("accepted", "accepted", "bool"),
-        _Field("reason", "reason", "str", True),
+        Field("identity", "identity", "identity"),
+        Field("challenge_response", "challengeResponse", "bytes", True),
+        Field("accepted", "accepted", "bool"),
+        Field("reason", "reason", "str", True),
     )
 
 
@@ -401,7 +404,7 @@ class PingPayload(Payload):
     """``ping``: ``sent_at`` in Unix milliseconds."""
 
     sent_at: int = 0
-    _FIELDS = (_Field("sent_at", "sentAt", "int"),)
+    _FIELDS = (Field("sent_at", "sentAt", "int"),)
 
 
 @dataclass(slots=True)
@@ -410,7 +413,7 @@ class PongPayload(Payload):
 
     sent_at: int = 0
     received_at: int = 0
-    _FIELDS = (_Field("sent_at", "sentAt", "int"), _Field("received_at", "receivedAt", "int"))
+    _FIELDS = (Field("sent_at", "sentAt", "int"), Field("received_at", "receivedAt", "int"))
 
 
 @dataclass(slots=True)
@@ -419,147 +422,7 @@ class DisconnectPayload(Payload):
 
     reason: str = ""
     code: int = 0
-    _FIELDS = (_Field("reason", "reason", "str"), _Field("code", "code", "int"))
-
-
-@dataclass(slots=True)
-class MinerStatsItem(Payload):
-    """One miner in a ``stats`` reply (hashrate float, uptime seconds)."""
-
-    name: str = ""
-    type: str = ""
-    hashrate: float = 0.0
-    shares: int = 0
-    rejected: int = 0
-    uptime: int = 0
-    pool: str = ""
-    algorithm: str = ""
-    cpu_threads: int = 0
-    _FIELDS = (
-        _Field("name", "name", "str"),
-        _Field("type", "type", "str"),
-        _Field("hashrate", "hashrate", "float"),
-        _Field("shares", "shares", "int"),
-        _Field("rejected", "rejected", "int"),
-        _Field("uptime", "uptime", "int"),
-        _Field("pool", "pool", "str"),
-        _Field("algorithm", "algorithm", "str"),
-        _Field("cpu_threads", "cpuThreads", "int", True),
-    )
-
-
-@dataclass(slots=True)
-class StatsPayload(Payload):
-    """``stats`` reply. Go always sends ``miners`` as an array; its zero value is null."""
-
-    node_id: str = ""
-    node_name: str = ""
-    miners: list[MinerStatsItem] | None = None
-    uptime: int = 0
-    _FIELDS = (
-        _Field("node_id", "nodeId", "str"),
-        _Field("node_name", "nodeName", "str"),
-        _Field("miners", "miners", "miners"),
-        _Field("uptime", "uptime", "int"),
-    )
-
-
-@dataclass(slots=True)
-class StartMinerPayload(Payload):
-    """``start_miner``. ``config`` is raw JSON text (Go ``json.RawMessage``), or None."""
-
-    miner_type: str = ""
-    profile_id: str = ""
-    config: str | None = None
-    _FIELDS = (
-        _Field("miner_type", "minerType", "str"),
-        _Field("profile_id", "profileId", "str", True),
-        _Field("config", "config", "raw", True),
-    )
-
-    def config_value(self) -> Any:
-        """``config`` parsed (``None`` when absent)."""
-        return None if self.config is None else loads(self.config)
-
-
-@dataclass(slots=True)
-class StopMinerPayload(Payload):
-    """``stop_miner``."""
-
-    miner_name: str = ""
-    _FIELDS = (_Field("miner_name", "minerName", "str"),)
-
-
-@dataclass(slots=True)
-class MinerAckPayload(Payload):
-    """``miner_ack`` reply to start/stop."""
-
-    success: bool = False
-    miner_name: str = ""
-    error: str = ""
-    _FIELDS = (
-        _Field("success", "success", "bool"),
-        _Field("miner_name", "minerName", "str", True),
-        _Field("error", "error", "str", True),
-    )
-
-
-@dataclass(slots=True)
-class DeployPayload(Payload):
-    """``deploy``: a bundle; ``data`` is bytes (base64 on the wire, null when None)."""
-
-    type: str = ""
-    data: bytes | None = None
-    checksum: str = ""
-    name: str = ""
-    _FIELDS = (
-        _Field("type", "type", "str"),
-        _Field("data", "data", "bytes"),
-        _Field("checksum", "checksum", "str"),
-        _Field("name", "name", "str"),
-    )
-
-
-@dataclass(slots=True)
-class DeployAckPayload(Payload):
-    """``deploy_ack`` reply."""
-
-    success: bool = False
-    name: str = ""
-    error: str = ""
-    _FIELDS = (
-        _Field("success", "success", "bool"),
-        _Field("name", "name", "str", True),
-        _Field("error", "error", "str", True),
-    )
-
-
-@dataclass(slots=True)
-class GetLogsPayload(Payload):
-    """``get_logs``: ``since`` is Unix **milliseconds** (0 = omitted)."""
-
-    miner_name: str = ""
-    lines: int = 0
-    since: int = 0
-    _FIELDS = (
-        _Field("miner_name", "minerName", "str"),
-        _Field("lines", "lines", "int"),
-        _Field("since", "since", "int", True),
-    )
-
-
-@dataclass(slots=True)
-class LogsPayload(Payload):
-    """``logs`` reply; Go may send ``"lines":null`` (``lines is None``)."""
-
-    miner_name: str = ""
-    lines: list[str] | None = None
-    has_more: bool = False
-    _FIELDS = (
-        _Field("miner_name", "minerName", "str"),
-        _Field("lines", "lines", "strlist"),
-        _Field("has_more", "hasMore", "bool"),
-    )
+    _FIELDS = (Field("reason", "reason", "str"), Field("code", "code", "int"))
 
 
 @dataclass(slots=True)
@@ -570,30 +433,23 @@ class ErrorPayload(Payload):
     message: str = ""
     details: str = ""
     _FIELDS = (
-        _Field("code", "code", "int"),
-        _Field("message", "message", "str"),
-        _Field("details", "details", "str", True),
+        Field("code", "code", "int"),
+        Field("message", "message", "str"),
+        Field("details", "details", "str", True),
     )
 
 
-PAYLOAD_TYPES: dict[MessageType, type[Payload] | None] = {
+TRANSPORT_PAYLOAD_TYPES: dict[MessageType, type[Payload] | None] = {
     MessageType.HANDSHAKE: HandshakePayload,
     MessageType.HANDSHAKE_ACK: HandshakeAckPayload,
     MessageType.PING: PingPayload,
     MessageType.PONG: PongPayload,
     MessageType.DISCONNECT: DisconnectPayload,
-    MessageType.GET_STATS: None,
-    MessageType.STATS: StatsPayload,
-    MessageType.START_MINER: StartMinerPayload,
-    MessageType.STOP_MINER: StopMinerPayload,
-    MessageType.MINER_ACK: MinerAckPayload,
-    MessageType.DEPLOY: DeployPayload,
-    MessageType.DEPLOY_ACK: DeployAckPayload,
-    MessageType.GET_LOGS: GetLogsPayload,
-    MessageType.LOGS: LogsPayload,
     MessageType.ERROR: ErrorPayload,
 }
-"""The payload class of each message type (``None``: Go sends ``null``)."""
+"""The payload class of each message type the transport itself speaks. Application
+payloads (stats, miners, deploy, logs) belong to the layer that handles them: see
+``p2p.controller.payloads.PAYLOAD_TYPES``."""
 
 # --- raw JSON helpers -----------------------------------------------------------------------
 
@@ -776,6 +632,12 @@ def _from_go_json_scan(text: str) -> Message | None:
     msg.type = _TYPES.get(typ, typ)
     _set_ts(msg, raw_ts)
     return msg
+
+
+def parse_json(text: str) -> Any:
+    """Plain JSON with Go's grammar (no NaN/Infinity literals): a raw payload field's
+    value, e.g. ``start_miner``'s ``config``."""
+    return loads(text)
 
 
 def new_id() -> str:
@@ -999,10 +861,12 @@ class Message:
         """The payload decoded into ``cls`` (Go ``ParsePayload``: no payload → zero value)."""
         return cls.from_json(self.payload)
 
-    def decode_payload(self) -> Payload | None:
-        """The payload as the class :data:`PAYLOAD_TYPES` gives for this type (``None``
-        for ``get_stats`` and unknown types)."""
-        cls = PAYLOAD_TYPES.get(self.type) if isinstance(self.type, MessageType) else None
+    def decode_payload(
+        self, types: Mapping[MessageType, builtins.type[Payload] | None] = TRANSPORT_PAYLOAD_TYPES
+    ) -> Payload | None:
+        """The payload as the class ``types`` gives for this type (``None`` for types it
+        maps to ``None`` or does not know). The envelope knows no payload classes itself."""
+        cls = types.get(self.type) if isinstance(self.type, MessageType) else None
         return None if cls is None else cls.from_json(self.payload)
 
     def payload_value(self) -> Any:
@@ -1069,11 +933,6 @@ def _make_to_json_fast() -> Callable[[Message], bytes | None]:
 _to_json_fast = _make_to_json_fast()
 
 
-def reply(request: Message, type: MessageType | str, payload: Payload | Any = None) -> Message:
-    """Module-level :meth:`Message.reply`."""
-    return request.reply(type, payload)
-
-
 # --- response validation (Go protocol.go) ----------------------------------------------------
 
 
@@ -1109,13 +968,3 @@ def parse_response(
         raise MessageError(
             f"ResponseHandler.ParseResponse: failed to parse {expected} payload: {e}"
         ) from None
-
-
-def is_protocol_error(err: BaseException | None) -> bool:
-    """Go ``IsProtocolError``."""
-    return isinstance(err, ProtocolError)
-
-
-def get_protocol_error_code(err: BaseException | None) -> int:
-    """Go ``GetProtocolErrorCode``: the code, or 0 if ``err`` is not a ProtocolError."""
-    return err.code if isinstance(err, ProtocolError) else 0

@@ -21,9 +21,14 @@ from typing import TYPE_CHECKING
 from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.config import TransportConfig
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    RateLimitExceededError,
+    TooManyUndecryptableError,
+    TransportError,
+)
 from p2p.transport.frames import FrameCodec
 from p2p.transport.limits import DropCounters, DropReason, ReplayGuard, TokenBucket
+from p2p.transport.smsg import MAGIC as SMSG_MAGIC
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
@@ -43,31 +48,9 @@ log = logging.getLogger(__name__)
 #: per-frame lines: a few per kind and minute, then one summary (issue 13)
 _flood = LimitedLogger(log)
 
-SMSG_MAGIC = b"SMSG"
 MAX_HELD_RAW_FRAME = 512
 """Largest non-SMSG frame an unproven session keeps for after the proof (a UEPS setup
 frame is about 70 bytes); one frame at most."""
-
-
-class TooManyUndecryptableError(TransportError):
-    """The peer sent ``count`` undecryptable frames in a row: it should be disconnected."""
-
-    def __init__(self, peer_id: str, count: int) -> None:
-        super().__init__(f"peer {peer_id} sent {count} undecryptable frames in a row")
-        self.peer_id = peer_id
-        self.count = count
-
-
-class RateLimitExceededError(TransportError):
-    """The peer had ``count`` frames rate-limited within ``window`` seconds: disconnect it."""
-
-    def __init__(self, peer_id: str, count: int, window: float) -> None:
-        super().__init__(
-            f"peer {peer_id} exceeded its rate limit {count} times within {window:g} s"
-        )
-        self.peer_id = peer_id
-        self.count = count
-        self.window = window
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+from p2p.identity.gojson import go_string_utf8, orjson
 from p2p.transport import sigil, trix
-from p2p.transport._gojson import go_string_utf8, orjson
 from p2p.transport._jsonscan import scan_object
 from p2p.transport.errors import (
     SigilError,

@@ -36,7 +36,11 @@ from p2p.transport.connection import (
     set_outbound_limit,
     with_timeout,
 )
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    ConnectError,
+    NotConnectedError,
+    NotRunningError,
+)
 from p2p.transport.gate import OpenGate, PeerGate
 from p2p.transport.handshake import HandshakeError, HandshakeInitiator, HandshakeResponder
 from p2p.transport.limits import DropCounters, ReplayGuard
@@ -69,27 +73,6 @@ _flood = LimitedLogger(log)
 ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 REPLAY_SWEEP_INTERVAL = 10.0
 """Seconds between sweeps of expired replay ids (each check also expires lazily)."""
-
-
-class NotRunningError(TransportError):
-    """The transport is not started (or already stopped)."""
-
-
-class NotConnectedError(TransportError):
-    """No connection to ``peer_id``."""
-
-    def __init__(self, peer_id: str) -> None:
-        super().__init__(f"peer {peer_id} not connected")
-        self.peer_id = peer_id
-
-
-class ConnectError(TransportError):
-    """Dialing ``address`` failed (network, HTTP upgrade, or handshake: see ``__cause__``)."""
-
-    def __init__(self, address: str, reason: str) -> None:
-        super().__init__(f"connect to {address} failed: {reason}")
-        self.address = address
-        self.reason = reason
 
 
 class IdentityProvider(Protocol):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from p2p.transport._gojson import marshal, to_utf8
+from p2p.identity.gojson import marshal, to_utf8
 from p2p.transport.errors import TrixError
 
 __all__ = ["MAX_HEADER", "VERSION", "TrixContainer", "TrixError", "decode", "encode"]

@@ -29,7 +29,10 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from p2p.transport.errors import TransportError
+from p2p.transport.errors import (
+    UepsNotNegotiatedError,
+    UepsSessionError,
+)
 from p2p.transport.ueps_frames import (
     COUNTER_MAX,
     NONCE_SIZE,
@@ -58,7 +61,6 @@ __all__ = [
     "SessionReady",
     "ThreatTracker",
     "UepsConfig",
-    "UepsError",
     "UepsNotNegotiatedError",
     "UepsSession",
     "UepsSessionError",
@@ -71,22 +73,6 @@ FEATURE_UEPS = "ueps/1"
 SESSION_LABEL = b"ueps-session/1"
 DIR_INITIATOR_TO_RESPONDER = b"\x01"
 DIR_RESPONDER_TO_INITIATOR = b"\x02"
-
-
-class UepsError(TransportError):
-    """Base class of the UEPS channel's errors."""
-
-
-class UepsNotNegotiatedError(UepsError):
-    """``peer_id`` did not advertise ``ueps/1`` (e.g. a Go node): UEPS is never sent to it."""
-
-    def __init__(self, peer_id: str) -> None:
-        super().__init__(f"peer {peer_id} does not speak {FEATURE_UEPS}")
-        self.peer_id = peer_id
-
-
-class UepsSessionError(UepsError):
-    """The session cannot carry the frame (not set up yet, closed, or counter exhausted)."""
 
 
 def advertises_ueps(features: Iterable[str]) -> bool:

@@ -26,6 +26,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from p2p.identity import LimitedLogger, safe_text
 from p2p.transport.connection import DISCONNECT_PROTOCOL_ERROR, PeerConnection, with_timeout
+from p2p.transport.errors import (
+    PeerRefusedError,
+    UepsNotEnabledError,
+)
 from p2p.transport.limits import source_prefix
 from p2p.transport.transport import NotConnectedError
 from p2p.transport.ueps_channel import (
@@ -35,7 +39,6 @@ from p2p.transport.ueps_channel import (
     RejectReason,
     ThreatTracker,
     UepsConfig,
-    UepsError,
     UepsNotNegotiatedError,
     UepsSession,
     UepsSessionError,
@@ -66,19 +69,6 @@ PeerPacketHandler = Callable[[PeerConnection, BoundPacket], "Awaitable[None] | N
 """``handler(peer_connection, packet)``; a plain function or ``async def``."""
 FailureRecorder = Callable[[str], object]
 """``record_failure(peer_id)`` (e.g. ``PeerRegistry.record_failure``)."""
-
-
-class UepsNotEnabledError(UepsError):
-    """The transport's config does not advertise ``ueps/1``."""
-
-
-class PeerRefusedError(UepsError):
-    """``peer_id`` tripped the threat breaker and is refused for ``seconds`` more."""
-
-    def __init__(self, peer_id: str, seconds: float) -> None:
-        super().__init__(f"peer {peer_id} refused for {seconds:.0f} s more (UEPS threat)")
-        self.peer_id = peer_id
-        self.seconds = seconds
 
 
 class PeerDispatcher:

@@ -1,4 +1,17 @@
-"""The UEPS exception hierarchy: one base, one class per verdict the reader can give."""
+"""The UEPS exception hierarchy: one base, one class per verdict the reader can give.
+
+The hierarchy::
+
+    UEPSError
+    ├── DispatchError
+    │   ├── ThreatScoreExceeded
+    │   └── UnknownIntent
+    ├── IntegrityError
+    ├── MalformedFrameError
+    ├── MissingSignatureError
+    ├── TruncatedFrameError
+    └── ValueTooLargeError
+"""
 
 from __future__ import annotations
 

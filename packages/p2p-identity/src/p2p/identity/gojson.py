@@ -1,9 +1,12 @@
-"""Go ``encoding/json`` output rules, so our bytes equal the reference's.
+"""Go ``encoding/json`` output rules, so our bytes equal the reference's: the one home of
+Go string quoting for every p2p package (identity files, the transport envelope and SMSG
+body, controller bundles).
 
 Go escapes ``"``, ``\\``, control characters (``\\n \\r \\t \\b \\f`` short, others
 ``\\u00XX``), always U+2028/U+2029, and with HTML escaping on (``json.Marshal``) also
 ``< > &``. Python's C string encoder (``ensure_ascii=False``) does the first part; the rest
-is a rare-path replace.
+is a rare-path replace. Lone surrogates (which a Go string cannot hold) stay in the returned
+``str``; :func:`to_utf8` turns them into U+FFFD, as Go's decoder would have.
 
 :func:`go_string_utf8` is the hot-path spelling for long strings (an SMSG body is a whole
 message's JSON): orjson when it is installed, which writes Go's bytes except for
@@ -33,7 +36,16 @@ orjson: Any = _optional("orjson")
 """The orjson module when installed (a dependency on CPython), else ``None``: every fast
 path built on it has a stdlib twin that gives the same answers."""
 
-__all__ = ["ORJSON", "go_float", "go_string", "go_string_utf8", "marshal", "to_utf8"]
+__all__ = [
+    "ORJSON",
+    "go_fix_string",
+    "go_float",
+    "go_quote",
+    "go_string",
+    "go_string_utf8",
+    "marshal",
+    "to_utf8",
+]
 
 ORJSON = orjson is not None
 """Whether orjson serves :func:`go_string_utf8` (and the SMSG plaintext decode)."""
@@ -79,6 +91,17 @@ def go_string(s: str, *, html: bool = True) -> str:
     elif "\u2028" in out or "\u2029" in out:
         out = _LINESEP.sub(_esc, out)
     return out
+
+
+def go_fix_string(s: str) -> str:
+    """What a Go string holds after a round trip: lone surrogates become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", s)
+
+
+def go_quote(s: str) -> str:
+    """:func:`go_string` in HTML mode of :func:`go_fix_string` of ``s``: Go's
+    ``json.Marshal`` of a string, as a ``str`` that always encodes as UTF-8."""
+    return go_string(go_fix_string(s))
 
 
 def _go_string_utf8_slow(s: str, html: bool = True) -> bytes:
