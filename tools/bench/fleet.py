@@ -239,6 +239,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ident = MemoryIdentity("controller")
     registry = PeerRegistry(persist=False, max_learned=max(1000, args.n + 64))
     cfg = fleet_config(args.n, args.ping_interval)
+    if args.default_limits:  # what a default controller does with a fleet dialling in
+        cfg = TransportConfig(listen_host="127.0.0.1", listen_port=0)
     ct = Transport(ident, registry, cfg)
     await ct.start()
     if args.stats_concurrency:
@@ -415,6 +417,9 @@ def main() -> None:
         "--stats-concurrency", type=int, default=0, help="max_concurrent_stats (0: default 32)"
     )
     ap.add_argument("--selects", type=int, default=20)
+    ap.add_argument(
+        "--default-limits", action="store_true", help="controller with TransportConfig defaults"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
