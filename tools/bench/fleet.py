@@ -19,7 +19,7 @@ Measured, per phase (connecting, stats rounds, idle with keepalive, selecting):
 - ``select_nearest`` call times (the first call above 512 peers is the interesting one).
 ``--gc freeze`` calls ``gc.freeze()`` once connected (what ``Node`` could do after start-up);
 ``--gc tuned`` does what a running ``Node`` does (``p2p.controller._gc``: threshold
-``(50_000, 20, 100)`` and the start-up heap frozen).
+``(10_000, 20, 100)`` and the start-up heap frozen).
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     elif args.gc == "tuned":
         from p2p.controller import _gc
 
-        _gc.acquire()  # what a running Node does (threshold 50 000, start-up heap frozen)
+        _gc.acquire()  # what a running Node does (threshold 10 000, start-up heap frozen)
     lag = LoopLag()
     pauses = GcPauses(lag)
     lag.start()

@@ -4,7 +4,9 @@ Measured with ``tools/bench/fleet.py`` (issue 14): with CPython's default thresh
 (700, 10, 10) a controller connecting 1 000 workers ran ~220 collections (~0.5 s in
 total, loop stalls from them of 100+ ms), and at 10 000 workers ~2 500 collections took
 37 s of 187 s, the longest full ones over 3 s. With a young-generation threshold of
-50 000 the same connecting phase ran 2 collections (~0.1 s). ``gc.freeze()`` after
+10 000 the N = 1 000 connecting phase ran 14 collections (0.12 s, the longest 19 ms);
+50 000 ran 2 to 3 (0.1-0.27 s) but single pauses grew to 83-195 ms, so 10 000 it is: the
+count falls ~15x while one young collection stays short. ``gc.freeze()`` after
 start-up moves everything built so far (imports, identity, config) out of the collector's
 sight, so later full collections do not walk it.
 
@@ -19,7 +21,7 @@ import threading
 
 __all__ = ["NODE_GC_THRESHOLD", "acquire", "release"]
 
-NODE_GC_THRESHOLD = (50_000, 20, 100)
+NODE_GC_THRESHOLD = (10_000, 20, 100)
 """``gc.set_threshold`` of a running node (CPython's default: 700, 10, 10)."""
 
 _lock = threading.Lock()

@@ -160,7 +160,7 @@ class Node:
     takes effect within `watch_interval` seconds, also for connected controllers.
 
     `gc_threshold`: while the node runs, the process's ``gc.set_threshold`` (default
-    ``(50_000, 20, 100)``, with ``gc.freeze()`` of the start-up heap; restored when the last
+    ``(10_000, 20, 100)``, with ``gc.freeze()`` of the start-up heap; restored when the last
     node closes; see ``p2p.controller._gc``). ``None`` leaves the collector alone.
     """
 
