@@ -279,7 +279,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     try:
                         await controller.connect_to_peer(pid)
                     except Exception as exc:
-                        failures[getattr(exc, "reason", type(exc).__name__)] += 1
+                        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+                        failures[str(reason)[:120]] += 1
 
             await asyncio.gather(*(dial(r["id"]) for r in rows))
             out["connect_failures"] = dict(failures)
