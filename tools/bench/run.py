@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["ueps", "identity", "smsg", "transport", "ueps_mesh", "controller", "peers"]
+ORDER = ["ueps", "identity", "smsg", "transport", "ueps_mesh", "controller", "peers", "fleet"]
 
 
 def main() -> int:

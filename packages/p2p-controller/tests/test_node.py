@@ -442,3 +442,28 @@ async def test_trust_on_first_use_keeps_the_first_key(tmp_path: Path) -> None:
             # after removing the old record the new key is accepted
             a.registry.remove(first.id)
             assert (await a.add_peer(address)).id == impostor.id
+
+
+async def test_running_nodes_tune_the_collector_and_the_last_restores_it(
+    tmp_path: Path,
+) -> None:
+    """Issue 14: a node raises the young-generation threshold (fewer collections with
+    thousands of connections) and freezes its start-up heap; closing undoes both."""
+    import gc
+
+    from p2p.controller._gc import NODE_GC_THRESHOLD
+
+    before = gc.get_threshold()
+    assert before != NODE_GC_THRESHOLD
+    a = Node(tmp_path / "a", config=LOOPBACK)
+    b = Node(tmp_path / "b", config=LOOPBACK)
+    await a.start()
+    assert gc.get_threshold() == NODE_GC_THRESHOLD and gc.get_freeze_count() > 0
+    await b.start()
+    await a.close()
+    assert gc.get_threshold() == NODE_GC_THRESHOLD  # b still runs
+    await b.close()
+    await b.close()  # idempotent: releases once
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    async with Node(tmp_path / "c", config=LOOPBACK, gc_threshold=None):
+        assert gc.get_threshold() == before

@@ -4,6 +4,7 @@ and the transport's PeerGate hooks."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -277,4 +278,33 @@ def test_background_rebuilds_keep_answers_exact(tmp_path: Path) -> None:
             )
             assert got == [pid for _, pid in want[:15]]
     assert reg._index.rebuilds > 1
+    reg.close()
+
+
+def test_first_selection_above_512_peers_builds_nothing_on_the_caller() -> None:
+    """Issue 14: from 512 peers on the KD-tree is built in a worker thread, and scipy is
+    imported ahead of need (from 256 peers): a selection on the event loop never pays."""
+    from p2p.peers.index import distance, point
+    from p2p.peers.registry import BACKGROUND_REBUILD_MIN, PRELOAD_TREE_AT
+
+    reg = PeerRegistry(persist=False)
+    for i in range(PRELOAD_TREE_AT - 1):
+        reg.add(Peer(id=f"{i:05d}", ping_ms=float(i % 97), hops=i % 5))
+    assert reg._preloading is None
+    for i in range(PRELOAD_TREE_AT - 1, BACKGROUND_REBUILD_MIN + 100):
+        reg.add(Peer(id=f"{i:05d}", ping_ms=float(i % 97), hops=i % 5))
+    assert reg._preloading is not None
+    reg._preloading.join(60)
+    assert not reg._preloading.is_alive()
+    got = [p.id for p in reg.select_nearest(10)]
+    assert reg._index.rebuilds == 0  # answered by the exact buffer scan, no inline build
+    want = sorted(
+        (distance(point(p.ping_ms, p.hops, p.geo_km, p.score)), p.id) for p in reg.peers()
+    )
+    assert got == [pid for _, pid in want[:10]]
+    wait_until = time.monotonic() + 60
+    while reg._index.rebuilds == 0 and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    assert reg._index.rebuilds == 1  # the worker thread installed it
+    assert [p.id for p in reg.select_nearest(10)] == got
     reg.close()

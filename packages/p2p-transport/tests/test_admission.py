@@ -59,19 +59,57 @@ def test_pending_and_established_are_separate_budgets() -> None:
     for i in range(4):  # four silent upgrades: all pending, no established slot used
         assert adm.upgrade_requested(f"s{i}", "10.0.0.1", 0.0) == Admit()
     assert adm.pending == 4 and adm.established == 0
-    adm.outbound_established("out1", "10.9.9.9")
-    adm.outbound_established("out2", "10.9.9.9")
-    # every established slot is taken: upgrades now get Go's 503
+    assert adm.handshake_done("s0", known=False) == Admit()
+    assert adm.handshake_done("s1", known=False) == Admit()
+    # every inbound slot is taken: upgrades now get Go's 503
     verdict = adm.upgrade_requested("late", "10.0.0.2", 0.0)
     assert isinstance(verdict, Refuse) and verdict.status == 503
     assert verdict.body == "Too many connections\n" and verdict.counter == "max_conns"
     # a pending one that completes now is refused and forgotten
-    verdict = adm.handshake_done("s0", known=False)
+    verdict = adm.handshake_done("s2", known=False)
     assert isinstance(verdict, Refuse) and verdict.reason == "too many connections"
-    assert adm.state("s0") is ConnState.NEW and adm.pending == 3
-    adm.closed("out1")
-    assert adm.handshake_done("s1", known=False) == Admit()
-    assert adm.state("s1") is ConnState.ESTABLISHED and adm.established == 2
+    assert adm.state("s2") is ConnState.NEW and adm.pending == 1
+    adm.closed("s0")
+    assert adm.handshake_done("s3", known=False) == Admit()
+    assert adm.state("s3") is ConnState.ESTABLISHED and adm.established == 2
+
+
+def test_outbound_connections_never_take_inbound_slots() -> None:
+    """A controller holding many dialled connections still accepts inbound ones (issue 14)."""
+    adm = table(max_conns=2, max_outbound=100)
+    for i in range(50):
+        assert adm.dial_requested(f"out{i}") == Admit()
+        adm.outbound_established(f"out{i}", "10.9.9.9")
+    adm.outbound_established("unreserved", "10.9.9.8")  # counted, never refused
+    assert adm.outbound == 51 and adm.established == 0
+    assert adm.upgrade_requested("in", "10.0.0.1", 0.0) == Admit()
+    assert adm.handshake_done("in", known=False) == Admit()
+    assert adm.established == 1 and adm.established_from("10.9.9.9/32") == 50
+
+
+def test_dials_have_their_own_budget() -> None:
+    adm = table(max_conns=1, max_outbound=2)
+    assert adm.upgrade_requested("in", "10.0.0.1", 0.0) == Admit()
+    assert adm.handshake_done("in", known=False) == Admit()  # inbound budget now full
+    assert adm.dial_requested("d1") == Admit()  # a dial in progress counts
+    assert adm.state("d1") is ConnState.DIALLING
+    assert adm.dial_requested("d2") == Admit()
+    verdict = adm.dial_requested("d3")
+    assert isinstance(verdict, Refuse) and verdict.counter == "outbound_full"
+    assert verdict.reason == "outbound budget full"
+    assert adm.state("d3") is ConnState.NEW
+    adm.closed("d1")  # a failed dial gives its slot back
+    assert adm.outbound == 1
+    assert adm.dial_requested("d3") == Admit()
+    adm.outbound_established("d3", "10.0.0.5")
+    adm.closed("d3")
+    adm.closed("d3")
+    assert adm.outbound == 1 and adm.established_from("10.0.0.5/32") == 0
+
+
+def test_limits_take_the_outbound_budget_from_config() -> None:
+    lim = AdmissionLimits.from_config(TransportConfig(max_conns=7, max_outbound_conns=9))
+    assert (lim.max_conns, lim.max_outbound) == (7, 9)
 
 
 def test_per_prefix_pending_cap_and_rate() -> None:
@@ -213,6 +251,8 @@ def test_events_out_of_order_are_errors() -> None:
         adm.handshake_done("x", known=False)
     with pytest.raises(AdmissionError):
         adm.outbound_established("x", "10.0.0.1")
+    with pytest.raises(AdmissionError):
+        adm.dial_requested("x")
 
 
 @pytest.mark.parametrize(

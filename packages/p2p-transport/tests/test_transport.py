@@ -281,8 +281,10 @@ async def test_503_at_max_conns_counts_established_not_pending(
     assert info.value.response.status_code == 503
     assert info.value.response.body == b"Too many connections\n"
     c3 = await make_transport("c3")
-    with pytest.raises(ConnectError, match="503"):
+    with pytest.raises(ConnectError, match="503") as refused:
         await c3.connect(server.address)
+    # the reason carries the status and Go's body, not just the exception's class
+    assert refused.value.reason == "HTTP 503 Too many connections"
     assert server.rejected["max_conns"] == 2
     # the pending one finishes its hello now that the node is full: refused with a reason
     await stalled.send(hello_text(make_node_manager("late")))
@@ -294,6 +296,57 @@ async def test_503_at_max_conns_counts_established_not_pending(
     await c1.disconnect(c1.connected_peers[0])
     await eventually(lambda: len(server.connected_peers) == 1)
     await c3.connect(server.address)
+
+
+async def test_outbound_and_inbound_connections_have_separate_budgets(
+    make_transport: Any,
+) -> None:
+    """Our own dials never fill ``max_conns`` (issue 14); they have ``max_outbound_conns``."""
+    hub = await make_transport("hub", max_conns=1, max_outbound_conns=2)
+    w1, w2, w3 = [await make_transport(f"w{i}") for i in range(3)]
+    await hub.connect(w1.address)
+    await hub.connect(w2.address)
+    with pytest.raises(ConnectError, match="outbound budget full") as full:
+        await hub.connect(w3.address)
+    assert full.value.reason == "outbound budget full"
+    assert hub.rejected["outbound_full"] == 1
+    # two outbound connections held, and the single inbound slot is still free
+    dialler = await make_transport("dialler")
+    await dialler.connect(hub.address)
+    await eventually(lambda: len(hub.connected_peers) == 3)
+    # a dial that ends gives its slot back
+    await hub.disconnect(w1.node_manager.identity.id)
+    await eventually(lambda: hub.admission.outbound == 1)
+    await hub.connect(w3.address)
+    assert hub.admission.outbound == 2
+
+
+async def test_connect_failure_says_why(make_transport: Any) -> None:
+    """A refused TCP connect names its errno, not just "OSError"."""
+    server = await make_transport("gone")
+    address = server.address
+    await server.stop()
+    client = await make_transport("client")
+    with pytest.raises(ConnectError) as info:
+        await client.connect(address)
+    assert info.value.reason == "ECONNREFUSED (Connection refused)"
+    assert isinstance(info.value.__cause__, OSError)
+    assert client.admission.outbound == 0  # the failed dial gave its slot back
+
+
+def test_connect_failure_reason_names_errno_and_escapes_bodies() -> None:
+    import errno as errno_mod
+
+    from p2p.transport.transport import connect_failure_reason
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    emfile = OSError(errno_mod.EMFILE, "Too many open files")
+    assert connect_failure_reason(emfile) == "EMFILE (Too many open files)"
+    assert connect_failure_reason(TimeoutError(), timeout=2.0) == "timed out after 2 s"
+    hostile = Response(429, "Too Many Requests", Headers(), b"slow\x1b[2J" + b"x" * 500)
+    reason = connect_failure_reason(InvalidStatus(hostile))
+    assert reason.startswith("HTTP 429 slow") and "\x1b" not in reason and len(reason) < 200
 
 
 @pytest.mark.parametrize(

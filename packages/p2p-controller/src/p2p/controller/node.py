@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from p2p.controller import _gc
 from p2p.controller._filesync import RegistryFileSync
 from p2p.controller.authz import Capability, Policy, PolicyError
 from p2p.controller.config import NodeConfig, NodePaths, parse_host_port
@@ -140,6 +141,10 @@ class Node:
     controllers file; `policy` is the live policy the worker and REHAB consult. With
     ``watch_files=True`` an edit of the controllers file (``p2p-node controllers add``)
     takes effect within `watch_interval` seconds, also for connected controllers.
+
+    `gc_threshold`: while the node runs, the process's ``gc.set_threshold`` (default
+    ``(10_000, 20, 100)``, with ``gc.freeze()`` of the start-up heap; restored when the last
+    node closes; see ``p2p.controller._gc``). ``None`` leaves the collector alone.
     """
 
     def __init__(
@@ -157,8 +162,11 @@ class Node:
         watch_files: bool = False,
         watch_interval: float = 2.0,
         controllers: Iterable[str] = (),
+        gc_threshold: tuple[int, int, int] | None = _gc.NODE_GC_THRESHOLD,
     ) -> None:
         self.paths = NodePaths.from_env(data_dir)
+        self._gc_threshold = gc_threshold
+        self._gc_held = False
         self.config = config if config is not None else NodeConfig(listen="127.0.0.1:0")
         if name is not None:
             self.config = self.config.replace(name=name)
@@ -298,6 +306,9 @@ class Node:
             self._state = "closed"
             self._closed.set()
             raise
+        if self._gc_threshold is not None:
+            _gc.acquire(self._gc_threshold)
+            self._gc_held = True
         self._state = "running"
         log.info("node %s listening on %s", self.id, self.address)
 
@@ -361,6 +372,9 @@ class Node:
             if self._unsubscribe is not None:
                 self._unsubscribe()
         finally:
+            if self._gc_held:
+                self._gc_held = False
+                _gc.release()
             self._state = "closed"
             self._closed.set()
             log.info("node %s stopped", self.id)

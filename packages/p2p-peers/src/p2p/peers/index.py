@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ORIGIN", "WEIGHTS", "RebuildJob", "SelectionIndex", "distance", "point"]
+__all__ = [
+    "ORIGIN",
+    "WEIGHTS",
+    "RebuildJob",
+    "SelectionIndex",
+    "distance",
+    "load_tree_library",
+    "point",
+]
 
 #: Reference weights for (ping_ms, hops, geo_km, 100 - score).
 WEIGHTS = (1.0, 0.7, 0.2, 1.2)
@@ -56,6 +64,13 @@ def _distances(pts: _F64, target: _F64 | None) -> _F64:
         a, b, c, d = (pts[:, i] - target[i] for i in range(4))
     out: _F64 = np.sqrt(((a * a + b * b) + c * c) + d * d)
     return out
+
+
+def load_tree_library() -> None:
+    """Import scipy's KD-tree (~0.2-0.3 s the first time, mostly interpreted code). An
+    owner on an event loop calls this in a worker thread before it needs a tree, so the
+    first selection above ``min_rebuild`` points never pays the import on the loop."""
+    from scipy.spatial import cKDTree  # noqa: PLC0415, F401 (slow import, on demand)
 
 
 class RebuildJob:
@@ -282,6 +297,8 @@ class SelectionIndex:
         limit = self._threshold()
         bg = self.background_min
         if bg is not None and len(self._slot_of) >= bg:
+            if self._tree is None:
+                return  # the first tree comes from the background; the buffer scan is exact
             limit *= 4  # a background build is (or will be) on its way
         if self._bn > limit:
             self.rebuild()

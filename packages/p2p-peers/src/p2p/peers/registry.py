@@ -47,7 +47,7 @@ from p2p.peers.errors import (
     PeerStoreError,
     RegistryFullError,
 )
-from p2p.peers.index import SelectionIndex
+from p2p.peers.index import SelectionIndex, load_tree_library
 from p2p.peers.peer import (
     MAX_ADDRESS_LEN,
     MAX_PUBLIC_KEY_LEN,
@@ -72,8 +72,11 @@ FAILURE_DELTA = -5.0
 TIMEOUT_DELTA = -3.0
 
 DEFAULT_SAVE_DELAY = 5.0
-#: from this many peers on, KD-tree rebuilds run in a worker thread
-BACKGROUND_REBUILD_MIN = 50_000
+BACKGROUND_REBUILD_MIN = 512
+"""From this many peers on, KD-trees are built in a worker thread, never in a selection
+(which may run on an event loop): until a tree is installed the change buffer answers."""
+PRELOAD_TREE_AT = 256
+"""Peers at which the registry imports scipy's KD-tree in a worker thread, ahead of need."""
 DEFAULT_MAX_PEERS = 1_000_000
 #: Learned (auto-registered, not allowlisted) peers kept at most; the rest are evicted.
 DEFAULT_MAX_LEARNED = 1_000
@@ -153,6 +156,7 @@ class PeerRegistry:
             rebuild_fraction=rebuild_fraction, background_min=BACKGROUND_REBUILD_MIN
         )
         self._rebuilding = False
+        self._preloading: threading.Thread | None = None
         self._gen = 0  # bumped by every persisted change
         self._snap_gen = 0  # generation of the newest snapshot handed to a writer
         self._written_gen = 0  # generation of the newest snapshot on disk
@@ -340,6 +344,20 @@ class PeerRegistry:
         else:
             self._connected.discard(rec.id)
         self._index.set(rec.id, rec.ping_ms, rec.hops, rec.geo_km, rec.score)
+        if self._preloading is None and len(self._records) >= PRELOAD_TREE_AT:
+            self._preload_tree_library()
+
+    def _preload_tree_library(self) -> None:
+        """Import scipy's KD-tree in a worker thread once, before a selection needs it."""
+
+        def run() -> None:
+            try:
+                load_tree_library()
+            except Exception:  # ImportError, MemoryError: the build will say so again
+                log.exception("loading the KD-tree library failed")
+
+        self._preloading = threading.Thread(target=run, name="p2p-peers-preload", daemon=True)
+        self._preloading.start()
 
     def _replace(self, peer_id: str) -> Peer:
         """A fresh copy of a record, for a change (records are copy-on-write)."""

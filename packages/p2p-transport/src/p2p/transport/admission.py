@@ -5,10 +5,12 @@ verdicts. A connection is any hashable key (the transport uses its websockets co
 
 Rules (the table ``_TRANSITIONS`` below is the state machine; these say why):
 
-1. Two budgets. ``max_pending_handshakes`` counts inbound sockets between the HTTP upgrade
-   and the end of the handshake; ``max_conns`` counts established connections (both
-   directions, probation included). A crowd of silent upgrades can fill the first, never
-   the second.
+1. Three budgets. ``max_pending_handshakes`` counts inbound sockets between the HTTP
+   upgrade and the end of the handshake; ``max_conns`` counts established *inbound*
+   connections (probation included); ``max_outbound_conns`` counts our own dials, from the
+   moment a dial starts. A crowd of silent upgrades can fill the first, never the second;
+   a controller holding many outbound connections never refuses an inbound one for it,
+   and peers dialling in never stop it from dialling out.
 2. A *source* is an address prefix (IPv4 /``ipv4_prefix_len``, IPv6 /``ipv6_prefix_len``;
    IPv4-mapped IPv6 counts as IPv4). Per source: at most ``max_pending_per_prefix``
    pending sockets (429), a token bucket of new upgrades (429), and at most
@@ -20,14 +22,17 @@ Rules (the table ``_TRANSITIONS`` below is the state machine; these say why):
    handshake (milliseconds) is only at risk when ``max_pending_handshakes`` sockets from
    sources at least as light as its own arrive while it is pending.
 4. Upgrades are refused (503 ``Too many connections``, Go's answer) only when every
-   established slot is taken. After the hello, a peer that is not known may take at most
-   ``max_conns - reserve`` slots (``reserve`` is kept for known peers and our own dials) and
+   inbound slot is taken. After the hello, a peer that is not known may take at most
+   ``max_conns - reserve`` slots (``reserve`` is kept for known peers) and
    ``max_conns_per_prefix`` per source. "Known" is what the gate says about the *claimed*
    identity, which protocol 1.0 does not prove: an impostor claiming known identities gets
    at most one connection (plus one on probation) per identity it names.
 5. A second connection for a peer that already has one (replacement or probation) is
    admitted over the totals: it adds at most one socket per connected peer.
-6. Our own dials are never refused here; they count as established known connections.
+6. A dial is refused (``outbound_full``) when ``max_outbound_conns`` dials are in progress
+   or established; it counts as a known connection of its source prefix, never against an
+   inbound budget. ``outbound_established`` without a prior ``dial_requested`` (a dial
+   nobody reserved) is admitted over the budget but counted.
 """
 
 from __future__ import annotations
@@ -65,12 +70,14 @@ TOO_MANY_CONNECTIONS = "Too many connections\n"
 class ConnState(enum.Enum):
     NEW = "new"
     PENDING = "pending"
+    DIALLING = "dialling"
     ESTABLISHED = "established"
     CLOSED = "closed"
 
 
 class Event(enum.Enum):
     UPGRADE_REQUESTED = "upgrade_requested"
+    DIAL_REQUESTED = "dial_requested"
     HANDSHAKE_DONE = "handshake_done"
     OUTBOUND_ESTABLISHED = "outbound_established"
     CLOSED = "closed"
@@ -80,6 +87,9 @@ class Event(enum.Enum):
 _TRANSITIONS: dict[tuple[ConnState, Event], ConnState] = {
     (ConnState.NEW, Event.UPGRADE_REQUESTED): ConnState.PENDING,
     (ConnState.NEW, Event.OUTBOUND_ESTABLISHED): ConnState.ESTABLISHED,
+    (ConnState.NEW, Event.DIAL_REQUESTED): ConnState.DIALLING,
+    (ConnState.DIALLING, Event.OUTBOUND_ESTABLISHED): ConnState.ESTABLISHED,
+    (ConnState.DIALLING, Event.CLOSED): ConnState.CLOSED,
     (ConnState.PENDING, Event.HANDSHAKE_DONE): ConnState.ESTABLISHED,
     (ConnState.PENDING, Event.CLOSED): ConnState.CLOSED,
     (ConnState.ESTABLISHED, Event.CLOSED): ConnState.CLOSED,
@@ -111,6 +121,7 @@ Verdict = Admit | Refuse
 @dataclass(frozen=True, slots=True)
 class AdmissionLimits:
     max_conns: int = 100
+    max_outbound: int = 1024
     max_pending: int = 64
     max_pending_per_prefix: int = 8
     max_conns_per_prefix: int = 32
@@ -125,6 +136,7 @@ class AdmissionLimits:
     def from_config(cls, cfg: TransportConfig) -> AdmissionLimits:
         return cls(
             max_conns=cfg.max_conns,
+            max_outbound=cfg.max_outbound_conns,
             max_pending=cfg.max_pending_handshakes,
             max_pending_per_prefix=cfg.max_handshakes_per_ip,
             max_conns_per_prefix=cfg.max_conns_per_prefix,
@@ -157,6 +169,7 @@ class _Conn:
     state: ConnState
     prefix: str
     known: bool = False
+    outbound: bool = False
 
 
 @dataclass(slots=True)
@@ -176,8 +189,9 @@ class Admission:
         self._pending: dict[Hashable, None] = {}
         self._arrivals = 0
         self._sources: dict[str, _Source] = {}
-        self._established = 0
+        self._established = 0  # inbound only
         self._established_unknown = 0
+        self._outbound = 0  # dialling or established
         self._buckets = KeyedBuckets(
             lim.burst_per_prefix, lim.refill_per_prefix_s, lim.max_tracked_prefixes
         )
@@ -189,7 +203,13 @@ class Admission:
 
     @property
     def established(self) -> int:
+        """Established inbound connections (what ``max_conns`` bounds)."""
         return self._established
+
+    @property
+    def outbound(self) -> int:
+        """Our dials in progress or established (what ``max_outbound`` bounds)."""
+        return self._outbound
 
     def state(self, key: Hashable) -> ConnState:
         conn = self._conns.get(key)
@@ -258,17 +278,36 @@ class Admission:
         self._mark_established(conn, known)
         return Admit()
 
+    def dial_requested(self, key: Hashable) -> Verdict:
+        """We are about to dial: reserve an outbound slot (rule 6) or refuse."""
+        self._check(key, Event.DIAL_REQUESTED)
+        if self._outbound >= self.limits.max_outbound:
+            return Refuse(503, TOO_MANY_CONNECTIONS, "outbound_full", "outbound budget full")
+        self._conns[key] = _Conn(ConnState.DIALLING, "", known=True, outbound=True)
+        self._outbound += 1
+        return Admit()
+
     def outbound_established(self, key: Hashable, host: str) -> None:
-        """A connection we dialled completed its handshake (never refused, counts as known)."""
+        """A connection we dialled completed its handshake (counts as known, outbound)."""
         self._check(key, Event.OUTBOUND_ESTABLISHED)
-        conn = _Conn(ConnState.NEW, self.prefix_of(host))
-        self._conns[key] = conn
-        self._mark_established(conn, True)
+        conn = self._conns.get(key)
+        if conn is None:
+            conn = self._conns[key] = _Conn(ConnState.NEW, "", known=True, outbound=True)
+            self._outbound += 1
+        conn.prefix = self.prefix_of(host)
+        conn.state = ConnState.ESTABLISHED
+        self._source(conn.prefix).established += 1
 
     def closed(self, key: Hashable) -> None:
         """``key`` is gone (any state; closing twice is harmless)."""
         conn = self._conns.pop(key, None)
         if conn is None:
+            return
+        if conn.outbound:
+            self._outbound -= 1
+            if conn.state is ConnState.ESTABLISHED:
+                self._drop_source_count(conn.prefix)
+            conn.state = ConnState.CLOSED
             return
         source = self._sources[conn.prefix]
         if conn.state is ConnState.PENDING:
@@ -284,6 +323,12 @@ class Admission:
             del self._sources[conn.prefix]
 
     # --- internals ------------------------------------------------------------------
+    def _drop_source_count(self, prefix: str) -> None:
+        source = self._sources[prefix]
+        source.established -= 1
+        if not source.pending and not source.established:
+            del self._sources[prefix]
+
     def _check(self, key: Hashable, event: Event) -> None:
         state = self.state(key)
         if (state, event) not in _TRANSITIONS:

@@ -50,6 +50,11 @@ class TransportConfig:
     listen_addr: str | None = None
     ws_path: str = "/ws"
     max_conns: int = 100
+    """Established *inbound* connections, probation included (Go's MaxConns). Our own dials
+    never take these slots: they have ``max_outbound_conns``."""
+    max_outbound_conns: int = 1024
+    """Connections we dial, counted from the start of the dial; a dial beyond it fails at
+    once with :class:`~p2p.transport.ConnectError` ("outbound budget full")."""
     max_message_size: int = MIB
     ping_interval: float = 30.0
     pong_timeout: float = 10.0
@@ -141,6 +146,7 @@ class TransportConfig:
             raise ConfigError("ws_path", "must start with '/'")
         for name in (
             "max_conns",
+            "max_outbound_conns",
             "max_handshakes_per_ip",
             "handshake_burst_per_ip",
             "max_tracked_ips",

@@ -437,9 +437,11 @@ class PeerConnection:
         except TransportError as exc:
             log.debug("pong to %s not sent: %s", self.peer_id, exc)
 
-    async def send_ping(self) -> None:
-        """Send the keepalive ``ping`` (the transport's ticker calls this)."""
-        self.last_ping_sent = self._clock()
+    async def send_ping(self, *, keepalive: bool = True) -> None:
+        """Send a ``ping``: the keepalive one (the transport's ticker), or with
+        ``keepalive=False`` a probe that leaves the keepalive phase alone."""
+        if keepalive:
+            self.last_ping_sent = self._clock()
         ping = envelope.ping(self._host._own_id(), self.peer_id, int(self._wall() * 1000))
         await self.send(ping)
 

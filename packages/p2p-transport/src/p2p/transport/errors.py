@@ -143,7 +143,10 @@ class NotConnectedError(TransportError):
 
 
 class ConnectError(TransportError):
-    """Dialing ``address`` failed (network, HTTP upgrade, or handshake: see ``__cause__``)."""
+    """Dialing ``address`` failed; ``reason`` says why: the HTTP status and body of a
+    refused upgrade (``HTTP 503 Too many connections``), the errno of a socket error
+    (``EMFILE (Too many open files)``), a timeout, a handshake refusal, or our own
+    ``outbound budget full``. The original exception is ``__cause__``."""
 
     def __init__(self, address: str, reason: str) -> None:
         super().__init__(f"connect to {address} failed: {reason}")

@@ -10,10 +10,13 @@ check-and-reserve is atomic.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,7 +45,13 @@ from p2p.transport.errors import (
     NotRunningError,
 )
 from p2p.transport.gate import OpenGate, PeerGate
-from p2p.transport.handshake import HandshakeError, HandshakeInitiator, HandshakeResponder
+from p2p.transport.handshake import (
+    HandshakeError,
+    HandshakeInitiator,
+    HandshakeResponder,
+    HandshakeResult,
+)
+from p2p.transport.keepalive import due_pings, initial_last_ping, ping_budget
 from p2p.transport.limits import DropCounters, ReplayGuard
 from p2p.transport.messages import HandshakeAckPayload
 from p2p.transport.session import Session
@@ -141,6 +150,7 @@ class Transport:
             "reserved": 0,
             "prefix_conns": 0,
             "outbound_overflow": 0,
+            "outbound_full": 0,
         }
         #: connections closed by the transport, per cause
         self.closed_for: dict[str, int] = {"undecryptable": 0, "rate_limit": 0, "unproven": 0}
@@ -303,6 +313,31 @@ class Transport:
             expected_public_key=expected_public_key,
             features=cfg.features,
         )
+        dial = _Dial()
+        verdict = self.admission.dial_requested(dial)
+        if isinstance(verdict, Refuse):
+            self.rejected[verdict.counter] += 1
+            raise ConnectError(address, verdict.reason)
+        try:
+            ws, result = await self._dial(address, uri, initiator)
+        except BaseException:
+            self.admission.closed(dial)
+            raise
+        self.admission.outbound_established(dial, _remote_ip(ws))
+        conn = self._establish(
+            ws, result.peer, result.secret, result.features, outbound=True, dialled=address
+        )
+        task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws, dial))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return conn
+
+    async def _dial(
+        self, address: str, uri: str, initiator: HandshakeInitiator
+    ) -> tuple[ClientConnection, HandshakeResult]:
+        """TCP, HTTP upgrade and handshake of one dial; every failure is a ConnectError
+        that says why (HTTP status and body, errno, timeout, handshake reason)."""
+        cfg = self.config
         try:
             ws = await ws_connect(
                 uri,
@@ -319,9 +354,11 @@ class Transport:
                 create_connection=BoundedClientConnection,
             )
         except InvalidStatus as exc:
-            raise ConnectError(address, f"HTTP {exc.response.status_code}") from exc
+            raise ConnectError(address, connect_failure_reason(exc)) from exc
         except (OSError, InvalidHandshake, TimeoutError, asyncio.TimeoutError) as exc:
-            raise ConnectError(address, type(exc).__name__) from exc
+            raise ConnectError(
+                address, connect_failure_reason(exc, timeout=cfg.connect_timeout)
+            ) from exc
         set_outbound_limit(ws, cfg.max_handshake_outbound_bytes)
         try:
             await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
@@ -329,7 +366,11 @@ class Transport:
             result = initiator.receive_ack(reply)
         except (HandshakeError, TimeoutError, ConnectionClosed) as exc:
             ws.transport.abort()
-            reason = exc.reason if isinstance(exc, HandshakeError) else type(exc).__name__
+            reason = (
+                exc.reason
+                if isinstance(exc, HandshakeError)
+                else connect_failure_reason(exc, timeout=cfg.handshake_timeout)
+            )
             raise ConnectError(address, f"handshake failed: {reason}") from exc
         except BaseException:
             ws.transport.abort()
@@ -337,14 +378,7 @@ class Transport:
         if not self.running:
             ws.transport.abort()
             raise NotRunningError("transport stopped during connect")
-        self.admission.outbound_established(ws, _remote_ip(ws))
-        conn = self._establish(
-            ws, result.peer, result.secret, result.features, outbound=True, dialled=address
-        )
-        task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return conn
+        return ws, result
 
     async def send(self, peer_id: str, message: Message) -> None:
         """Send ``message`` to a connected peer (raises :class:`NotConnectedError`).
@@ -615,6 +649,10 @@ class Transport:
             clock=self._clock,
             wall_clock=self._wall,
         )
+        # spread keepalive pings of connections made together over the interval
+        conn.last_ping_sent = initial_last_ping(
+            conn.connected_at, self.config.ping_interval, random.random()
+        )
         if outbound:
             self._promote(conn, dialled)
             return conn
@@ -625,14 +663,16 @@ class Transport:
         log.info(
             "inbound connection claiming %s (%s) unproven until it shows its key", peer.id, address
         )
-        self._spawn(_quiet(conn.send_ping()))
+        self._spawn(_quiet(conn.send_ping(keepalive=False)))
         return conn
 
-    async def _run_outbound(self, conn: PeerConnection, ws: ClientConnection) -> None:
+    async def _run_outbound(
+        self, conn: PeerConnection, ws: ClientConnection, dial: Hashable
+    ) -> None:
         try:
             await conn.run()
         finally:
-            self.admission.closed(ws)
+            self.admission.closed(dial)
             if ws.transport is not None and not ws.transport.is_closing():
                 await conn.close()
 
@@ -659,6 +699,7 @@ class Transport:
                     log.info("unproven connection claiming %s expired: closing", conn.peer_id)
                     self._closed_for("unproven")
                     self._spawn(conn.close("never proved its key"))
+            quiet: list[tuple[PeerConnection, float]] = []
             for conn in list(self._conns.values()):
                 if conn.write_stalled(now):
                     conn.fail_stalled_write()
@@ -669,9 +710,12 @@ class Transport:
                         now - conn.last_activity,
                     )
                     self._spawn(conn.close("idle timeout"))
-                elif now - conn.last_ping_sent >= cfg.ping_interval:
-                    conn.last_ping_sent = now
-                    self._spawn(_quiet(conn.send_ping()))
+                else:
+                    quiet.append((conn, conn.last_ping_sent))
+            budget = ping_budget(len(quiet), tick, cfg.ping_interval)
+            for conn in due_pings(quiet, now, cfg.ping_interval, budget):
+                conn.last_ping_sent = now
+                self._spawn(_quiet(conn.send_ping()))
 
     def _own_identity(self) -> NodeIdentity:
         identity = self.node_manager.identity
@@ -738,3 +782,36 @@ def _reject_ack(own: NodeIdentity, peer_id: str, reason: str) -> str:
 def _remote_ip(ws: Connection) -> str:
     remote = ws.remote_address
     return str(remote[0]) if remote else "unknown"
+
+
+class _Dial:
+    """The admission key of one outbound dial (it exists before its socket does)."""
+
+    __slots__ = ()
+
+
+_MAX_REASON_BODY = 120
+
+
+def connect_failure_reason(exc: BaseException, *, timeout: float | None = None) -> str:
+    """Why a dial failed, for :class:`ConnectError`: the HTTP status and (escaped,
+    truncated) body of a refused upgrade, the errno name and text of a socket error
+    (``ECONNREFUSED``, ``EMFILE``, ...), or what timed out. Remote text is data: escaped."""
+    if isinstance(exc, InvalidStatus):
+        response = exc.response
+        body = bytes(response.body or b"").decode("utf-8", "replace").strip()
+        text = f"HTTP {response.status_code}"
+        if body:
+            text += f" {safe_text(body[:_MAX_REASON_BODY])}"
+        return text
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return f"timed out after {timeout:g} s" if timeout is not None else "timed out"
+    if isinstance(exc, OSError):
+        if exc.errno is not None:
+            name = errno.errorcode.get(exc.errno, str(exc.errno))
+            return f"{name} ({os.strerror(exc.errno)})"
+        return f"{type(exc).__name__}: {safe_text(str(exc)[:_MAX_REASON_BODY]) or 'no detail'}"
+    if isinstance(exc, ConnectionClosed):
+        return f"connection closed ({safe_text(str(exc)[:_MAX_REASON_BODY])})"
+    detail = safe_text(str(exc)[:_MAX_REASON_BODY])
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
