@@ -35,7 +35,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -775,55 +775,47 @@ async def cmd_serve(ctx: _Ctx) -> int:
 
 async def _serve_locked(ctx: _Ctx, cfg: NodeConfig) -> int:
     node = Node(ctx.args.data_dir, config=cfg, listen=cfg.listen, watch_files=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
-            pass
     metrics_server: Any = None
     dashboard: Any = None
     dash_cfg = choose_config(
         cfg.dashboard, ctx.args.dashboard, read_only=ctx.args.dashboard_read_only
     )
-    try:
+    with _stop_on_signals() as stop:
         try:
-            await node.start()
-        except OSError as exc:
-            if exc.filename is not None:
-                raise
-            raise _listen_error("--listen", cfg.listen, exc) from None
-        if cfg.metrics is not None:
             try:
-                metrics_server = _metrics.start(node, cfg.metrics)
+                await node.start()
             except OSError as exc:
-                raise _listen_error("--metrics", cfg.metrics, exc) from None
-        info: dict[str, str] = node.info()
-        if dash_cfg is not None:
-            dashboard = await start_dashboard(node, dash_cfg)
-            info["dashboard"] = dashboard.url
-            if cfg.log_format == "text":
-                ctx.err.write(f"dashboard: open {dashboard.url}\n")
-                ctx.err.flush()
-        # The contract: exactly one JSON line on stdout once listening.
-        print_json(info, ctx.out)
-        _log_authorization(node)
-        log.info(
-            "serving as %s (%s); SIGTERM or Ctrl-C stops", safe_text(node.identity.name), node.id
-        )
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        if metrics_server is not None:
-            metrics_server.shutdown()
-        if dashboard is not None:
-            await dashboard.close()
-        await node.close()
+                if exc.filename is not None:
+                    raise
+                raise _listen_error("--listen", cfg.listen, exc) from None
+            if cfg.metrics is not None:
+                try:
+                    metrics_server = _metrics.start(node, cfg.metrics)
+                except OSError as exc:
+                    raise _listen_error("--metrics", cfg.metrics, exc) from None
+            info: dict[str, str] = node.info()
+            if dash_cfg is not None:
+                dashboard = await start_dashboard(node, dash_cfg)
+                info["dashboard"] = dashboard.url
+                if cfg.log_format == "text":
+                    ctx.err.write(f"dashboard: open {dashboard.url}\n")
+                    ctx.err.flush()
+            # The contract: exactly one JSON line on stdout once listening.
+            print_json(info, ctx.out)
+            _log_authorization(node)
+            log.info(
+                "serving as %s (%s); SIGTERM or Ctrl-C stops",
+                safe_text(node.identity.name),
+                node.id,
+            )
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            if dashboard is not None:
+                await dashboard.close()
+            await node.close()
     return EXIT_OK
 
 
@@ -1234,17 +1226,8 @@ async def _follow_logs(
 ) -> None:
     """`logs --follow`: poll with ``since`` until Ctrl-C (or SIGTERM); bounded memory (the
     tail kept for de-duplication is at most --lines long)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
-            pass
     tail = list(printed[-ctx.args.lines :])
-    try:
+    with _stop_on_signals() as stop:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), ctx.args.interval)
@@ -1258,9 +1241,6 @@ async def _follow_logs(
             for line in fresh:
                 _print_log_line(ctx, peer_id, miner, line)
             tail = (tail + fresh)[-ctx.args.lines :]
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1486,6 +1466,14 @@ async def cmd_demo(ctx: _Ctx) -> int:
     if ctx.args.dashboard is None:
         return await run_demo(ctx.out, color=color, as_json=ctx.json)
     dash_cfg = choose_config(None, ctx.args.dashboard or str(DEFAULT_DASHBOARD_PORT))
+    with _stop_on_signals() as stop:
+        return await run_demo(ctx.out, color=color, as_json=ctx.json, dashboard=dash_cfg, stop=stop)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT (Ctrl-C) or SIGTERM sets while the block runs, so long-running
+    commands stop cleanly; the handlers are removed afterwards."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -1493,10 +1481,10 @@ async def cmd_demo(ctx: _Ctx) -> int:
         try:
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+        except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover - Windows
             pass
     try:
-        return await run_demo(ctx.out, color=color, as_json=ctx.json, dashboard=dash_cfg, stop=stop)
+        yield stop
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
