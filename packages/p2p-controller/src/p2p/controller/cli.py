@@ -1229,7 +1229,8 @@ async def _follow_logs(
     tail = list(printed[-ctx.args.lines :])
     with _stop_on_signals() as stop:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
+            # asyncio.TimeoutError: on 3.10 it is not the builtin TimeoutError
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), ctx.args.interval)
             if stop.is_set():
                 break
