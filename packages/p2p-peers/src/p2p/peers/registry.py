@@ -635,8 +635,12 @@ class PeerRegistry:
             return self._gen, list(self._records.values()), self._learned | evicted, evicted
 
     def _save(self) -> None:
-        snap = self._snapshot()
+        # The snapshot is taken under the write lock: a save that returns has written the
+        # newest state (or found it written). Taken before the lock, a timer's snapshot could
+        # wait behind the lock while close() got it first, saw "nothing new" and returned
+        # with the newest changes still unwritten.
         with self._write_lock:  # also waits for a write already in flight
+            snap = self._snapshot()
             if snap is None or snap[0] <= self._written_gen:
                 return
             gen, peers, learned, evicted = snap
