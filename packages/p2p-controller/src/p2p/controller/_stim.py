@@ -60,8 +60,9 @@ def encode_stim(
     return trix.encode(STIM_MAGIC, _header(len(enc_config), len(enc_rootfs)), payload)
 
 
-def decode_stim(data: bytes, password: str) -> tuple[bytes, bytes]:
-    """Decrypt STIM bytes into (config, rootfs), with the reference's error texts."""
+def _framed(data: bytes) -> tuple[bytes, int]:
+    """The STIM payload and its config size, framing checked (`StimFormatError`, with the
+    reference's error texts)."""
     try:
         payload = trix.decode(data, STIM_MAGIC).payload
     except TrixError as exc:
@@ -73,6 +74,12 @@ def decode_stim(data: bytes, password: str) -> tuple[bytes, bytes]:
         raise StimFormatError(
             f"invalid stim payload: config_size {config_size} exceeds payload {len(payload) - 4}"
         )
+    return payload, config_size
+
+
+def decode_stim(data: bytes, password: str) -> tuple[bytes, bytes]:
+    """Decrypt STIM bytes into (config, rootfs), with the reference's error texts."""
+    payload, config_size = _framed(data)
     key = sigil.derive_key(password)
     try:
         config = sigil.open(key, payload[4 : 4 + config_size])
@@ -85,14 +92,4 @@ def decode_stim(data: bytes, password: str) -> tuple[bytes, bytes]:
 
 def check_framing(data: bytes) -> None:
     """The checks `decode_stim` makes before it needs the password (`StimFormatError`)."""
-    try:
-        payload = trix.decode(data, STIM_MAGIC).payload
-    except TrixError as exc:
-        raise StimFormatError(f"failed to decode stim: {exc}") from None
-    if len(payload) < 4:
-        raise StimFormatError("invalid stim payload")
-    (config_size,) = _U32.unpack_from(payload, 0)
-    if config_size > len(payload) - 4:
-        raise StimFormatError(
-            f"invalid stim payload: config_size {config_size} exceeds payload {len(payload) - 4}"
-        )
+    _framed(data)
