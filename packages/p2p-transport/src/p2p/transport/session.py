@@ -84,6 +84,7 @@ class Session:
         "frames_in",
         "held_raw",
         "last_activity",
+        "last_drop",
         "messages_in",
         "messages_out",
         "own_id",
@@ -117,6 +118,8 @@ class Session:
         self.proven = proven
         #: the one non-SMSG frame an unproven session keeps for the raw hook (see module doc)
         self.held_raw: bytes | None = None
+        #: why :meth:`receive` last returned ``None`` (``None``: the frame was held)
+        self.last_drop: DropReason | None = None
         self._excess = 0
         self._excess_since = now
         self._bucket = TokenBucket(config.rate_burst, config.rate_refill_per_s, now)
@@ -131,7 +134,8 @@ class Session:
         self.raw_frames_enabled = False
 
     def receive(self, data: bytes | str, now: float, wall_now: float) -> Delivery | RawFrame | None:
-        """Judge one inbound data frame; ``None`` means dropped (and counted).
+        """Judge one inbound data frame; ``None`` means dropped (counted, reason in
+        :attr:`last_drop`) or, unproven, held for the raw hook (``last_drop`` is ``None``).
 
         ``now`` is the monotonic clock (activity, rate limit), ``wall_now`` Unix seconds
         (the ``ts`` window and the replay tables, which keep an id until its ``ts`` leaves
@@ -144,7 +148,7 @@ class Session:
         self.bytes_in += len(data)
         self.last_activity = now
         if not self._bucket.allow(now):
-            self.drops.add(DropReason.RATE)
+            self._drop(DropReason.RATE)
             _flood.warning("rate-limited frame", "rate limit: dropping frame from %s", self.peer.id)
             self._count_excess(now)
             return None
@@ -155,14 +159,15 @@ class Session:
                 return RawFrame(raw)
             if self.held_raw is None and len(raw) <= MAX_HELD_RAW_FRAME:
                 self.held_raw = raw  # kept, yet it proves nothing: it counts like the rest
+                self.last_drop = None
             else:
-                self.drops.add(DropReason.UNPROVEN)
+                self._drop(DropReason.UNPROVEN)
             self._proves_nothing(None)
             return None
         try:
             message = self._codec.open(raw)
         except TransportError as exc:
-            self.drops.add(DropReason.DECRYPT)
+            self._drop(DropReason.DECRYPT)
             _flood.debug(
                 "undecryptable frame",
                 "undecryptable frame from %s: %s",
@@ -178,7 +183,7 @@ class Session:
         if window is not None:
             sent = envelope.ts_seconds(message)
             if sent is None or abs(wall_now - sent) > window:
-                self.drops.add(DropReason.STALE_TS)
+                self._drop(DropReason.STALE_TS)
                 _flood.info(
                     "stale ts", "stale ts from %s: dropping %s", self.peer.id, safe_text(message.id)
                 )
@@ -191,7 +196,7 @@ class Session:
         if message.from_ != self.peer.id or (
             self.own_id and message.to and message.to != self.own_id
         ):
-            self.drops.add(DropReason.MISADDRESSED)
+            self._drop(DropReason.MISADDRESSED)
             _flood.info(
                 "misaddressed message",
                 "misaddressed message from %s (from=%s to=%s): dropping",
@@ -202,7 +207,7 @@ class Session:
             self._proves_nothing(None)
             return None
         if not self._replay.check_and_mark(self._peer_key, message.id, stamp, wall_now):
-            self.drops.add(DropReason.DEDUP)
+            self._drop(DropReason.DEDUP)
             self._proves_nothing(None)
             return None
         # decrypted, fresh, ours and never seen: only the key holder can make this frame
@@ -210,6 +215,10 @@ class Session:
         self.proven = True
         self.messages_in += 1
         return Delivery(message)
+
+    def _drop(self, reason: DropReason) -> None:
+        self.last_drop = reason
+        self.drops.add(reason)
 
     def _proves_nothing(self, cause: Exception | None) -> None:
         """Count one frame that did not decrypt (or, while unproven, did not prove the key);
