@@ -43,7 +43,7 @@ from p2p.transport.limits import DropReason
 from p2p.transport.messages import DisconnectCode
 from p2p.transport.protocol import (
     CloseRequested,
-    Event,
+    Events,
     MessageReceived,
     PeerProtocol,
     Proven,
@@ -563,7 +563,7 @@ class PeerConnection:
         finally:
             protocol.write_finished(self._clock())
 
-    def tick(self, now: float) -> list[Event]:
+    def tick(self, now: float) -> Events:
         """The protocol's timer verdicts (:meth:`PeerProtocol.tick`) given this socket's
         write buffer; the transport's ticker acts on them."""
         return self.protocol.tick(now, self._buffered())

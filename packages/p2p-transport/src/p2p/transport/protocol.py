@@ -25,15 +25,26 @@ stay in the I/O shell (:class:`~p2p.transport.connection.PeerConnection`), which
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from p2p.transport import envelope
 from p2p.transport.errors import RateLimitExceededError, TooManyUndecryptableError
+from p2p.transport.events import (
+    PROVEN,
+    CloseRequested,
+    Dropped,
+    Event,
+    MessageReceived,
+    PingDue,
+    Proven,
+    RawFrameReceived,
+    ReplyDue,
+    WriteStalled,
+)
 from p2p.transport.keepalive import initial_last_ping
 from p2p.transport.limits import DropReason
 from p2p.transport.messages import DisconnectCode
-from p2p.transport.session import RawFrame, Session
+from p2p.transport.session import Session
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
@@ -48,6 +59,7 @@ __all__ = [
     "CloseRequested",
     "Dropped",
     "Event",
+    "Events",
     "MessageReceived",
     "PeerProtocol",
     "PingDue",
@@ -62,90 +74,10 @@ FRAME_HEADER_MAX = 14
 """Largest WebSocket frame header (what a frame adds to its payload in the write buffer)."""
 _PROTOCOL_ERROR: Final = int(DisconnectCode.PROTOCOL_ERROR)
 _PING: Final = envelope.PING
+Events = tuple[Event, ...]
+"""What :meth:`PeerProtocol.receive_frame` and :meth:`PeerProtocol.tick` return, in order."""
 
 
-# --- events ---------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    """A decrypted, fresh, first-seen message from the peer, for the handlers.
-
-    ``size`` is its wire size (what a handler working on it pins in memory)."""
-
-    message: Message
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class RawFrameReceived:
-    """A binary frame that is not an SMSG container (e.g. UEPS), for the raw-frame route.
-
-    ``held`` marks the frame kept while the connection was unproven, released by the
-    proof: deliver it only if the connection is still open."""
-
-    data: bytes
-    held: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Dropped:
-    """A frame that reached nobody (already counted in the session's drop counters)."""
-
-    reason: DropReason
-
-
-@dataclass(frozen=True, slots=True)
-class Proven:
-    """The peer has just shown it holds its key: the connection leaves probation."""
-
-
-PROVEN: Final = Proven()
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyDue:
-    """Send ``message`` back to the peer now (the ``pong`` to its ``ping``)."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class CloseRequested:
-    """The connection must end.
-
-    ``code`` set: send an encrypted ``disconnect`` with ``reason`` and that code first;
-    ``None``: close without one. ``cause`` names the transport's ``closed_for`` counter
-    (``""``: none), ``detail`` says why for the log."""
-
-    reason: str
-    cause: str
-    detail: str
-    code: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WriteStalled:
-    """Bytes have waited ``send_timeout`` without the socket taking any: drop the socket."""
-
-    waited: float
-
-
-@dataclass(frozen=True, slots=True)
-class PingDue:
-    """A keepalive ping is due (``last_sent``: when the previous one went, for ordering)."""
-
-    last_sent: float
-
-
-Event = (
-    MessageReceived
-    | RawFrameReceived
-    | Dropped
-    | Proven
-    | ReplyDue
-    | CloseRequested
-    | WriteStalled
-    | PingDue
-)
 _DROPPED: Final = {reason: Dropped(reason) for reason in DropReason}
 
 
@@ -260,47 +192,44 @@ class PeerProtocol:
         return self.session.proven
 
     # --- inbound ----------------------------------------------------------------------
-    def receive_frame(self, data: bytes | str, now: float, wall_now: float) -> list[Event]:
+    def receive_frame(self, data: bytes | str, now: float, wall_now: float) -> Events:
         """Judge one inbound WebSocket data payload; the events to act on, in order."""
         session = self.session
         try:
             verdict = session.receive(data, now, wall_now)
         except TooManyUndecryptableError as exc:
-            return [
-                CloseRequested(
-                    "too many undecryptable frames", "undecryptable", str(exc), _PROTOCOL_ERROR
-                )
-            ]
+            reason, cause = "too many undecryptable frames", "undecryptable"
+            return (CloseRequested(reason, cause, str(exc), _PROTOCOL_ERROR),)
         except RateLimitExceededError as exc:
-            return [CloseRequested("rate limit exceeded", "rate_limit", str(exc), _PROTOCOL_ERROR)]
+            reason, cause = "rate limit exceeded", "rate_limit"
+            return (CloseRequested(reason, cause, str(exc), _PROTOCOL_ERROR),)
         if verdict is None:
-            reason = session.last_drop
-            return [_DROPPED[reason]] if reason is not None else []
-        if isinstance(verdict, RawFrame):
-            return [RawFrameReceived(verdict.data)]
-        message = verdict.message
-        ping = self._answer_pings and message.type == _PING
-        if self.reported_proven and not ping:
-            return [MessageReceived(message, len(data))]  # the hot path
-        events: list[Event] = self.prove()
-        if ping:
-            events.append(ReplyDue(envelope.pong(message, self.own_id, int(wall_now * 1000))))
-        events.append(MessageReceived(message, len(data)))
-        return events
+            drop = session.last_drop
+            return (_DROPPED[drop],) if drop is not None else ()
+        if type(verdict) is MessageReceived:
+            message = verdict.message
+            ping = self._answer_pings and message.type == _PING
+            if self.reported_proven and not ping:
+                return (verdict,)  # the hot path: a message on a proven connection
+            first = self.prove()
+            if ping:
+                pong = envelope.pong(message, self.own_id, int(wall_now * 1000))
+                return (*first, ReplyDue(pong), verdict)
+            return (*first, verdict)
+        return (verdict,)  # RawFrameReceived
 
-    def prove(self) -> list[Event]:
+    def prove(self) -> Events:
         """End probation (a fresh frame decrypted): :class:`Proven`, then the raw frame
         held while unproven, if raw frames are routed. Nothing if already reported."""
         if self.reported_proven:
-            return []
+            return ()
         self.reported_proven = True
         session = self.session
         session.proven = True
-        events: list[Event] = [PROVEN]
         held, session.held_raw = session.held_raw, None
         if held is not None and session.raw_frames_enabled:
-            events.append(RawFrameReceived(held, held=True))
-        return events
+            return (PROVEN, RawFrameReceived(held, held=True))
+        return (PROVEN,)
 
     # --- outbound ---------------------------------------------------------------------
     def send_message(self, message: Message) -> bytes:
@@ -342,7 +271,7 @@ class PeerProtocol:
         )
 
     # --- timers -----------------------------------------------------------------------
-    def tick(self, now: float, buffered: int) -> list[Event]:
+    def tick(self, now: float, buffered: int) -> Events:
         """Look at the timers (the transport's ticker, every fraction of the shortest).
 
         At most one event: :class:`WriteStalled`, else :class:`CloseRequested` (unproven
@@ -351,16 +280,16 @@ class PeerProtocol:
         (proven connections only; the transport spreads a crowd's pings over ticks).
         """
         if self.write_stalled(buffered, now):
-            return [WriteStalled(now - self._write_watch.last_progress)]
+            return (WriteStalled(now - self._write_watch.last_progress),)
         config = self._config
         idle = config.idle_timeout
         if not self.reported_proven:
             if now - self.connected_at > idle:
-                return [CloseRequested("never proved its key", "unproven", "probation expired")]
-            return []
+                return (CloseRequested("never proved its key", "unproven", "probation expired"),)
+            return ()
         silent = now - self.session.last_activity
         if silent > idle:
-            return [CloseRequested("idle timeout", "", f"silent for {silent:.1f} s")]
+            return (CloseRequested("idle timeout", "", f"silent for {silent:.1f} s"),)
         if now - self.last_ping_sent >= config.ping_interval:
-            return [PingDue(self.last_ping_sent)]
-        return []
+            return (PingDue(self.last_ping_sent),)
+        return ()

@@ -15,17 +15,16 @@ against this connection alone.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p2p.identity import LimitedLogger, safe_text
-from p2p.transport import envelope
 from p2p.transport.config import TransportConfig
 from p2p.transport.errors import (
     RateLimitExceededError,
     TooManyUndecryptableError,
     TransportError,
 )
+from p2p.transport.events import MessageReceived, RawFrameReceived
 from p2p.transport.frames import FrameCodec
 from p2p.transport.limits import DropCounters, DropReason, ReplayGuard, TokenBucket
 from p2p.transport.smsg import MAGIC as SMSG_MAGIC
@@ -53,18 +52,10 @@ MAX_HELD_RAW_FRAME = 512
 frame is about 70 bytes); one frame at most."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A decrypted, fresh, first-seen message."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class RawFrame:
-    """A binary frame that is not an SMSG container (e.g. UEPS), for the raw-frame hook."""
-
-    data: bytes
+Delivery = MessageReceived
+"""A decrypted, fresh, first-seen message (``message``, wire ``size``)."""
+RawFrame = RawFrameReceived
+"""A binary frame that is not an SMSG container (e.g. UEPS), for the raw-frame hook."""
 
 
 class Session:
@@ -78,6 +69,7 @@ class Session:
         "_excess_since",
         "_peer_key",
         "_replay",
+        "_ts_window",
         "bytes_in",
         "bytes_out",
         "drops",
@@ -112,6 +104,7 @@ class Session:
             secret, max_frame=config.max_message_size, max_message=config.max_message_size
         )
         self._config = config
+        self._ts_window = config.ts_window
         self._replay = replay
         self._peer_key = peer.public_key
         #: whether a frame has shown that the peer holds its key (outbound: the handshake)
@@ -133,7 +126,9 @@ class Session:
         self.bytes_out = 0
         self.raw_frames_enabled = False
 
-    def receive(self, data: bytes | str, now: float, wall_now: float) -> Delivery | RawFrame | None:
+    def receive(
+        self, data: bytes | str, now: float, wall_now: float
+    ) -> MessageReceived | RawFrameReceived | None:
         """Judge one inbound data frame; ``None`` means dropped (counted, reason in
         :attr:`last_drop`) or, unproven, held for the raw hook (``last_drop`` is ``None``).
 
@@ -156,7 +151,7 @@ class Session:
         if self.raw_frames_enabled and not raw.startswith(SMSG_MAGIC):
             if self.proven:
                 self.undecryptable_in_a_row = 0
-                return RawFrame(raw)
+                return RawFrameReceived(raw)
             if self.held_raw is None and len(raw) <= MAX_HELD_RAW_FRAME:
                 self.held_raw = raw  # kept, yet it proves nothing: it counts like the rest
                 self.last_drop = None
@@ -178,10 +173,11 @@ class Session:
             return None
         if self.proven:
             self.undecryptable_in_a_row = 0
-        window = self._config.ts_window
+        window = self._ts_window
         stamp = wall_now  # no ts check: ids are remembered from arrival for ``dedup_ttl``
         if window is not None:
-            sent = envelope.ts_seconds(message)
+            ns = message.ts_unix_ns()  # envelope.ts_seconds, inlined: this is the hot path
+            sent = None if ns is None else ns / 1e9
             if sent is None or abs(wall_now - sent) > window:
                 self._drop(DropReason.STALE_TS)
                 _flood.info(
@@ -214,7 +210,7 @@ class Session:
         self.undecryptable_in_a_row = 0
         self.proven = True
         self.messages_in += 1
-        return Delivery(message)
+        return MessageReceived(message, len(data))
 
     def _drop(self, reason: DropReason) -> None:
         self.last_drop = reason

@@ -54,7 +54,7 @@ from p2p.transport.handshake import (
 from p2p.transport.keepalive import due_pings, ping_budget
 from p2p.transport.limits import DropCounters, ReplayGuard
 from p2p.transport.messages import HandshakeAckPayload
-from p2p.transport.protocol import CloseRequested, Event, PeerProtocol, PingDue, WriteStalled
+from p2p.transport.protocol import CloseRequested, Events, PeerProtocol, PingDue, WriteStalled
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.connection import Connection
@@ -696,7 +696,7 @@ class Transport:
                 conn.last_ping_sent = now
                 self._spawn(_quiet(conn.send_ping()))
 
-    def _act_on_tick(self, conn: PeerConnection, events: list[Event]) -> bool:
+    def _act_on_tick(self, conn: PeerConnection, events: Events) -> bool:
         """Carry out what ``conn``'s protocol decided on a tick; False if it is closing."""
         for event in events:
             if isinstance(event, WriteStalled):
