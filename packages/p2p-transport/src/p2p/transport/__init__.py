@@ -55,6 +55,7 @@ from p2p.transport.messages import (
     parse_response,
     validate_response,
 )
+from p2p.transport.protocol import PeerProtocol
 from p2p.transport.smsg import password_for_secret
 from p2p.transport.transport import (
     BroadcastResult,
@@ -102,6 +103,7 @@ __all__ = [
     "PeerConnection",
     "PeerDispatcher",
     "PeerGate",
+    "PeerProtocol",
     "PingPayload",
     "PinnedKeyMismatchError",
     "PongPayload",

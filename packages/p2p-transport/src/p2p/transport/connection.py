@@ -1,9 +1,11 @@
 """One authenticated WebSocket to a peer: the read loop, sends with deadlines, closing.
 
-The thin I/O shell around a :class:`~p2p.transport.session.Session`. The read loop only
-reads, judges frames and answers pings; handlers that are coroutines run in a small
-per-connection pool (bounded running count + bounded queue) so a slow handler never
-stalls this peer's reads or pongs, and a flood cannot create unbounded tasks.
+The thin I/O shell around a sans-I/O :class:`~p2p.transport.protocol.PeerProtocol`,
+which decides everything (decrypt, probation, pongs, closes, timers). The read loop only
+reads, hands each frame to the protocol and acts on its events; handlers that are
+coroutines run in a small per-connection pool (bounded running count + bounded queue) so
+a slow handler never stalls this peer's reads or pongs, and a flood cannot create
+unbounded tasks.
 
 Memory one connection can hold (TransportConfig "memory and admission"):
 
@@ -31,7 +33,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from p2p.identity import LimitedLogger, safe_text
-from p2p.transport import envelope
 from p2p.transport.errors import (
     ConnectionClosedError,
     OutboundOverflowError,
@@ -40,12 +41,15 @@ from p2p.transport.errors import (
 )
 from p2p.transport.limits import DropReason
 from p2p.transport.messages import DisconnectCode
-from p2p.transport.session import (
-    Delivery,
-    RateLimitExceededError,
-    RawFrame,
-    Session,
-    TooManyUndecryptableError,
+from p2p.transport.protocol import (
+    CloseRequested,
+    Events,
+    MessageReceived,
+    PeerProtocol,
+    Proven,
+    RawFrameReceived,
+    ReplyDue,
+    WriteWatch,
 )
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.connection import Connection
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
     from p2p.transport.config import TransportConfig
     from p2p.transport.messages import Message
+    from p2p.transport.session import Session
 
 __all__ = [
     "BoundedClientConnection",
@@ -83,8 +88,6 @@ RawFrameHandler = Callable[["PeerConnection", bytes], "Awaitable[None] | None"]
 DISCONNECT_NORMAL = int(DisconnectCode.NORMAL)
 DISCONNECT_PROTOCOL_ERROR = int(DisconnectCode.PROTOCOL_ERROR)
 DISCONNECT_SHUTDOWN = int(DisconnectCode.SHUTDOWN)
-FRAME_HEADER_MAX = 14
-"""Largest WebSocket frame header (what a frame adds to its payload in the write buffer)."""
 DEFAULT_OUTBOUND_LIMIT = 64 * 1024
 
 
@@ -141,36 +144,6 @@ def outbound_overflowed(ws: Connection) -> bool:
     return isinstance(ws, BoundedServerConnection | BoundedClientConnection) and ws.overflowed
 
 
-class WriteWatch:
-    """Sans-I/O: have the bytes waiting on a socket made progress lately?
-
-    Fed snapshots (the transport's ticker looks every fraction of ``send_timeout``): the
-    socket's buffered byte count and how many of our sends wait. Progress is a send of ours
-    starting from idle or finishing (:meth:`progressed`), nothing waiting, a wait starting
-    since the last look, or the buffer shrinking since the last look. Bytes websockets
-    wrote itself (pongs, close frames) count as waiting, so a peer that never reads stalls
-    even when we never send.
-    """
-
-    __slots__ = ("_last_buffered", "_looked_idle", "last_progress")
-
-    def __init__(self, now: float) -> None:
-        self.last_progress = now
-        self._last_buffered = 0
-        self._looked_idle = True
-
-    def progressed(self, now: float) -> None:
-        self.last_progress = now
-
-    def stalled(self, buffered: int, writes_pending: int, now: float, timeout: float) -> bool:
-        idle = buffered == 0 and writes_pending == 0
-        if idle or self._looked_idle or buffered < self._last_buffered:
-            self.last_progress = now
-        self._looked_idle = idle
-        self._last_buffered = buffered
-        return not idle and now - self.last_progress > timeout
-
-
 if sys.version_info >= (3, 11):
 
     async def with_timeout(awaitable: Awaitable[Any], timeout: float) -> Any:
@@ -202,30 +175,28 @@ class _Host(Protocol):
 
 
 class PeerConnection:
-    """A live, authenticated connection to one peer (inbound or outbound)."""
+    """A live, authenticated connection to one peer (inbound or outbound).
+
+    The I/O half of the pair: ``protocol`` (a :class:`PeerProtocol`) decides, this class
+    reads, writes, runs handlers and closes.
+    """
 
     def __init__(
         self,
         host: _Host,
         ws: Connection,
-        session: Session,
+        protocol: PeerProtocol,
         *,
         address: str,
-        outbound: bool,
-        features: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._host = host
         self._ws = ws
-        self.session = session
+        self.protocol = protocol
         self.address = address
-        self.outbound = outbound
-        self.features = features
         self._clock = clock
         self._wall = wall_clock
-        self.connected_at = clock()
-        self.last_ping_sent = self.connected_at
         self._closed = False
         self._done = asyncio.Event()
         self._running = 0
@@ -233,8 +204,6 @@ class PeerConnection:
         self._workers: set[asyncio.Task[None]] = set()
         self.close_reason: str | None = None
         self.handler_errors = 0
-        self._writes_pending = 0
-        self._write_watch = WriteWatch(self.connected_at)
         self._inflight = 0
         self._inflight_room = asyncio.Event()
         self._inflight_room.set()
@@ -242,31 +211,58 @@ class PeerConnection:
         self.read_pauses = 0
         set_outbound_limit(ws, host.config.max_outbound_bytes)
         self._settled = asyncio.Event()  # proven or closed
-        if session.proven:
+        if protocol.reported_proven:
             self._settled.set()
 
     # --- public surface -------------------------------------------------------------
     @property
+    def session(self) -> Session:
+        """The protocol's :class:`~p2p.transport.session.Session` (counters, drops)."""
+        return self.protocol.session
+
+    @property
+    def outbound(self) -> bool:
+        return self.protocol.outbound
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """What the peer advertised in its handshake."""
+        return self.protocol.features
+
+    @property
+    def connected_at(self) -> float:
+        return self.protocol.connected_at
+
+    @property
+    def last_ping_sent(self) -> float:
+        """Monotonic time of the last keepalive ping (phase of the keepalive interval)."""
+        return self.protocol.last_ping_sent
+
+    @last_ping_sent.setter
+    def last_ping_sent(self, now: float) -> None:
+        self.protocol.last_ping_sent = now
+
+    @property
     def identity(self) -> NodeIdentity:
         """The peer's identity as proven by the handshake."""
-        return self.session.peer
+        return self.protocol.peer
 
     @property
     def peer_id(self) -> str:
-        return self.session.peer.id
+        return self.protocol.peer.id
 
     @property
     def proven(self) -> bool:
         """Whether the peer showed it holds its key: outbound, by answering our challenge;
         inbound, by a fresh frame that decrypted under the shared secret (protocol 1.0 makes
         the initiator prove nothing in the handshake)."""
-        return self.session.proven
+        return self.protocol.session.proven
 
     @property
     def on_probation(self) -> bool:
         """An inbound connection that has not proven its key yet: it is nobody's session,
         is not reported to the gate, gets no UEPS channel and can displace nothing."""
-        return not self.session.proven
+        return not self.protocol.session.proven
 
     async def wait_settled(self) -> None:
         """Wait until the connection is proven or closed."""
@@ -275,7 +271,7 @@ class PeerConnection:
     @property
     def last_activity(self) -> float:
         """Monotonic time of the last inbound data frame (any frame, as in the reference)."""
-        return self.session.last_activity
+        return self.protocol.session.last_activity
 
     @property
     def closed(self) -> bool:
@@ -284,12 +280,12 @@ class PeerConnection:
     @property
     def drops(self) -> dict[str, int]:
         """Frames dropped on this connection, per reason."""
-        return self.session.drops.as_dict()
+        return self.protocol.session.drops.as_dict()
 
     @property
     def counters(self) -> dict[str, int]:
         """Traffic and drop counters of this connection."""
-        s = self.session
+        s = self.protocol.session
         return {
             "frames_in": s.frames_in,
             "messages_in": s.messages_in,
@@ -307,7 +303,7 @@ class PeerConnection:
         """Encrypt and write ``message`` (one BINARY frame) within ``send_timeout``."""
         if self._closed:
             raise ConnectionClosedError(self.peer_id)
-        await self._write(self.session.seal(message))
+        await self._write(self.protocol.send_message(message))
 
     async def send_raw(self, frame: bytes) -> None:
         """Write an already-framed binary message (e.g. a UEPS frame) as-is."""
@@ -320,9 +316,8 @@ class PeerConnection:
         if self._closed:
             await self._done.wait()
             return
-        own = self._host._own_id()
         try:
-            frame = self.session.seal_unsent(envelope.disconnect(own, self.peer_id, reason, code))
+            frame = self.protocol.disconnect_frame(reason, code)
             await with_timeout(self._ws.send(frame), self._host.config.close_timeout)
         except Exception as exc:  # best effort: the peer may already be gone
             log.debug("disconnect to %s not sent: %r", self.peer_id, exc)
@@ -359,9 +354,8 @@ class PeerConnection:
     async def run(self) -> None:
         """Read frames until the connection ends; then forget it."""
         ws = self._ws
-        session = self.session
+        receive_frame = self.protocol.receive_frame
         clock, wall = self._clock, self._wall
-        answer_pings = self._host.config.answer_pings
         inflight_budget = self._host.config.max_inflight_bytes
         try:
             while True:
@@ -376,35 +370,22 @@ class PeerConnection:
                         await ws.wait_closed()
                         return
                 data = await ws.recv()
-                was_proven = session.proven
-                try:
-                    verdict = session.receive(data, clock(), wall())
-                except TooManyUndecryptableError as exc:
-                    log.warning("%s: disconnecting", exc)
-                    self._host._closed_for("undecryptable")
-                    await self.graceful_close(
-                        "too many undecryptable frames", DISCONNECT_PROTOCOL_ERROR
-                    )
-                    return
-                except RateLimitExceededError as exc:
-                    log.warning("%s: disconnecting", exc)
-                    self._host._closed_for("rate_limit")
-                    await self.graceful_close("rate limit exceeded", DISCONNECT_PROTOCOL_ERROR)
-                    return
-                if verdict is None:
-                    continue
-                if isinstance(verdict, Delivery):
-                    if not was_proven:
-                        self._proved()
-                    message = verdict.message
-                    if message.type == envelope.PING and answer_pings:
-                        await self._answer_ping(message)
-                    self._dispatch(message, len(data))
-                elif isinstance(verdict, RawFrame):
-                    self._dispatch_raw(verdict.data)
+                for event in receive_frame(data, clock(), wall()):
+                    if type(event) is MessageReceived:
+                        self._dispatch(event.message, event.size)
+                    elif type(event) is ReplyDue:
+                        await self._answer_ping(event.message)
+                    elif type(event) is RawFrameReceived:
+                        self._on_raw(event)
+                    elif type(event) is Proven:
+                        self._on_proven()
+                    elif type(event) is CloseRequested:
+                        await self._close_for(event)
+                        return
+                    # Dropped: the session has counted it; WriteStalled/PingDue come from tick
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == 1009:
-                session.drops.add(DropReason.OVERSIZE)
+                self.protocol.session.drops.add(DropReason.OVERSIZE)
                 log.warning("peer %s sent an oversize message: closed (1009)", self.peer_id)
             else:
                 log.debug("connection to %s ended: %s", self.peer_id, exc)
@@ -422,16 +403,34 @@ class PeerConnection:
                 self._done.set()
 
     def _proved(self) -> None:
-        """The first proving frame arrived: tell the transport, then hand over the raw
-        frame held while unproven (a UEPS setup frame), now that a channel can exist."""
+        """End probation now (the protocol decides whether there is anything to end):
+        tell the transport, then hand over the raw frame held while unproven."""
+        for event in self.protocol.prove():
+            if type(event) is Proven:
+                self._on_proven()
+            elif type(event) is RawFrameReceived:
+                self._on_raw(event)
+
+    def _on_proven(self) -> None:
         self._settled.set()
         self._host._connection_proven(self)
-        held, self.session.held_raw = self.session.held_raw, None
-        if held is not None and not self._closed and self.session.raw_frames_enabled:
-            self._dispatch_raw(held)
 
-    async def _answer_ping(self, ping: Message) -> None:
-        pong = envelope.pong(ping, self._host._own_id(), int(self._wall() * 1000))
+    def _on_raw(self, event: RawFrameReceived) -> None:
+        if event.held and self._closed:
+            return  # the frame held while unproven, and the connection ended meanwhile
+        self._dispatch_raw(event.data)
+
+    async def _close_for(self, event: CloseRequested) -> None:
+        """Act on the protocol's verdict that this connection must end."""
+        log.warning("%s: disconnecting", event.detail)
+        if event.cause:
+            self._host._closed_for(event.cause)
+        if event.code is None:
+            await self.close(event.reason)
+        else:
+            await self.graceful_close(event.reason, event.code)
+
+    async def _answer_ping(self, pong: Message) -> None:
         try:
             await self.send(pong)
         except TransportError as exc:
@@ -440,10 +439,7 @@ class PeerConnection:
     async def send_ping(self, *, keepalive: bool = True) -> None:
         """Send a ``ping``: the keepalive one (the transport's ticker), or with
         ``keepalive=False`` a probe that leaves the keepalive phase alone."""
-        if keepalive:
-            self.last_ping_sent = self._clock()
-        ping = envelope.ping(self._host._own_id(), self.peer_id, int(self._wall() * 1000))
-        await self.send(ping)
+        await self.send(self.protocol.ping(self._clock(), self._wall(), keepalive=keepalive))
 
     # --- handler pool ---------------------------------------------------------------
     def _dispatch(self, message: Message, size: int) -> None:
@@ -546,15 +542,14 @@ class PeerConnection:
     async def _write(self, frame: bytes) -> None:
         # The write deadline is enforced by the transport's ticker (write_stalled), not a
         # timer per send: a send that does not block costs two attribute updates.
+        protocol = self.protocol
         buffered = self._buffered()
-        limit = self._host.config.max_outbound_bytes
-        if buffered and buffered + len(frame) + FRAME_HEADER_MAX > limit:
+        if buffered and protocol.would_overflow(buffered, len(frame)):
             # a peer that does not read: queueing more would only grow this process
+            limit = self._host.config.max_outbound_bytes
             self.fail_outbound_overflow(buffered, limit)
             raise OutboundOverflowError(self.peer_id, limit)
-        if self._writes_pending == 0:
-            self._write_watch.progressed(self._clock())
-        self._writes_pending += 1
+        protocol.write_started(self._clock())
         try:
             await self._ws.send(frame)
         except ConnectionClosed as exc:
@@ -566,8 +561,12 @@ class PeerConnection:
                 # aborted while waiting to drain: the frame may never have left
                 raise SendTimeoutError(self.peer_id, self._host.config.send_timeout)
         finally:
-            self._writes_pending -= 1
-            self._write_watch.progressed(self._clock())
+            protocol.write_finished(self._clock())
+
+    def tick(self, now: float) -> Events:
+        """The protocol's timer verdicts (:meth:`PeerProtocol.tick`) given this socket's
+        write buffer; the transport's ticker acts on them."""
+        return self.protocol.tick(now, self._buffered())
 
     def write_stalled(self, now: float) -> bool:
         """True if bytes have waited ``send_timeout`` seconds without the socket taking any.
@@ -577,9 +576,7 @@ class PeerConnection:
         shrinking since the previous look (the ticker calls this every fraction of
         ``send_timeout``).
         """
-        return self._write_watch.stalled(
-            self._buffered(), self._writes_pending, now, self._host.config.send_timeout
-        )
+        return self.protocol.write_stalled(self._buffered(), now)
 
     def fail_outbound_overflow(self, buffered: int, limit: int) -> None:
         """Drop the connection whose peer lets more than ``limit`` bytes pile up."""

@@ -15,17 +15,16 @@ against this connection alone.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from p2p.identity import LimitedLogger, safe_text
-from p2p.transport import envelope
 from p2p.transport.config import TransportConfig
 from p2p.transport.errors import (
     RateLimitExceededError,
     TooManyUndecryptableError,
     TransportError,
 )
+from p2p.transport.events import MessageReceived, RawFrameReceived
 from p2p.transport.frames import FrameCodec
 from p2p.transport.limits import DropCounters, DropReason, ReplayGuard, TokenBucket
 from p2p.transport.smsg import MAGIC as SMSG_MAGIC
@@ -53,18 +52,10 @@ MAX_HELD_RAW_FRAME = 512
 frame is about 70 bytes); one frame at most."""
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A decrypted, fresh, first-seen message."""
-
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class RawFrame:
-    """A binary frame that is not an SMSG container (e.g. UEPS), for the raw-frame hook."""
-
-    data: bytes
+Delivery = MessageReceived
+"""A decrypted, fresh, first-seen message (``message``, wire ``size``)."""
+RawFrame = RawFrameReceived
+"""A binary frame that is not an SMSG container (e.g. UEPS), for the raw-frame hook."""
 
 
 class Session:
@@ -78,12 +69,14 @@ class Session:
         "_excess_since",
         "_peer_key",
         "_replay",
+        "_ts_window",
         "bytes_in",
         "bytes_out",
         "drops",
         "frames_in",
         "held_raw",
         "last_activity",
+        "last_drop",
         "messages_in",
         "messages_out",
         "own_id",
@@ -111,12 +104,15 @@ class Session:
             secret, max_frame=config.max_message_size, max_message=config.max_message_size
         )
         self._config = config
+        self._ts_window = config.ts_window
         self._replay = replay
         self._peer_key = peer.public_key
         #: whether a frame has shown that the peer holds its key (outbound: the handshake)
         self.proven = proven
         #: the one non-SMSG frame an unproven session keeps for the raw hook (see module doc)
         self.held_raw: bytes | None = None
+        #: why :meth:`receive` last returned ``None`` (``None``: the frame was held)
+        self.last_drop: DropReason | None = None
         self._excess = 0
         self._excess_since = now
         self._bucket = TokenBucket(config.rate_burst, config.rate_refill_per_s, now)
@@ -130,8 +126,11 @@ class Session:
         self.bytes_out = 0
         self.raw_frames_enabled = False
 
-    def receive(self, data: bytes | str, now: float, wall_now: float) -> Delivery | RawFrame | None:
-        """Judge one inbound data frame; ``None`` means dropped (and counted).
+    def receive(
+        self, data: bytes | str, now: float, wall_now: float
+    ) -> MessageReceived | RawFrameReceived | None:
+        """Judge one inbound data frame; ``None`` means dropped (counted, reason in
+        :attr:`last_drop`) or, unproven, held for the raw hook (``last_drop`` is ``None``).
 
         ``now`` is the monotonic clock (activity, rate limit), ``wall_now`` Unix seconds
         (the ``ts`` window and the replay tables, which keep an id until its ``ts`` leaves
@@ -144,7 +143,7 @@ class Session:
         self.bytes_in += len(data)
         self.last_activity = now
         if not self._bucket.allow(now):
-            self.drops.add(DropReason.RATE)
+            self._drop(DropReason.RATE)
             _flood.warning("rate-limited frame", "rate limit: dropping frame from %s", self.peer.id)
             self._count_excess(now)
             return None
@@ -152,17 +151,18 @@ class Session:
         if self.raw_frames_enabled and not raw.startswith(SMSG_MAGIC):
             if self.proven:
                 self.undecryptable_in_a_row = 0
-                return RawFrame(raw)
+                return RawFrameReceived(raw)
             if self.held_raw is None and len(raw) <= MAX_HELD_RAW_FRAME:
                 self.held_raw = raw  # kept, yet it proves nothing: it counts like the rest
+                self.last_drop = None
             else:
-                self.drops.add(DropReason.UNPROVEN)
+                self._drop(DropReason.UNPROVEN)
             self._proves_nothing(None)
             return None
         try:
             message = self._codec.open(raw)
         except TransportError as exc:
-            self.drops.add(DropReason.DECRYPT)
+            self._drop(DropReason.DECRYPT)
             _flood.debug(
                 "undecryptable frame",
                 "undecryptable frame from %s: %s",
@@ -173,12 +173,13 @@ class Session:
             return None
         if self.proven:
             self.undecryptable_in_a_row = 0
-        window = self._config.ts_window
+        window = self._ts_window
         stamp = wall_now  # no ts check: ids are remembered from arrival for ``dedup_ttl``
         if window is not None:
-            sent = envelope.ts_seconds(message)
+            ns = message.ts_unix_ns()  # envelope.ts_seconds, inlined: this is the hot path
+            sent = None if ns is None else ns / 1e9
             if sent is None or abs(wall_now - sent) > window:
-                self.drops.add(DropReason.STALE_TS)
+                self._drop(DropReason.STALE_TS)
                 _flood.info(
                     "stale ts", "stale ts from %s: dropping %s", self.peer.id, safe_text(message.id)
                 )
@@ -191,7 +192,7 @@ class Session:
         if message.from_ != self.peer.id or (
             self.own_id and message.to and message.to != self.own_id
         ):
-            self.drops.add(DropReason.MISADDRESSED)
+            self._drop(DropReason.MISADDRESSED)
             _flood.info(
                 "misaddressed message",
                 "misaddressed message from %s (from=%s to=%s): dropping",
@@ -202,14 +203,18 @@ class Session:
             self._proves_nothing(None)
             return None
         if not self._replay.check_and_mark(self._peer_key, message.id, stamp, wall_now):
-            self.drops.add(DropReason.DEDUP)
+            self._drop(DropReason.DEDUP)
             self._proves_nothing(None)
             return None
         # decrypted, fresh, ours and never seen: only the key holder can make this frame
         self.undecryptable_in_a_row = 0
         self.proven = True
         self.messages_in += 1
-        return Delivery(message)
+        return MessageReceived(message, len(data))
+
+    def _drop(self, reason: DropReason) -> None:
+        self.last_drop = reason
+        self.drops.add(reason)
 
     def _proves_nothing(self, cause: Exception | None) -> None:
         """Count one frame that did not decrypt (or, while unproven, did not prove the key);

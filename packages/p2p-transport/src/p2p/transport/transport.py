@@ -51,10 +51,10 @@ from p2p.transport.handshake import (
     HandshakeResponder,
     HandshakeResult,
 )
-from p2p.transport.keepalive import due_pings, initial_last_ping, ping_budget
+from p2p.transport.keepalive import due_pings, ping_budget
 from p2p.transport.limits import DropCounters, ReplayGuard
 from p2p.transport.messages import HandshakeAckPayload
-from p2p.transport.session import Session
+from p2p.transport.protocol import CloseRequested, Events, PeerProtocol, PingDue, WriteStalled
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.connection import Connection
@@ -324,9 +324,7 @@ class Transport:
             self.admission.closed(dial)
             raise
         self.admission.outbound_established(dial, _remote_ip(ws))
-        conn = self._establish(
-            ws, result.peer, result.secret, result.features, outbound=True, dialled=address
-        )
+        conn = self._establish(ws, result, outbound=True, dialled=address)
         task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws, dial))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -594,7 +592,7 @@ class Transport:
             ws.transport.abort()
             return None
         result = decision.result
-        return self._establish(ws, result.peer, result.secret, result.features, outbound=False)
+        return self._establish(ws, result, outbound=False)
 
     def _is_known(self, peer: NodeIdentity) -> bool:
         """Does the gate know this (claimed) identity? Optional gate method ``is_peer_known``;
@@ -619,39 +617,30 @@ class Transport:
     def _establish(
         self,
         ws: Connection,
-        peer: NodeIdentity,
-        secret: bytes,
-        features: tuple[str, ...],
+        result: HandshakeResult,
         *,
         outbound: bool,
         dialled: str = "",
     ) -> PeerConnection:
+        """Hand the handshake's result (peer, shared secret, features) to a new protocol
+        object and its I/O shell; outbound is proven, inbound starts on probation."""
         ws.protocol.max_message_size = self.config.max_message_size
-        session = Session(
-            peer,
-            secret,
+        protocol = PeerProtocol(
+            result,
             self.config,
             self.dedup,
             self._clock(),
-            drops_parent=self.drop_counters,
+            outbound=outbound,
             own_id=self._own_id(),
-            proven=outbound,  # we checked the responder's answer to our challenge
+            drops_parent=self.drop_counters,
+            raw_frames=self._raw is not None,
+            # spread keepalive pings of connections made together over the interval
+            ping_phase=random.random(),
         )
-        session.raw_frames_enabled = self._raw is not None
+        peer = result.peer
         address = peer_address(ws)
         conn = PeerConnection(
-            self,
-            ws,
-            session,
-            address=address,
-            outbound=outbound,
-            features=features,
-            clock=self._clock,
-            wall_clock=self._wall,
-        )
-        # spread keepalive pings of connections made together over the interval
-        conn.last_ping_sent = initial_last_ping(
-            conn.connected_at, self.config.ping_interval, random.random()
+            self, ws, protocol, address=address, clock=self._clock, wall_clock=self._wall
         )
         if outbound:
             self._promote(conn, dialled)
@@ -693,29 +682,36 @@ class Transport:
                 last_sweep = now
                 self.dedup.sweep(self._wall())
             for conn in list(self._probation):
-                if conn.write_stalled(now):
-                    conn.fail_stalled_write()
-                elif now - conn.connected_at > cfg.idle_timeout:
-                    log.info("unproven connection claiming %s expired: closing", conn.peer_id)
-                    self._closed_for("unproven")
-                    self._spawn(conn.close("never proved its key"))
-            quiet: list[tuple[PeerConnection, float]] = []
+                self._act_on_tick(conn, conn.tick(now))
+            live = 0
+            due: list[tuple[PeerConnection, float]] = []
             for conn in list(self._conns.values()):
-                if conn.write_stalled(now):
-                    conn.fail_stalled_write()
-                elif now - conn.last_activity > cfg.idle_timeout:
-                    log.info(
-                        "peer %s silent for %.1f s: dropping",
-                        conn.peer_id,
-                        now - conn.last_activity,
-                    )
-                    self._spawn(conn.close("idle timeout"))
-                else:
-                    quiet.append((conn, conn.last_ping_sent))
-            budget = ping_budget(len(quiet), tick, cfg.ping_interval)
-            for conn in due_pings(quiet, now, cfg.ping_interval, budget):
+                events = conn.tick(now)
+                if self._act_on_tick(conn, events):
+                    live += 1
+                    due.extend((conn, e.last_sent) for e in events if isinstance(e, PingDue))
+            # a tick pings at most twice the steady rate, the most overdue first
+            budget = ping_budget(live, tick, cfg.ping_interval)
+            for conn in due_pings(due, now, cfg.ping_interval, budget):
                 conn.last_ping_sent = now
                 self._spawn(_quiet(conn.send_ping()))
+
+    def _act_on_tick(self, conn: PeerConnection, events: Events) -> bool:
+        """Carry out what ``conn``'s protocol decided on a tick; False if it is closing."""
+        for event in events:
+            if isinstance(event, WriteStalled):
+                conn.fail_stalled_write()
+                return False
+            if isinstance(event, CloseRequested):
+                if event.cause == "unproven":
+                    log.info("unproven connection claiming %s expired: closing", conn.peer_id)
+                else:
+                    log.info("peer %s %s: dropping", conn.peer_id, event.detail)
+                if event.cause:
+                    self._closed_for(event.cause)
+                self._spawn(conn.close(event.reason))
+                return False
+        return True
 
     def _own_identity(self) -> NodeIdentity:
         identity = self.node_manager.identity
