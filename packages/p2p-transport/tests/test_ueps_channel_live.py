@@ -439,3 +439,63 @@ async def test_unproven_second_connection_proves_itself_with_ueps(
         assert p.b.ueps.counters.rejected == 0 and twin.ueps.counters.rejected == 0
     finally:
         await twin.stop()
+
+
+async def test_the_handshake_secret_is_carried_forward(
+    make_node_manager: Callable[[str], Any],
+) -> None:
+    """One X25519 per side per connection: the UEPS session and ``conn.shared_secret`` reuse
+    the handshake's secret; nothing derives it again."""
+    calls: list[str] = []
+    transports = []
+    for name in ("fwd-a", "fwd-b"):
+        manager = make_node_manager(name)
+        real = manager.derive_shared_secret
+
+        def counting(public_key: str, real: Callable[[str], bytes] = real) -> bytes:
+            calls.append(public_key)
+            return real(public_key)
+
+        manager.derive_shared_secret = counting  # type: ignore[method-assign]
+        transports.append(Transport(manager, None, fast_transport_config(**FAST)))
+    a, b = transports
+    await a.start()
+    await b.start()
+    try:
+        got, handler = _collector()
+        b.on_ueps(INTENT_COMPUTE, handler)
+        ab = await a.connect(b.address)
+        a_id = a.node_manager.identity.id
+        await a.ueps.wait_ready(ab.peer_id)
+        await eventually(lambda: b.connection(a_id) is not None)
+        await b.ueps.wait_ready(a_id)
+        await ab.send_ueps(INTENT_COMPUTE, b"one secret")
+        await eventually(lambda: len(got) == 1)
+        ba = b.connection(a_id)
+        assert ba is not None
+        assert len(calls) == 2  # the handshake's, once on each side
+        assert (
+            ab.shared_secret
+            == ba.shared_secret
+            == a.node_manager.derive_shared_secret(b.node_manager.identity.public_key)
+        )
+        assert "shared_secret" not in repr(ab) and ab.shared_secret.hex() not in repr(ab)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_on_ueps_returns_an_unregister(make_transport: MakeTransport) -> None:
+    p = await _pair(make_transport)
+    got, handler = _collector()
+    unregister = p.b.on_ueps(INTENT_COMPUTE, handler)
+    await p.ab.send_ueps(INTENT_COMPUTE, b"routed")
+    await eventually(lambda: len(got) == 1)
+    unregister()
+    assert INTENT_COMPUTE not in p.b.ueps.dispatcher.handlers()
+    await p.ab.send_ueps(INTENT_COMPUTE, b"nobody listens now")
+    await eventually(lambda: p.b.ueps.peer_counters(p.a_id)["unknown_intent"] == 1)
+    _, other_handler = _collector()
+    p.b.on_ueps(INTENT_COMPUTE, other_handler)
+    unregister()  # an old unregister leaves a newer handler alone
+    assert p.b.ueps.dispatcher.handlers()[INTENT_COMPUTE] is other_handler
