@@ -84,3 +84,19 @@ def test_cli_ueps_send_to_a_serving_node(tmp_path: Path) -> None:
     code, out, got = asyncio.run(scenario())
     assert code == 0 and json.loads(out)["written"] == 2
     assert got == [b"hello", b"hello"]
+
+
+async def test_dashboard_protocol_column_sees_ueps(tmp_path: Path) -> None:
+    """The dashboard asks the node's UEPS side (``node.ueps``) who speaks ueps/1."""
+    from p2p.controller.dashboard.monitor import FleetMonitor
+    from p2p.controller.dashboard.settings import DashboardConfig
+
+    async with (
+        Node(tmp_path / "a", config=LOOPBACK, name="a", persist=False) as a,
+        Node(tmp_path / "b", config=LOOPBACK, name="b", persist=False) as b,
+    ):
+        await a.connect(b.address)
+        monitor = FleetMonitor(a, DashboardConfig())
+        assert a.ueps is a.transport.ueps and a.ueps.speaks_ueps(b.id)
+        assert monitor._protocol(b.id, b.address) == "ws · ueps/1"
+        assert monitor._protocol("0" * 32, b.address) == "ws"
