@@ -511,6 +511,7 @@ class Transport:
         now tell the gate: the registry hears of nobody who has not shown their key. A peer
         (or source prefix) in its UEPS threat cool-down is closed instead."""
         if not self.ueps.admits(conn):
+            conn.abort()  # at once: no reply to whatever it already sent can leave
             self._spawn(conn.close("refused: UEPS threat cool-down"))
             return
         old = self._conns.get(conn.peer_id)
