@@ -297,24 +297,15 @@ async def test_stim_config_size_overflow(make_node) -> None:
 
 async def test_ueps_zero_length_tlvs_do_not_crash(make_transport, raw_peer) -> None:
     """The frames that panic Go's reader (zero-length header TLVs, 1-byte threat score),
-    sent as binary frames to a node that routes non-SMSG frames to a UEPS reader."""
+    sent as binary frames on a proven connection that negotiated ueps/1: the node's UEPS
+    side judges each one malformed (the reader gives MalformedFrameError) and keeps going."""
     from p2p import ueps
+    from p2p.transport import smsg, with_ueps
 
-    node = await make_transport("ueps-node")
-    seen: list[str] = []
-
-    def on_raw(conn: Any, frame: bytes) -> None:
-        secret = node.node_manager.derive_shared_secret(conn.identity.public_key)
-        try:
-            pkt = ueps.read_and_verify(frame, secret)
-        except ueps.UEPSError as exc:
-            seen.append(type(exc).__name__)
-        else:
-            seen.append(f"ok:{pkt.payload!r}")
-
-    node.on_raw_frame(on_raw)
-    peer = await raw_peer(node)
-    secret = peer.manager.derive_shared_secret(node.node_manager.identity.public_key)
+    node = await make_transport("ueps-node", features=with_ueps())
+    peer = await raw_peer(node, features=with_ueps())
+    secret = peer.secret
+    assert secret == node.connection(peer.id).shared_secret
     good = ueps.build(0x20, b"hi", secret)
     hmac_tlv = good[21:56]
     hostile = [
@@ -325,11 +316,21 @@ async def test_ueps_zero_length_tlvs_do_not_crash(make_transport, raw_peer) -> N
         b"\x07\x00\x01\x00" * 40 + hmac_tlv + b"\xff\x00\x00",  # unbounded unknown TLVs
     ]
     for frame in hostile:
+        with pytest.raises(ueps.MalformedFrameError):
+            ueps.read_and_verify(frame, secret)
         await peer.ws.send(frame)
-    await peer.ws.send(good)
-    await until(lambda: len(seen) == len(hostile) + 1)
-    assert seen[:-1] == ["MalformedFrameError"] * len(hostile)
-    assert seen[-1] == "ok:b'hi'"
+    await peer.ws.send(good)  # verifies, yet carries no session binding
+    counters = node.ueps.peer_counters
+    await until(lambda: counters(peer.id)["malformed"] + counters(peer.id)["unbound"] == 6)
+    assert counters(peer.id)["malformed"] == len(hostile) and counters(peer.id)["unbound"] == 1
+    await peer.ws.send(peer.frame("ping", {"sentAt": 1}, msg_id="still-here"))
+    while True:  # skip the node's UEPS setup frame and its probe ping
+        data = await asyncio.wait_for(peer.ws.recv(), 5.0)
+        if data[:4] != b"SMSG":
+            continue
+        reply = json.loads(smsg.decrypt(data, peer.password).body)
+        if reply["type"] == "pong" and reply.get("replyTo") == "still-here":
+            break
 
 
 # --- corrupt files (PEERS.md §1, IDENTITY.md §7) ---------------------------------------------

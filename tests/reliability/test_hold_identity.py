@@ -45,7 +45,7 @@ async def test_keyless_junk_cannot_ban_or_close_the_real_peer(make_node) -> None
     await until(
         lambda: target.transport.drops.get("unproven", 0) >= 19 or live.closed, what="judged"
     )
-    service = target.ueps.service
+    service = target.ueps
     assert not service.threats.refused(real.id) and service.threats.score(real.id) == 0
     assert target.transport.connection(real.id) is live and not live.closed
     assert target.registry.get(real.id).score == score
@@ -129,21 +129,25 @@ async def test_a_connection_that_keeps_exceeding_its_rate_limit_is_closed(
 async def test_identity_churn_cannot_lift_a_ban(make_transport, make_node_manager) -> None:
     """Finding 8: a banned peer came back by cycling throw-away identities that pushed its
     entry out of the breaker's LRU table."""
-    from p2p.transport import ConnectError
-    from p2p.transport.ueps_channel import UepsConfig, with_ueps
-    from p2p.transport.ueps_service import UepsService
+    from p2p.transport import ConnectError, Transport, UepsConfig, with_ueps
     from p2p.ueps import INTENT_COMPUTE
+    from pytest_p2p.transport_fixtures import fast_transport_config
 
     config = UepsConfig(breaker_threshold=250, max_tracked_peers=8, cooldown=300)
-    target = await make_transport("target", features=with_ueps())
-    guard = UepsService(target, config=config)
-    guard.register(INTENT_COMPUTE, lambda conn, packet: None)
+    target = Transport(
+        make_node_manager("target"),
+        None,
+        fast_transport_config(features=with_ueps()),
+        ueps_config=config,
+    )
+    await target.start()
+    guard = target.ueps
+    target.on_ueps(INTENT_COMPUTE, lambda conn, packet: None)
 
     async def misbehave(name: str, violations: int) -> tuple[Any, str]:
         t = await make_transport(name, features=with_ueps())
-        u = UepsService(t)
         await t.connect(target.address)
-        session = await u.wait_ready(target.node_manager.identity.id, timeout=5.0)
+        session = await t.ueps.wait_ready(target.node_manager.identity.id, timeout=5.0)
         conn = t.connection(target.node_manager.identity.id)
         for i in range(violations):
             bad = bytearray(session.seal(INTENT_COMPUTE, b"x%d" % i))
@@ -161,7 +165,10 @@ async def test_identity_churn_cannot_lift_a_ban(make_transport, make_node_manage
         with contextlib.suppress(Exception):
             await misbehave(f"churn-{i}", 1)
     assert guard.threats.refused(banned_id), "identity churn lifted the ban"
-    with contextlib.suppress(ConnectError):
-        await banned.connect(target.address)
-    await asyncio.sleep(0.3)
-    assert target.connection(banned_id) is None
+    try:
+        with contextlib.suppress(ConnectError):
+            await banned.connect(target.address)
+        await asyncio.sleep(0.3)
+        assert target.connection(banned_id) is None
+    finally:
+        await target.stop()

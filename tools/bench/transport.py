@@ -57,7 +57,6 @@ from p2p.transport import (
     PeerConnection,
     Transport,
     TransportConfig,
-    UepsService,
     envelope,
     with_ueps,
 )
@@ -123,7 +122,6 @@ class Sink:
     def __init__(self) -> None:
         self.gate = ProvenClock()
         self.t = Transport(MemoryIdentity("b"), self.gate, bench_config())
-        self.u = UepsService(self.t)
         self.count = 0
         self.target = 0
         self.kind = ""
@@ -133,7 +131,7 @@ class Sink:
     async def start(self) -> None:
         await self.t.start()
         self.t.on_message(self._on_message)
-        self.u.register(ueps.INTENT_COMPUTE, self._on_frame)
+        self.t.on_ueps(ueps.INTENT_COMPUTE, self._on_frame)
 
     def arm(self, n: int, kind: str) -> None:
         self.count, self.target, self.kind = 0, n, kind
@@ -154,7 +152,6 @@ class Sink:
             self._hit()
 
     async def stop(self) -> None:
-        await self.u.close()
         await self.t.stop()
 
 
@@ -290,10 +287,9 @@ async def measure(remote: Any, sizes: dict[str, int]) -> dict[str, float]:
     address = await remote.start()
     a = Transport(MemoryIdentity("a"), None, bench_config())
     await a.start()
-    ua = UepsService(a)
     try:
         conn = await a.connect(address)
-        await ua.wait_ready(conn.peer_id)
+        await a.ueps.wait_ready(conn.peer_id)
         a_id, b_id = a._own_id(), conn.peer_id
         payload = stats_message(a_id, b_id).to_json()
         sizes["stats_json"] = len(payload)
@@ -306,7 +302,7 @@ async def measure(remote: Any, sizes: dict[str, int]) -> dict[str, float]:
                     await conn.send(stats_message(a_id, b_id))
             else:
                 for _ in range(n):
-                    await ua.send(b_id, ueps.INTENT_COMPUTE, payload)
+                    await conn.send_ueps(ueps.INTENT_COMPUTE, payload)
             done_at, child_cpu1 = await remote.wait_done()
             own = cpu_s() - cpu0
             return n / (done_at - t0), (own + child_cpu1 - child_cpu0) / n * 1e6
@@ -375,7 +371,6 @@ async def measure(remote: Any, sizes: dict[str, int]) -> dict[str, float]:
         else:
             out["proven_ms"] = float("nan")
     finally:
-        await ua.close()
         await a.stop()
         await remote.stop()
     return out

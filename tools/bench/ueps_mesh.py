@@ -6,7 +6,7 @@ Two transports in this process (rate limits raised), connected once with ``ueps/
 negotiated. For each payload size, one-way throughput from A to B, measured from the first
 send to the last delivery at B's handler:
 
-- UEPS: ``UepsService.send`` (session-bound frame: HMAC-SHA256, no JSON, no AEAD), B verifies
+- UEPS: ``conn.send_ueps`` (session-bound frame: HMAC-SHA256, no JSON, no AEAD), B verifies
   the HMAC, session id and counter and routes it through the dispatcher;
 - SMSG: a message whose JSON payload is the same number of bytes (``conn.send``: JSON envelope,
   XChaCha20-Poly1305 + pre-obfuscation), B decrypts, parses, dedups and calls its handler.
@@ -30,7 +30,6 @@ from p2p.identity import KeyPair, NodeIdentity
 from p2p.transport import PeerConnection, Transport, TransportConfig, envelope
 from p2p.transport.ueps_channel import with_ueps
 from p2p.transport.ueps_frames import BoundPacket
-from p2p.transport.ueps_service import UepsService
 
 SIZES = (64, 1024)
 
@@ -94,10 +93,9 @@ async def run(frames: int, repeats: int) -> list[Row]:
     b = Transport(MemoryIdentity("b"), None, bench_config())
     await a.start()
     await b.start()
-    ua, ub = UepsService(a), UepsService(b)
     try:
         conn = await a.connect(b.address)
-        await ua.wait_ready(conn.peer_id)
+        await a.ueps.wait_ready(conn.peer_id)
         a_id, b_id = a._own_id(), conn.peer_id
         ueps_count, smsg_count = Counter(), Counter()
 
@@ -108,7 +106,7 @@ async def run(frames: int, repeats: int) -> list[Row]:
             if m.type == "bench":
                 smsg_count.hit()
 
-        ub.register(ueps.INTENT_COMPUTE, on_frame)
+        b.on_ueps(ueps.INTENT_COMPUTE, on_frame)
         b.on_message(on_message)
         rows = []
         for size in SIZES:
@@ -117,7 +115,7 @@ async def run(frames: int, repeats: int) -> list[Row]:
             assert len(text) == size
 
             async def send_frame(payload: bytes = payload) -> None:
-                await ua.send(b_id, ueps.INTENT_COMPUTE, payload)
+                await conn.send_ueps(ueps.INTENT_COMPUTE, payload)
 
             async def send_message(text: str = text) -> None:
                 message = envelope.new_message("bench", a_id, b_id, None)
@@ -134,11 +132,9 @@ async def run(frames: int, repeats: int) -> list[Row]:
                 rate, cpu = await timed(frames, smsg_count, send_message)
                 best_s, cpu_s = max(best_s, rate), min(cpu_s, cpu)
             rows.append((size, best_u, best_s, cpu_u, cpu_s))
-        assert ub.counters.rejected == 0
+        assert b.ueps.counters.rejected == 0
         return rows
     finally:
-        await ua.close()
-        await ub.close()
         await a.stop()
         await b.stop()
 

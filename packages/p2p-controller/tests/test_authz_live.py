@@ -221,7 +221,7 @@ async def test_rehab_from_an_unauthorized_peer_does_not_pause(pair: Any) -> None
     assert worker.miners is not None
     miner = await worker.miners.start_miner("spin", {})  # type: ignore[misc]
     pid = miner.pid  # type: ignore[attr-defined]
-    rehab = worker.ueps.rehab
+    rehab = worker.rehab
     assert rehab is not None and pid is not None
     await controller.send_ueps(worker.id, INTENT_REHAB, b"pause:30")
     await until(lambda: rehab.refused == 1)

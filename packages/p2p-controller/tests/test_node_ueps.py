@@ -12,9 +12,7 @@ from p2p.controller.cli import main
 from p2p.controller.config import NodeConfig
 from p2p.controller.miners import MinerSpec, ProcessMinerManager
 from p2p.controller.node import Node
-from p2p.transport import PeerConnection
-from p2p.transport.ueps_channel import FEATURE_UEPS
-from p2p.transport.ueps_frames import BoundPacket
+from p2p.transport import FEATURE_UEPS, BoundPacket, PeerConnection
 from p2p.ueps import INTENT_COMPUTE, INTENT_REHAB
 from pytest_p2p.transport_fixtures import eventually
 
@@ -42,7 +40,8 @@ async def test_nodes_speak_ueps_and_rehab(tmp_path: Path) -> None:
         def on_compute(conn: PeerConnection, packet: BoundPacket) -> None:
             got.append((conn.peer_id, packet))
 
-        b.dispatcher.register(INTENT_COMPUTE, on_compute)
+        b.on_ueps(INTENT_COMPUTE, on_compute)
+        assert b.dispatcher is b.transport.ueps.dispatcher  # one dispatcher per node
         _peer, conn = await a.connect(b.address)
         assert FEATURE_UEPS in conn.features
         await a.send_ueps(b.id, INTENT_COMPUTE, b"job", threat_score=3)
@@ -85,3 +84,19 @@ def test_cli_ueps_send_to_a_serving_node(tmp_path: Path) -> None:
     code, out, got = asyncio.run(scenario())
     assert code == 0 and json.loads(out)["written"] == 2
     assert got == [b"hello", b"hello"]
+
+
+async def test_dashboard_protocol_column_sees_ueps(tmp_path: Path) -> None:
+    """The dashboard asks the node's UEPS side (``node.ueps``) who speaks ueps/1."""
+    from p2p.controller.dashboard.monitor import FleetMonitor
+    from p2p.controller.dashboard.settings import DashboardConfig
+
+    async with (
+        Node(tmp_path / "a", config=LOOPBACK, name="a", persist=False) as a,
+        Node(tmp_path / "b", config=LOOPBACK, name="b", persist=False) as b,
+    ):
+        await a.connect(b.address)
+        monitor = FleetMonitor(a, DashboardConfig())
+        assert a.ueps is a.transport.ueps and a.ueps.speaks_ueps(b.id)
+        assert monitor._protocol(b.id, b.address) == "ws · ueps/1"
+        assert monitor._protocol("0" * 32, b.address) == "ws"

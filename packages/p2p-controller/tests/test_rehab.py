@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 from p2p.controller.miners import MinerSpec, ProcessMiner, ProcessMinerManager
 from p2p.controller.rehab import RehabCommand, RehabController, RehabError, parse_rehab
-from p2p.transport import Transport
-from p2p.transport.ueps_channel import with_ueps
-from p2p.transport.ueps_service import UepsService
+from p2p.transport import Transport, with_ueps
 from p2p.ueps import INTENT_REHAB
 from pytest_p2p.transport_fixtures import eventually
 
@@ -96,22 +94,19 @@ async def test_rehab_over_ueps(
     worker = await make_transport("worker", features=with_ueps())
     controller = await make_transport("controller", features=with_ueps())
     rehab = RehabController(miners, default_pause=30)
-    worker_ueps = UepsService(worker)
-    worker_ueps.register(INTENT_REHAB, rehab.handle)
-    controller_ueps = UepsService(controller)
+    worker.on_ueps(INTENT_REHAB, rehab.handle)
     conn = await controller.connect(worker.address)
     miner = await _running(miners)
     pid = miner.pid
     assert pid is not None
 
-    await controller_ueps.send(conn.peer_id, INTENT_REHAB, b"pause")
+    await conn.send_ueps(INTENT_REHAB, b"pause")
     await eventually(lambda: state(pid) == "T")
-    await controller_ueps.send(conn.peer_id, INTENT_REHAB, b"bogus")
-    await controller_ueps.send(conn.peer_id, INTENT_REHAB, b"resume")
+    await conn.send_ueps(INTENT_REHAB, b"bogus")
+    await conn.send_ueps(INTENT_REHAB, b"resume")
     await eventually(lambda: state(pid) in "RS")
     assert rehab.refused == 1
-    await worker_ueps.close()
-    await controller_ueps.close()
+    rehab.close()
 
 
 async def test_unauthorized_peer_cannot_pause(
@@ -120,11 +115,9 @@ async def test_unauthorized_peer_cannot_pause(
     worker = await make_transport("worker", features=with_ueps())
     other = await make_transport("other", features=with_ueps())
     rehab = RehabController(miners, is_authorized=lambda peer_id: False)
-    worker_ueps = UepsService(worker)
-    worker_ueps.register(INTENT_REHAB, rehab.handle)
-    other_ueps = UepsService(other)
+    worker.on_ueps(INTENT_REHAB, rehab.handle)
     conn = await other.connect(worker.address)
     miner = await _running(miners)
-    await other_ueps.send(conn.peer_id, INTENT_REHAB, b"pause")
+    await conn.send_ueps(INTENT_REHAB, b"pause")
     await eventually(lambda: rehab.refused == 1)
     assert state(miner.pid or 0) in "RS" and rehab.paused == {}

@@ -1,4 +1,5 @@
-"""NodeUeps (channel + REHAB for a node), the `ueps send` command and the demo's UEPS steps."""
+"""UEPS through a transport's front door with REHAB, the `ueps send` command and the demo's
+UEPS steps."""
 
 from __future__ import annotations
 
@@ -12,16 +13,21 @@ from typing import Any
 
 import pytest
 from p2p.controller.miners import MinerSpec, ProcessMinerManager
+from p2p.controller.rehab import RehabController
 from p2p.controller.ueps_cli import (
     add_ueps_subcommand,
     cmd_ueps,
     demo_ueps_steps,
     parse_intent,
 )
-from p2p.controller.ueps_node import NodeUeps, enable_ueps
-from p2p.transport import PeerConnection, Transport
-from p2p.transport.ueps_channel import FEATURE_UEPS, UepsNotNegotiatedError
-from p2p.transport.ueps_frames import BoundPacket
+from p2p.transport import (
+    FEATURE_UEPS,
+    BoundPacket,
+    PeerConnection,
+    Transport,
+    UepsNotNegotiatedError,
+    with_ueps,
+)
 from p2p.ueps import INTENT_COMPUTE, INTENT_REHAB
 from pytest_p2p.transport_fixtures import eventually, fast_transport_config
 
@@ -34,11 +40,10 @@ def state(pid: int) -> str:
 
 
 class MiniNode:
-    """A transport with NodeUeps, shaped like Node for the CLI (connect, send_ueps)."""
+    """A transport shaped like Node for the CLI (connect, send_ueps)."""
 
-    def __init__(self, transport: Transport, ueps: NodeUeps) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.ueps = ueps
 
     async def connect(self, ref: str) -> tuple[None, PeerConnection]:
         return None, await self.transport.connect(ref)
@@ -46,66 +51,74 @@ class MiniNode:
     async def send_ueps(
         self, peer_id: str, intent_id: int, payload: bytes, *, threat_score: int = 0
     ) -> None:
-        await self.ueps.send(peer_id, intent_id, payload, threat_score=threat_score)
+        await self.transport.send_ueps(peer_id, intent_id, payload, threat_score=threat_score)
+
+
+Made = tuple[Transport, "RehabController | None"]
 
 
 @pytest.fixture
 async def ueps_transport(
     make_node_manager: Callable[[str], Any],
-) -> AsyncIterator[Callable[..., Awaitable[tuple[Transport, NodeUeps]]]]:
-    made: list[tuple[Transport, NodeUeps]] = []
+) -> AsyncIterator[Callable[..., Awaitable[Made]]]:
+    """A started transport advertising ueps/1, with REHAB on ``miners`` (as Node does)."""
+    made: list[Made] = []
 
-    async def make(
-        name: str, miners: ProcessMinerManager | None = None
-    ) -> tuple[Transport, NodeUeps]:
-        transport = Transport(make_node_manager(name), None, enable_ueps(fast_transport_config()))
-        ueps = NodeUeps(transport, miners=miners)
+    async def make(name: str, miners: ProcessMinerManager | None = None) -> Made:
+        config = fast_transport_config(features=with_ueps())
+        transport = Transport(make_node_manager(name), None, config)
+        rehab = None
+        if miners is not None:
+            rehab = RehabController(miners)
+            transport.on_ueps(INTENT_REHAB, rehab.handle)
         await transport.start()
-        made.append((transport, ueps))
-        return transport, ueps
+        made.append((transport, rehab))
+        return transport, rehab
 
     yield make
-    for transport, ueps in made:
+    for transport, rehab in made:
         await transport.stop()
-        await ueps.close()
+        if rehab is not None:
+            rehab.close()
 
 
-def test_enable_ueps_is_idempotent() -> None:
-    cfg = enable_ueps(enable_ueps(fast_transport_config(features=("x",))))
+def test_with_ueps_is_idempotent() -> None:
+    cfg = fast_transport_config(features=with_ueps(with_ueps(("x",))))
     assert cfg.features == ("x", FEATURE_UEPS)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP and /proc")
-async def test_node_ueps_rehab_and_close_resumes(
-    ueps_transport: Callable[..., Awaitable[tuple[Transport, NodeUeps]]], tmp_path: Path
+async def test_rehab_over_the_front_door_and_close_resumes(
+    ueps_transport: Callable[..., Awaitable[Made]], tmp_path: Path
 ) -> None:
     miners = ProcessMinerManager(
         {"spin": MinerSpec(command=[sys.executable, "-c", SPIN], stop_grace=2.0)}, tmp_path
     )
     try:
-        worker, worker_ueps = await ueps_transport("worker", miners)
-        controller, controller_ueps = await ueps_transport("controller")
-        assert worker_ueps.dispatcher.handlers().keys() == {INTENT_REHAB}
+        worker, rehab = await ueps_transport("worker", miners)
+        controller, _ = await ueps_transport("controller")
+        assert worker.ueps.dispatcher.handlers().keys() == {INTENT_REHAB}
+        assert rehab is not None
         miner = await miners.start_miner("spin", {})
         pid = miner.pid
         assert pid is not None
         conn = await controller.connect(worker.address)
-        await controller_ueps.send(conn.peer_id, INTENT_REHAB, b"pause:30")
+        await conn.send_ueps(INTENT_REHAB, b"pause:30")
         await eventually(lambda: state(pid) == "T")
-        await worker_ueps.close()  # node shutdown order: resume before stopping miners
+        rehab.close()  # node shutdown order: resume before stopping miners
         await eventually(lambda: state(pid) in "RS")
     finally:
         await miners.close()
 
 
 async def test_demo_ueps_steps(
-    ueps_transport: Callable[..., Awaitable[tuple[Transport, NodeUeps]]],
+    ueps_transport: Callable[..., Awaitable[Made]],
 ) -> None:
-    a, a_ueps = await ueps_transport("controller")
-    b, b_ueps = await ueps_transport("worker")
+    a, _ = await ueps_transport("controller")
+    b, _ = await ueps_transport("worker")
     conn = await a.connect(b.address)
     lines: list[str] = []
-    counters = await demo_ueps_steps(a_ueps.service, b_ueps.service, conn.peer_id, lines.append)
+    counters = await demo_ueps_steps(a, b, conn.peer_id, lines.append)
     assert counters["threat"] == 1 and counters["integrity"] == 1 and counters["replay"] == 1
     assert counters["accepted"] == 3
     text = "\n".join(lines)
@@ -141,7 +154,7 @@ def test_ueps_send_arguments() -> None:
 
 
 class Ctx:
-    """The CLI context's surface, over a real transport with NodeUeps."""
+    """The CLI context's surface, over a real transport."""
 
     def __init__(self, args: argparse.Namespace, node: MiniNode) -> None:
         self.args = args
@@ -161,16 +174,16 @@ class Ctx:
 
 
 async def test_cmd_ueps_sends_frames(
-    ueps_transport: Callable[..., Awaitable[tuple[Transport, NodeUeps]]],
+    ueps_transport: Callable[..., Awaitable[Made]],
 ) -> None:
-    server, server_ueps = await ueps_transport("server")
-    client, client_ueps = await ueps_transport("client")
+    server, _ = await ueps_transport("server")
+    client, _ = await ueps_transport("client")
     got: list[BoundPacket] = []
-    server_ueps.dispatcher.register(INTENT_COMPUTE, lambda conn, pk: got.append(pk))
+    server.on_ueps(INTENT_COMPUTE, lambda conn, pk: got.append(pk))
     args = _parser().parse_args(
         ["ueps", "send", server.address, "--payload", "work", "--count", "3", "--threat-score", "7"]
     )
-    ctx = Ctx(args, MiniNode(client, client_ueps))
+    ctx = Ctx(args, MiniNode(client))
     assert await cmd_ueps(ctx) == 0
     await eventually(lambda: len(got) == 3)
     assert [(p.payload, p.threat_score, p.counter) for p in got] == [
@@ -183,11 +196,11 @@ async def test_cmd_ueps_sends_frames(
 
 
 async def test_cmd_ueps_refuses_a_peer_without_ueps(
-    ueps_transport: Callable[..., Awaitable[tuple[Transport, NodeUeps]]],
+    ueps_transport: Callable[..., Awaitable[Made]],
     make_transport: Callable[..., Awaitable[Transport]],
 ) -> None:
     plain = await make_transport("go-like")
-    client, client_ueps = await ueps_transport("client")
+    client, _ = await ueps_transport("client")
     args = _parser().parse_args(["ueps", "send", plain.address, "--payload", "x"])
     with pytest.raises(UepsNotNegotiatedError):
-        await cmd_ueps(Ctx(args, MiniNode(client, client_ueps)))
+        await cmd_ueps(Ctx(args, MiniNode(client)))

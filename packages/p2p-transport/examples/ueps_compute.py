@@ -17,10 +17,7 @@ import tempfile
 from pathlib import Path
 
 from p2p.identity import NodeManager
-from p2p.transport import PeerConnection, Transport, TransportConfig
-from p2p.transport.ueps_channel import with_ueps
-from p2p.transport.ueps_frames import BoundPacket
-from p2p.transport.ueps_service import UepsService
+from p2p.transport import BoundPacket, PeerConnection, Transport, TransportConfig, with_ueps
 from p2p.ueps import INTENT_COMPUTE, INTENT_CUSTOM
 
 
@@ -42,24 +39,23 @@ def node(root: Path, name: str) -> Transport:
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         worker, controller = node(Path(tmp), "worker"), node(Path(tmp), "controller")
-        worker_ueps, controller_ueps = UepsService(worker), UepsService(controller)
 
         async def compute(conn: PeerConnection, packet: BoundPacket) -> None:
             nonce = await asyncio.to_thread(solve, packet.payload)
-            await worker_ueps.send(conn.peer_id, INTENT_CUSTOM, packet.payload + b"=%d" % nonce)
+            await conn.send_ueps(INTENT_CUSTOM, packet.payload + b"=%d" % nonce)  # answer back
 
         answers: asyncio.Queue[bytes] = asyncio.Queue()
-        worker_ueps.register(INTENT_COMPUTE, compute)
-        controller_ueps.register(INTENT_CUSTOM, lambda conn, p: answers.put_nowait(p.payload))
+        worker.on_ueps(INTENT_COMPUTE, compute)
+        controller.on_ueps(INTENT_CUSTOM, lambda conn, p: answers.put_nowait(p.payload))
         await worker.start()
         await controller.start()
         try:
             conn = await controller.connect(worker.address)
             for job in (b"job-1", b"job-2", b"job-3"):
-                await controller_ueps.send(conn.peer_id, INTENT_COMPUTE, job)
+                await conn.send_ueps(INTENT_COMPUTE, job)
             for _ in range(3):
                 print("answer:", (await asyncio.wait_for(answers.get(), 10)).decode())
-            print("worker counters:", worker_ueps.counters)
+            print("worker counters:", worker.ueps.counters)
         finally:
             await controller.stop()
             await worker.stop()

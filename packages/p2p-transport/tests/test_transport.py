@@ -513,15 +513,25 @@ async def test_slow_handler_does_not_stall_reads_or_pongs(
     await eventually(lambda: len(started) == 5)
 
 
-async def test_raw_frame_hook_gets_non_smsg_binary(make_transport: Any, raw_peer: Any) -> None:
-    server = await make_transport("server")
-    frames: list[bytes] = []
-    server.on_raw_frame(lambda conn, data: frames.append(data))
+async def test_non_smsg_binary_goes_to_ueps_only_when_negotiated(
+    make_transport: Any, raw_peer: Any
+) -> None:
+    """Both sides advertised ueps/1: a non-SMSG frame is the UEPS side's to judge (here an
+    unbound one, counted there) and not an undecryptable SMSG frame; without ueps/1 it is
+    tried as SMSG, as Go does."""
+    from p2p.transport import with_ueps
+
+    server = await make_transport("server", features=with_ueps())
     got = collector(server, ("get_stats",))
-    peer = await raw_peer(server)
+    peer = await raw_peer(server, features=with_ueps())
     await peer.ws.send(b"\x09\x01\x01\x05UEPS-ish")
     await peer.ws.send(peer.frame("get_stats", None))
-    await eventually(lambda: frames == [b"\x09\x01\x01\x05UEPS-ish"] and len(got) == 1)
+    await eventually(lambda: server.ueps.counters.rejected == 1 and len(got) == 1)
+    assert server.drops["decrypt"] == 0
+    plain = await raw_peer(server)
+    await plain.ws.send(b"\x09\x01\x01\x05UEPS-ish")
+    await eventually(lambda: server.drops["decrypt"] == 1)
+    assert server.ueps.counters.rejected == 1
 
 
 # --- lifecycle -----------------------------------------------------------------------------

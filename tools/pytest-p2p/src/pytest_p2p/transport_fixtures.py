@@ -169,12 +169,19 @@ class RawPeer:
     """A websockets client that completes the handshake by hand, then sends what we say."""
 
     def __init__(
-        self, ws: ClientConnection, manager: NodeManager, server_id: str, password: str
+        self,
+        ws: ClientConnection,
+        manager: NodeManager,
+        server_id: str,
+        password: str,
+        secret: bytes = b"",
     ) -> None:
         self.ws = ws
         self.manager = manager
         self.server_id = server_id
         self.password = password
+        #: the handshake's shared secret (UEPS HMAC key; ``password`` is its base64)
+        self.secret = secret
         identity = manager.identity
         assert identity is not None
         self.id = identity.id
@@ -210,15 +217,18 @@ class RawPeer:
 def raw_peer(
     make_node_manager: Callable[[str], NodeManager],
 ) -> Iterator[Callable[..., Awaitable[RawPeer]]]:
-    """``await raw_peer(transport, prove=True, **connect_kwargs) -> RawPeer`` (handshake done
-    by hand; ``prove`` sends one fresh frame so the server counts the connection as proven)."""
+    """``await raw_peer(transport, prove=True, features=(), **connect_kwargs) -> RawPeer``
+    (handshake done by hand; ``prove`` sends one fresh frame so the server counts the
+    connection as proven; ``features`` go in the hello, e.g. ``("ueps/1",)``)."""
     from p2p.transport import envelope, smsg
     from p2p.transport.handshake import HandshakeInitiator
     from websockets.asyncio.client import connect
 
     opened: list[ClientConnection] = []
 
-    async def make(server: Transport, *, prove: bool = True, **kw: Any) -> RawPeer:
+    async def make(
+        server: Transport, *, prove: bool = True, features: tuple[str, ...] = (), **kw: Any
+    ) -> RawPeer:
         manager = make_node_manager("raw")
         identity = manager.identity
         assert identity is not None
@@ -226,10 +236,11 @@ def raw_peer(
             f"ws://{server.address}/ws", compression=None, ping_interval=None, proxy=None, **kw
         )
         opened.append(ws)
-        initiator = HandshakeInitiator(identity, manager.derive_shared_secret)
+        initiator = HandshakeInitiator(identity, manager.derive_shared_secret, features=features)
         await ws.send(envelope.to_text(initiator.hello()))
         result = initiator.receive_ack(await ws.recv())
-        peer = RawPeer(ws, manager, result.peer.id, smsg.password_for_secret(result.secret))
+        password = smsg.password_for_secret(result.secret)
+        peer = RawPeer(ws, manager, result.peer.id, password, result.secret)
         if prove:
             await peer.prove()
             await eventually(lambda: server.connection(peer.id) is not None, timeout=5.0)

@@ -504,7 +504,7 @@ class Controller:
     async def bundle_password(self, peer_id: str) -> str:
         """The password a worker decrypts our bundles with: base64(shared secret)."""
         conn = await self._connection(peer_id)
-        return password_for_secret(self.node_manager.derive_shared_secret(conn.identity.public_key))
+        return password_for_secret(conn.shared_secret)  # the handshake's, carried forward
 
     async def close(self) -> None:
         """Unsubscribe and fail whatever is still pending."""

@@ -285,8 +285,8 @@ async def _story(
         )
         chosen_node = next(w for w in workers if w.id == chosen.id)
         await demo_ueps_steps(
-            controller.ueps.service,
-            chosen_node.ueps.service,
+            controller.transport,
+            chosen_node.transport,
             chosen.id,
             lambda text: say(style.ok(text)),
         )

@@ -46,14 +46,15 @@ from p2p.controller.errors import (
 )
 from p2p.controller.miners import MinerManager, ProcessMinerManager
 from p2p.controller.profiles import DirectoryProfileManager, ProfileManager
-from p2p.controller.ueps_node import NodeUeps, enable_ueps
+from p2p.controller.rehab import RehabController
 from p2p.controller.worker import Worker
 from p2p.identity import NodeIdentity, NodeManager, load_or_create
 from p2p.peers import AuthMode, Peer, PeerError, PeerRegistry, validate_peer_name
-from p2p.transport import PeerConnection, Transport, TransportConfig
+from p2p.transport import PeerConnection, Transport, TransportConfig, with_ueps
+from p2p.ueps import INTENT_REHAB
 
 if TYPE_CHECKING:
-    from p2p.transport import Message, PeerDispatcher
+    from p2p.transport import Message, PeerDispatcher, PeerPacketHandler, UepsHub
 
 __all__ = [
     "AmbiguousPeerError",
@@ -112,6 +113,10 @@ class _CountingGate:
 
     def peer_disconnected(self, peer_id: str) -> None:
         self.registry.peer_disconnected(peer_id)
+
+    def record_failure(self, peer_id: str) -> None:
+        """Optional gate method: a proven peer broke the UEPS channel's rules (-5 score)."""
+        self.registry.record_failure(peer_id)
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,7 @@ class Node:
         self.gate: _CountingGate | None = None
         self._own_miners = False
         self._unsubscribe: Callable[[], None] | None = None
-        self._ueps: NodeUeps | None = None
+        self._rehab: RehabController | None = None
         self._closed = asyncio.Event()
         self._state = "new"
         self._controllers_sync: ControllersFileSync | None = None
@@ -261,14 +266,15 @@ class Node:
                 host, port = _split_listen(self._listen)
                 tcfg = tcfg.replace(listen_host=host, listen_port=port)
             self.gate = _CountingGate(registry)
-            tcfg = enable_ueps(tcfg)  # advertise ueps/1 (Go peers ignore it)
+            # advertise ueps/1 (Go peers ignore it); UEPS violations reach the registry
+            # through the gate's record_failure
+            tcfg = tcfg.replace(features=with_ueps(tcfg.features))
             transport = Transport(node_manager, self.gate, tcfg)
-            self._ueps = NodeUeps(
-                transport,
-                miners=miners,
-                record_failure=registry.record_failure,
-                rehab_authorized=lambda key: policy.allows(key, Capability.CONTROL),
-            )
+            if miners is not None:
+                self._rehab = RehabController(
+                    miners, is_authorized=lambda key: policy.allows(key, Capability.CONTROL)
+                )
+                transport.on_ueps(INTENT_REHAB, self._rehab.handle)
             worker = Worker(
                 node_manager,
                 None,
@@ -355,7 +361,7 @@ class Node:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("controller", parts.controller.close),
             ("transport", parts.transport.stop),
-            *([("ueps", self._ueps.close)] if self._ueps is not None else []),
+            ("rehab", self._resume_miners),
             ("worker", parts.worker.close),
         ]
         if self._own_miners:
@@ -378,6 +384,11 @@ class Node:
             self._state = "closed"
             self._closed.set()
             log.info("node %s stopped", self.id)
+
+    async def _resume_miners(self) -> None:
+        """Resume miners REHAB paused (after the transport stopped, before miners stop)."""
+        if self._rehab is not None:
+            self._rehab.close()
 
     async def wait_closed(self) -> None:
         """Return once `close` has finished."""
@@ -444,22 +455,30 @@ class Node:
         return self._require().profiles
 
     @property
-    def ueps(self) -> NodeUeps:
-        """The UEPS channel to peers that advertised ``ueps/1``, with REHAB built in."""
+    def ueps(self) -> UepsHub:
+        """The transport's UEPS side (sessions, counters, the threat breaker)."""
+        return self.transport.ueps
+
+    @property
+    def rehab(self) -> RehabController | None:
+        """The built-in REHAB (0x30) handler on this node's miners (None without miners)."""
         self._require()
-        assert self._ueps is not None
-        return self._ueps
+        return self._rehab
 
     @property
     def dispatcher(self) -> PeerDispatcher:
-        """UEPS intent routing: ``node.dispatcher.register(0x20, handler(conn, packet))``."""
-        return self.ueps.dispatcher
+        """The node's one UEPS intent dispatcher (the transport's); see :meth:`on_ueps`."""
+        return self.transport.ueps.dispatcher
+
+    def on_ueps(self, intent_id: int, handler: PeerPacketHandler) -> Callable[[], None]:
+        """Route UEPS ``intent_id`` to ``handler(conn, packet)``; returns an unregister."""
+        return self.transport.on_ueps(intent_id, handler)
 
     async def send_ueps(
         self, peer_id: str, intent_id: int, payload: bytes, *, threat_score: int = 0
     ) -> None:
         """Send one session-bound UEPS frame to a connected peer that speaks ``ueps/1``."""
-        await self.ueps.send(peer_id, intent_id, payload, threat_score=threat_score)
+        await self.transport.send_ueps(peer_id, intent_id, payload, threat_score=threat_score)
 
     @property
     def address(self) -> str:

@@ -5,7 +5,8 @@ Wiring (in ``cli.build_parser``, after the other commands)::
     add_ueps_subcommand(add, common)
 
 and ``"ueps": cmd_ueps`` in ``_COMMANDS``. The demo calls :func:`demo_ueps_steps` with the
-two nodes' :class:`~p2p.transport.ueps_service.UepsService` objects.
+two nodes' transports (``node.transport``): UEPS goes through their front door,
+``transport.on_ueps`` and ``conn.send_ueps``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 
 from p2p.controller._cli_output import EXIT_USAGE, CliError
 from p2p.identity import safe_text
-from p2p.transport import BoundPacket, PeerConnection, UepsService
+from p2p.transport import BoundPacket, PeerConnection, Transport
 from p2p.ueps import INTENT_COMPUTE, INTENT_CUSTOM, INTENT_REHAB
 
 __all__ = [
@@ -182,65 +183,65 @@ def unconfirmed_warning(intent: int) -> str:
 
 
 def sha256_compute_handler(
-    service: UepsService, reply_intent: int = INTENT_CUSTOM
+    reply_intent: int = INTENT_CUSTOM,
 ) -> Callable[[PeerConnection, BoundPacket], Awaitable[None]]:
     """An example COMPUTE (0x20) handler: answers each job with ``sha256:<hex>`` of it.
 
-    ``service.register(INTENT_COMPUTE, sha256_compute_handler(service))``. Real
-    applications put their own work here; the handler runs in the connection's bounded
-    handler pool, so a slow job never stalls the peer's reads.
+    ``transport.on_ueps(INTENT_COMPUTE, sha256_compute_handler())``. Real applications put
+    their own work here; the handler runs in the connection's bounded handler pool, so a
+    slow job never stalls the peer's reads. The answer goes back on the same connection.
     """
 
     async def handle(conn: PeerConnection, packet: BoundPacket) -> None:
         digest = await asyncio.to_thread(hashlib.sha256, packet.payload)
         answer = b"sha256:" + digest.hexdigest().encode()
-        await service.send(conn.peer_id, reply_intent, answer)
+        await conn.send_ueps(reply_intent, answer)
 
     return handle
 
 
 async def demo_ueps_steps(
-    sender: UepsService, receiver: UepsService, peer_id: str, say: Callable[[str], None]
+    sender: Transport, receiver: Transport, peer_id: str, say: Callable[[str], None]
 ) -> dict[str, int]:
     """The demo's UEPS story: a routed COMPUTE frame (answered), a dropped high-threat
     frame, a rejected tampered frame and a rejected replay. ``peer_id`` is the receiver's
     id as the sender knows it. Returns the receiver's counters for the sender."""
-    own = sender.transport.node_manager.identity
+    own = sender.node_manager.identity
     sender_id = own.id if own is not None else ""
     answers: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)
-    receiver.register(INTENT_COMPUTE, sha256_compute_handler(receiver))
+    receiver.on_ueps(INTENT_COMPUTE, sha256_compute_handler())
 
     def on_answer(conn: PeerConnection, packet: BoundPacket) -> None:
         with contextlib.suppress(asyncio.QueueFull):
             answers.put_nowait(packet.payload)
 
-    sender.register(INTENT_CUSTOM, on_answer)
-    session = await sender.wait_ready(peer_id)
+    sender.on_ueps(INTENT_CUSTOM, on_answer)
+    session = await sender.ueps.wait_ready(peer_id)
+    conn = sender.connection(peer_id)
+    assert conn is not None
 
-    await sender.send(peer_id, INTENT_COMPUTE, b"block template 42")
+    await conn.send_ueps(INTENT_COMPUTE, b"block template 42")
     answer = await asyncio.wait_for(answers.get(), 5.0)
     say(f"COMPUTE frame (0x20, 17 B) routed to the handler; it answered {answer.decode()[:23]}…")
 
     # the rejections below are the point of the demo: their warning lines would be noise
     with _quiet("p2p.ueps.dispatcher", "p2p.transport.ueps_service"):
-        await sender.send(peer_id, INTENT_COMPUTE, b"suspicious job", threat_score=60_000)
+        await conn.send_ueps(INTENT_COMPUTE, b"suspicious job", threat_score=60_000)
         frame = bytearray(session.seal(INTENT_COMPUTE, b"pay 10 LTHN"))
-        conn = sender.transport.connection(peer_id)
-        assert conn is not None
         replay = bytes(frame)
         frame[-1] ^= 0x01
         await conn.send_raw(bytes(frame))  # tampered: one payload bit flipped
         await conn.send_raw(replay)  # the genuine frame, once...
         await conn.send_raw(replay)  # ...and replayed
-        await sender.send(peer_id, INTENT_COMPUTE, b"last")  # in order again: routed
+        await conn.send_ueps(INTENT_COMPUTE, b"last")  # in order again: routed
         await asyncio.wait_for(answers.get(), 5.0)
         await asyncio.wait_for(answers.get(), 5.0)
-    counters = receiver.peer_counters(sender_id)
+    counters = receiver.ueps.peer_counters(sender_id)
     say(f"threat score 60000 > 50000: dropped before routing (threat drops: {counters['threat']})")
     say(f"tampered frame: HMAC mismatch, rejected (integrity: {counters['integrity']})")
     say(f"replayed frame: counter not above the last, rejected (replay: {counters['replay']})")
-    score = receiver.threats.score(sender_id)
-    limit = receiver.threats.threshold
+    score = receiver.ueps.threats.score(sender_id)
+    limit = receiver.ueps.threats.threshold
     say(f"sender's threat score now {score:.0f} (the breaker trips above {limit:.0f})")
     return counters
 

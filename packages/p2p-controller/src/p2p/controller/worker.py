@@ -186,8 +186,8 @@ def _stats_mapping(stats: Any) -> Mapping[str, Any] | None:
 class Worker:
     """Serves ping, get_stats, start_miner, stop_miner, get_logs and deploy.
 
-    `node_manager` supplies this node's identity (``.identity``) and the shared secret with
-    a peer (``.derive_shared_secret(public_key)``, for deploy passwords). `data_dir` is
+    `node_manager` supplies this node's identity (``.identity``); a deploy's password comes
+    from the connection's handshake secret (``conn.shared_secret``). `data_dir` is
     where deployed miners go (``<data_dir>/lethean-desktop/miners/<name>``); it defaults to
     the XDG data home, like the reference.
     """
@@ -589,19 +589,12 @@ class Worker:
             return None
         return self._serve(conn, message)
 
-    def _secret_for(self, conn: PeerConnection) -> bytes | None:
-        try:
-            return bytes(self.node_manager.derive_shared_secret(conn.identity.public_key))
-        except Exception as exc:
-            log.warning("no shared secret for %s: %s", conn.peer_id, safe_text(exc))
-            return None
-
     async def _serve(self, conn: PeerConnection, message: Message) -> None:
         key = conn.identity.public_key
         async with self._sem:
             secret = None
             if message.type == MessageType.DEPLOY and self.policy.allows(key, Capability.CONTROL):
-                secret = self._secret_for(conn)
+                secret = conn.shared_secret  # the handshake's, carried forward
             reply = await self.handle(message, shared_secret=secret, public_key=key)
         if reply is None:
             return

@@ -15,18 +15,21 @@ from p2p.transport.connection import (
     MessageHandler,
     OutboundOverflowError,
     PeerConnection,
-    RawFrameHandler,
     SendTimeoutError,
     with_timeout,
 )
 from p2p.transport.errors import (
     MessageError,
+    PeerRefusedError,
     ProtocolError,
     ResponseError,
     SigilError,
     SmsgError,
     TransportError,
     TrixError,
+    UepsNotEnabledError,
+    UepsNotNegotiatedError,
+    UepsSessionError,
 )
 from p2p.transport.frames import FrameCodec, open_message, seal_message
 from p2p.transport.gate import AllowlistGate, OpenGate, PeerGate
@@ -65,11 +68,12 @@ from p2p.transport.transport import (
     NotRunningError,
     Transport,
 )
-from p2p.transport.ueps_channel import UepsConfig, with_ueps
+from p2p.transport.ueps_channel import FEATURE_UEPS, UepsConfig, UepsSession, with_ueps
 from p2p.transport.ueps_frames import BoundPacket
-from p2p.transport.ueps_service import FailureRecorder, PeerDispatcher, UepsService
+from p2p.transport.ueps_service import PeerDispatcher, PeerPacketHandler, UepsHub
 
 __all__ = [
+    "FEATURE_UEPS",
     "TRANSPORT_PAYLOAD_TYPES",
     "AllowlistGate",
     "BoundPacket",
@@ -82,7 +86,6 @@ __all__ = [
     "DropReason",
     "ErrorCode",
     "ErrorPayload",
-    "FailureRecorder",
     "Field",
     "FrameCodec",
     "HandshakeError",
@@ -103,12 +106,13 @@ __all__ = [
     "PeerConnection",
     "PeerDispatcher",
     "PeerGate",
+    "PeerPacketHandler",
     "PeerProtocol",
+    "PeerRefusedError",
     "PingPayload",
     "PinnedKeyMismatchError",
     "PongPayload",
     "ProtocolError",
-    "RawFrameHandler",
     "ResponseError",
     "SendTimeoutError",
     "SigilError",
@@ -118,7 +122,11 @@ __all__ = [
     "TransportError",
     "TrixError",
     "UepsConfig",
-    "UepsService",
+    "UepsHub",
+    "UepsNotEnabledError",
+    "UepsNotNegotiatedError",
+    "UepsSession",
+    "UepsSessionError",
     "__version__",
     "open_message",
     "parse_json",

@@ -69,7 +69,6 @@ __all__ = [
     "MessageHandler",
     "OutboundOverflowError",
     "PeerConnection",
-    "RawFrameHandler",
     "SendTimeoutError",
     "WriteWatch",
     "with_timeout",
@@ -81,8 +80,6 @@ _flood = LimitedLogger(log)
 
 MessageHandler = Callable[["PeerConnection", "Message"], "Awaitable[None] | None"]
 """``handler(conn, message)``; may be a plain function or ``async def``."""
-RawFrameHandler = Callable[["PeerConnection", bytes], "Awaitable[None] | None"]
-"""``handler(conn, frame)`` for binary frames that do not start with ``b"SMSG"``."""
 
 # ``disconnect`` payload codes as plain ints (the payload's int field writes str(code))
 DISCONNECT_NORMAL = int(DisconnectCode.NORMAL)
@@ -167,7 +164,10 @@ class _Host(Protocol):
     config: TransportConfig
 
     def _handlers(self) -> tuple[MessageHandler, ...]: ...
-    def _raw_handler(self) -> RawFrameHandler | None: ...
+    def _ueps_frame(self, conn: PeerConnection, frame: bytes) -> Awaitable[None] | None: ...
+    async def _send_ueps(
+        self, conn: PeerConnection, intent_id: int, payload: bytes, threat_score: int
+    ) -> None: ...
     def _connection_closed(self, conn: PeerConnection) -> None: ...
     def _connection_proven(self, conn: PeerConnection) -> None: ...
     def _closed_for(self, why: str) -> None: ...
@@ -252,6 +252,13 @@ class PeerConnection:
         return self.protocol.peer.id
 
     @property
+    def shared_secret(self) -> bytes:
+        """The handshake's X25519 shared secret with this peer, carried forward (the link's
+        SMSG key, the UEPS HMAC key, the deploy-bundle password): nobody derives it again.
+        Key material: never log it."""
+        return self.protocol.shared_secret
+
+    @property
     def proven(self) -> bool:
         """Whether the peer showed it holds its key: outbound, by answering our challenge;
         inbound, by a fresh frame that decrypted under the shared secret (protocol 1.0 makes
@@ -310,6 +317,20 @@ class PeerConnection:
         if self._closed:
             raise ConnectionClosedError(self.peer_id)
         await self._write(frame)
+
+    async def send_ueps(self, intent_id: int, payload: bytes, *, threat_score: int = 0) -> None:
+        """Send one session-bound UEPS frame (both sides advertised ``ueps/1``).
+
+        Waits (up to ``UepsConfig.setup_timeout``) for the session's setup exchange, or
+        for an inbound connection to prove its key. Raises
+        :class:`~p2p.transport.errors.UepsNotNegotiatedError` (e.g. a Go peer),
+        :class:`~p2p.transport.errors.PeerRefusedError` (threat cool-down),
+        :class:`~p2p.transport.errors.UepsSessionError`, :class:`ConnectionClosedError`;
+        ``ValueError`` for the reserved setup intent 0x01.
+        """
+        if self._closed:
+            raise ConnectionClosedError(self.peer_id)
+        await self._host._send_ueps(self, intent_id, payload, threat_score)
 
     async def graceful_close(self, reason: str = "normal", code: int = DISCONNECT_NORMAL) -> None:
         """Send an encrypted ``disconnect`` (best effort, short deadline), then close."""
@@ -454,15 +475,12 @@ class PeerConnection:
                 self._submit(result, size)
 
     def _dispatch_raw(self, frame: bytes) -> None:
-        handler = self._host._raw_handler()
-        if handler is None:
-            self.session.drops.add(DropReason.UNROUTABLE)
-            return
+        """A raw frame (only routed when ``ueps/1`` was negotiated) goes to the UEPS side."""
         try:
-            result = handler(self, frame)
+            result = self._host._ueps_frame(self, frame)
         except Exception:
             self.handler_errors += 1
-            log.exception("raw frame handler failed")
+            log.exception("UEPS packet handler failed (peer %s)", self.peer_id)
             return
         if result is not None:
             self._submit(result, len(frame))

@@ -1,7 +1,9 @@
 """What the transport asks of whoever decides who may connect (``p2p.peers`` implements it).
 
 The transport never imports ``p2p.peers``: it talks to any object with these three methods,
-so it runs standalone with :class:`OpenGate` or :class:`AllowlistGate`.
+so it runs standalone with :class:`OpenGate` or :class:`AllowlistGate`. Nobody wraps the
+gate: the transport's own refusals (the UEPS threat breaker, ``transport.ueps``) are
+consulted by the transport before it asks the gate.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class PeerGate(Protocol):
     # Optional, looked up with getattr (not part of the protocol, so older gates still fit):
     # ``is_peer_known(peer_id, public_key) -> bool``: an identity the operator knows, which
     # may use the established slots reserved for known peers.
+    # ``record_failure(peer_id) -> object``: a *proven* peer broke the UEPS channel's rules
+    # (bad HMAC, replay, ...); ``PeerRegistry.record_failure`` lowers its score. Called once
+    # per violation, never for an unproven connection.
 
 
 class OpenGate:

@@ -16,7 +16,7 @@ import os
 import random
 import ssl
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,7 +33,6 @@ from p2p.transport.connection import (
     BoundedServerConnection,
     MessageHandler,
     PeerConnection,
-    RawFrameHandler,
     outbound_overflowed,
     peer_address,
     set_outbound_limit,
@@ -43,6 +42,8 @@ from p2p.transport.errors import (
     ConnectError,
     NotConnectedError,
     NotRunningError,
+    PeerRefusedError,
+    UepsNotEnabledError,
 )
 from p2p.transport.gate import OpenGate, PeerGate
 from p2p.transport.handshake import (
@@ -55,6 +56,8 @@ from p2p.transport.keepalive import due_pings, ping_budget
 from p2p.transport.limits import DropCounters, ReplayGuard
 from p2p.transport.messages import HandshakeAckPayload
 from p2p.transport.protocol import CloseRequested, Events, PeerProtocol, PingDue, WriteStalled
+from p2p.transport.ueps_channel import UepsConfig
+from p2p.transport.ueps_service import PeerPacketHandler, UepsHub
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.connection import Connection
@@ -116,6 +119,7 @@ class Transport:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        ueps_config: UepsConfig | None = None,
     ) -> None:
         self.node_manager = node_manager
         self.gate: PeerGate = gate if gate is not None else OpenGate()
@@ -132,7 +136,8 @@ class Transport:
         self._pending: set[ServerConnection] = set()
         self.admission = Admission(AdmissionLimits.from_config(cfg))
         self._subscribers: tuple[MessageHandler, ...] = ()
-        self._raw: RawFrameHandler | None = None
+        #: session-bound UEPS with peers that advertised ``ueps/1`` (see :meth:`on_ueps`)
+        self.ueps = UepsHub(self, config=ueps_config, clock=clock)
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keepalive: asyncio.Task[None] | None = None
@@ -253,15 +258,43 @@ class Transport:
 
         return unsubscribe
 
-    def on_raw_frame(self, handler: RawFrameHandler | None) -> None:
-        """Route binary frames that do not start with ``b"SMSG"`` to ``handler`` (one only).
+    def on_ueps(self, intent_id: int, handler: PeerPacketHandler) -> Callable[[], None]:
+        """Route UEPS packets of ``intent_id`` to ``handler(conn, packet)`` (sync or async,
+        one handler per intent, run in the connection's bounded handler pool); returns an
+        unregister.
 
-        Without a handler such frames are tried as SMSG (as Go does) and counted as
-        undecryptable.
+        Packets come only on session-bound channels: both handshakes advertised ``ueps/1``
+        (``TransportConfig(features=with_ueps())``) and the connection is proven. Raises
+        :class:`~p2p.transport.errors.UepsNotEnabledError` if this transport does not
+        advertise ``ueps/1``.
         """
-        self._raw = handler
-        for conn in (*self._conns.values(), *self._probation):
-            conn.session.raw_frames_enabled = handler is not None
+        if not self.ueps.enabled:
+            raise UepsNotEnabledError(
+                "transport config does not advertise ueps/1 (use features=with_ueps())"
+            )
+        dispatcher = self.ueps.dispatcher
+        dispatcher.register(intent_id, handler)
+
+        def unregister() -> None:
+            if dispatcher.handlers().get(intent_id) is handler:
+                dispatcher.unregister(intent_id)
+
+        return unregister
+
+    async def send_ueps(
+        self, peer_id: str, intent_id: int, payload: bytes, *, threat_score: int = 0
+    ) -> None:
+        """``conn.send_ueps(...)`` on the peer's connection (see :meth:`send` for the wait
+        on an unproven one). Raises :class:`~p2p.transport.errors.PeerRefusedError` for a
+        peer in its threat cool-down, :class:`NotConnectedError`, and what
+        :meth:`PeerConnection.send_ueps` raises."""
+        left = self.ueps.threats.refused_for(peer_id)
+        if left > 0:
+            raise PeerRefusedError(peer_id, left)
+        conn = self._conns.get(peer_id)
+        if conn is None:
+            conn = await self._wait_proven(peer_id)
+        await conn.send_ueps(intent_id, payload, threat_score=threat_score)
 
     # --- connections ----------------------------------------------------------------
     def connection(self, peer_id: str) -> PeerConnection | None:
@@ -437,8 +470,14 @@ class Transport:
     def _handlers(self) -> tuple[MessageHandler, ...]:
         return self._subscribers
 
-    def _raw_handler(self) -> RawFrameHandler | None:
-        return self._raw
+    def _ueps_frame(self, conn: PeerConnection, frame: bytes) -> Awaitable[None] | None:
+        """A raw frame of a proven connection that negotiated ``ueps/1``."""
+        return self.ueps.frame(conn, frame)
+
+    async def _send_ueps(
+        self, conn: PeerConnection, intent_id: int, payload: bytes, threat_score: int
+    ) -> None:
+        await self.ueps.send(conn, intent_id, payload, threat_score)
 
     def _own_id(self) -> str:
         return self._own_identity().id
@@ -451,20 +490,13 @@ class Transport:
             # an unproven connection ends alone: it was nobody's session, nothing inherits
             del self._probation[conn]
             return
+        self.ueps.closed(conn)
         if self._conns.get(conn.peer_id) is conn:
             del self._conns[conn.peer_id]
             try:
                 self.gate.peer_disconnected(conn.peer_id)
             except Exception:
                 log.exception("gate.peer_disconnected failed")
-
-    def mark_proven(self, conn: PeerConnection) -> None:
-        """A layer above authenticated a fresh frame on ``conn`` under the shared secret:
-        end its probation as a fresh decrypted SMSG frame does. The proof must be something
-        a recording cannot give (never a replayable frame)."""
-        if conn.on_probation and not conn.closed:
-            conn.session.proven = True
-            conn._proved()
 
     def _connection_proven(self, conn: PeerConnection) -> None:
         if conn in self._probation:
@@ -474,7 +506,12 @@ class Transport:
 
     def _promote(self, conn: PeerConnection, dialled: str) -> None:
         """Make the proven ``conn`` the peer's connection, closing any older one, and only
-        now tell the gate: the registry hears of nobody who has not shown their key."""
+        now tell the gate: the registry hears of nobody who has not shown their key. A peer
+        (or source prefix) in its UEPS threat cool-down is closed instead."""
+        if not self.ueps.admits(conn):
+            conn.abort()  # at once: no reply to whatever it already sent can leave
+            self._spawn(conn.close("refused: UEPS threat cool-down"))
+            return
         old = self._conns.get(conn.peer_id)
         self._conns[conn.peer_id] = conn
         if old is not None and old is not conn:
@@ -487,6 +524,7 @@ class Transport:
             log.exception("gate.peer_connected failed")
         direction = "out" if conn.outbound else "in"
         log.info("peer %s connected (%s, %s)", conn.peer_id, direction, conn.address)
+        self.ueps.proven(conn)
 
     # --- server side ----------------------------------------------------------------
     def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
@@ -607,6 +645,8 @@ class Transport:
             return False
 
     def _is_allowed(self, peer_id: str, public_key: str) -> bool:
+        if self.ueps.refuses(peer_id):  # the threat breaker's cool-down comes first
+            return False
         try:
             return bool(self.gate.is_peer_allowed(peer_id, public_key))
         except Exception:
@@ -633,7 +673,9 @@ class Transport:
             outbound=outbound,
             own_id=self._own_id(),
             drops_parent=self.drop_counters,
-            raw_frames=self._raw is not None,
+            # raw (non-SMSG) frames are UEPS only when both sides advertised ueps/1; from
+            # any other peer they are tried as SMSG, as Go does (decided here, once)
+            raw_frames=self.ueps.negotiated(result.features),
             # spread keepalive pings of connections made together over the interval
             ping_phase=random.random(),
         )

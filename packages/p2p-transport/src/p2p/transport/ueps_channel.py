@@ -119,10 +119,8 @@ class RejectReason(str, enum.Enum):
     """The frame's own threat score is above the dispatcher's threshold (dropped)."""
     UNKNOWN_INTENT = "unknown_intent"
     """No handler is registered for the intent."""
-    NOT_NEGOTIATED = "not_negotiated"
-    """A non-SMSG binary frame from a peer that did not advertise ``ueps/1``."""
     REFUSED = "refused"
-    """The peer is in its cool-down after tripping the breaker."""
+    """The peer is in its cool-down after tripping the breaker (its channel is closed)."""
 
 
 VIOLATIONS = frozenset(

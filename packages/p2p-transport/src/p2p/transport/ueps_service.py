@@ -1,37 +1,50 @@
-"""The live UEPS channel: a thin asyncio shell putting :mod:`ueps_channel` on a Transport.
+"""The transport's own UEPS side: one session per connection, one dispatcher, the breaker.
 
-It needs nothing but the transport's public hooks: ``config.features`` (advertise
-``ueps/1``), ``PeerConnection.features`` (what the peer advertised), ``on_raw_frame`` (binary
-frames that do not start with ``b"SMSG"``, after the transport's size limit and per-peer
-rate limit), ``send_raw``, and the :class:`~p2p.transport.gate.PeerGate` it wraps to learn
-of new connections and to refuse peers in their cool-down. Handlers run through the
-connection's bounded handler pool, exactly like message handlers.
+A :class:`~p2p.transport.Transport` owns one :class:`UepsHub` (``transport.ueps``);
+nothing wraps its gate or patches its connections. Applications use the front door:
+``transport.on_ueps(intent, handler)`` and ``await conn.send_ueps(intent, payload)``.
 
-Attach the service *before* connecting peers: each side's setup frame is sent when the
-connection is established and proven. An inbound connection that has not proven its key
-(protocol 1.0 makes the initiator prove nothing) gets no channel: the transport does not
-route its binary frames here and does not report it connected, so nothing it sends is ever
-charged to the identity it claims. Violations on a proven channel are charged to the peer
-*and* to its source prefix, so cycling identities from one place cannot escape a ban.
+The transport calls these hooks (the only coupling, all synchronous):
+
+- :meth:`UepsHub.negotiated` when it builds a connection: raw (non-SMSG) binary frames are
+  routed to UEPS only when both handshakes advertised ``ueps/1``; for every other peer they
+  are tried as SMSG, as Go does (decided once, never toggled later);
+- :meth:`UepsHub.refuses` from the handshake's admission check and :meth:`UepsHub.admits`
+  before a proven connection becomes the peer's (the documented breaker hook: a peer, or a
+  source prefix, in its cool-down is refused there);
+- :meth:`UepsHub.proven` once the connection is the peer's (outbound: at once; inbound:
+  after its first proving frame): its :class:`UepsSession` is made from the handshake's
+  shared secret (``conn.shared_secret``; no second X25519) and our setup frame is written;
+- :meth:`UepsHub.frame` for every raw frame of a proven, negotiated connection, after the
+  transport's size and rate limits; :meth:`UepsHub.closed` when the connection ends.
+
+An inbound connection that has not proven its key gets no session, so nothing it sends is
+ever charged to the identity it claims. Violations on a proven channel are charged to the
+peer *and* to its source prefix, so cycling identities from one place cannot escape a ban;
+each one is also reported to the gate's optional ``record_failure(peer_id)`` (the peer
+registry lowers the peer's score). Handlers run in the connection's bounded handler pool,
+exactly like message handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from p2p.identity import LimitedLogger, safe_text
 from p2p.transport.connection import DISCONNECT_PROTOCOL_ERROR, PeerConnection, with_timeout
 from p2p.transport.errors import (
+    ConnectionClosedError,
+    NotConnectedError,
     PeerRefusedError,
     UepsNotEnabledError,
+    UepsNotNegotiatedError,
+    UepsSessionError,
 )
 from p2p.transport.limits import source_prefix
-from p2p.transport.transport import NotConnectedError
 from p2p.transport.ueps_channel import (
     Accept,
     ReasonCounters,
@@ -39,26 +52,22 @@ from p2p.transport.ueps_channel import (
     RejectReason,
     ThreatTracker,
     UepsConfig,
-    UepsNotNegotiatedError,
     UepsSession,
-    UepsSessionError,
     advertises_ueps,
 )
 from p2p.transport.ueps_frames import BoundPacket
 from p2p.ueps import THREAT_SCORE_THRESHOLD, Dispatcher, ThreatScoreExceeded, UnknownIntent
 
 if TYPE_CHECKING:
-    from p2p.identity import NodeIdentity
+    from p2p.transport.config import TransportConfig
     from p2p.transport.gate import PeerGate
-    from p2p.transport.transport import Transport
 
 __all__ = [
-    "FailureRecorder",
     "PeerDispatcher",
     "PeerPacketHandler",
     "PeerRefusedError",
+    "UepsHub",
     "UepsNotEnabledError",
-    "UepsService",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,8 +76,6 @@ _flood = LimitedLogger(log)
 
 PeerPacketHandler = Callable[[PeerConnection, BoundPacket], "Awaitable[None] | None"]
 """``handler(peer_connection, packet)``; a plain function or ``async def``."""
-FailureRecorder = Callable[[str], object]
-"""``record_failure(peer_id)`` (e.g. ``PeerRegistry.record_failure``)."""
 
 
 class PeerDispatcher:
@@ -97,7 +104,19 @@ class PeerDispatcher:
         return cast(PeerPacketHandler, self._inner.route(packet))
 
 
+class _Owner(Protocol):
+    """What the hub needs from its transport (keeps the import one-way)."""
+
+    config: TransportConfig
+    gate: PeerGate
+
+    def connection(self, peer_id: str) -> PeerConnection | None: ...
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+
 class _Channel:
+    """One connection's UEPS state: its session and whether data may flow yet."""
+
     __slots__ = ("closed", "conn", "counters", "ready", "session", "setup_written")
 
     def __init__(
@@ -120,79 +139,49 @@ class _Channel:
         self.ready.set()  # wake senders; they see ``closed``
 
 
-class _BreakerGate:
-    """The transport's gate, plus the breaker's refusals and connection events."""
+class UepsHub:
+    """Session-bound UEPS frames for one transport: sessions, dispatcher, threat breaker.
 
-    def __init__(self, inner: PeerGate, service: UepsService) -> None:
-        self.inner = inner
-        self._service = service
-
-    def is_peer_allowed(self, peer_id: str, public_key: str) -> bool:
-        if self._service.threats.refused(peer_id):
-            log.info("peer %s refused: UEPS threat cool-down", peer_id)
-            return False
-        return bool(self.inner.is_peer_allowed(peer_id, public_key))
-
-    def peer_connected(self, identity: NodeIdentity, address: str) -> None:
-        self.inner.peer_connected(identity, address)
-        self._service._connected(identity.id)
-
-    def peer_disconnected(self, peer_id: str) -> None:
-        self.inner.peer_disconnected(peer_id)
-        self._service._disconnected(peer_id)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class UepsService:
-    """Session-bound UEPS frames over a :class:`Transport`, routed by a per-node dispatcher."""
+    Built by the :class:`~p2p.transport.Transport` (``Transport(..., ueps_config=...)``);
+    reach it as ``transport.ueps`` for counters and the breaker's state.
+    """
 
     def __init__(
         self,
-        transport: Transport,
+        owner: _Owner,
         *,
         config: UepsConfig | None = None,
-        dispatcher: PeerDispatcher | None = None,
-        record_failure: FailureRecorder | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float],
     ) -> None:
-        if not advertises_ueps(transport.config.features):
-            raise UepsNotEnabledError(
-                "transport config does not advertise ueps/1 (use features=with_ueps())"
-            )
-        self.transport = transport
+        self._owner = owner
         self.config = config if config is not None else UepsConfig()
-        self.dispatcher = (
-            dispatcher if dispatcher is not None else PeerDispatcher(self.config.dispatch_threshold)
-        )
+        #: the one intent dispatcher of this transport (``Transport.on_ueps`` registers here)
+        self.dispatcher = PeerDispatcher(self.config.dispatch_threshold)
         self.threats = ThreatTracker.from_config(self.config, clock)
         #: the same breaker keyed by source prefix (see :meth:`source_of`)
         self.sources = ThreatTracker.from_config(
             self.config, clock, threshold_factor=self.config.source_breaker_factor
         )
+        self.trips = 0
         self.source_trips = 0
-        self._record_failure = record_failure
         self.counters = ReasonCounters()
         self._peer_counters: OrderedDict[str, ReasonCounters] = OrderedDict()
-        self._channels: dict[str, _Channel] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.trips = 0
-        self._gate = _BreakerGate(transport.gate, self)
-        transport.gate = self._gate
-        transport.on_raw_frame(self._on_frame)
-        for conn in transport.connections():
-            self._connected(conn.peer_id)
+        self._channels: dict[PeerConnection, _Channel] = {}
 
-    # --- public ---------------------------------------------------------------------
-    def register(self, intent_id: int, handler: PeerPacketHandler) -> None:
-        """Shortcut for ``dispatcher.register``."""
-        self.dispatcher.register(intent_id, handler)
+    # --- inspection -----------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        """Whether this transport advertises ``ueps/1`` (``features=with_ueps()``)."""
+        return advertises_ueps(self._owner.config.features)
+
+    def negotiated(self, features: tuple[str, ...]) -> bool:
+        """Whether a connection whose peer advertised ``features`` speaks UEPS."""
+        return self.enabled and advertises_ueps(features)
 
     def speaks_ueps(self, peer_id: str) -> bool:
-        """Whether the connected peer advertised ``ueps/1``."""
-        conn = self.transport.connection(peer_id)
-        return conn is not None and advertises_ueps(conn.features)
+        """Whether the peer's current connection negotiated ``ueps/1``."""
+        conn = self._owner.connection(peer_id)
+        return conn is not None and self.negotiated(conn.features)
 
     def peer_counters(self, peer_id: str) -> dict[str, int]:
         """Outcomes of frames from (and sent to) ``peer_id``."""
@@ -205,144 +194,66 @@ class UepsService:
         return source_prefix(conn.address, cfg.source_prefix_v4, cfg.source_prefix_v6)
 
     def session(self, peer_id: str) -> UepsSession | None:
-        """The live session with ``peer_id`` (for inspection and tests)."""
-        ch = self._channels.get(peer_id)
+        """The live session of the peer's current connection (for inspection and tests)."""
+        conn = self._owner.connection(peer_id)
+        ch = self._channels.get(conn) if conn is not None else None
         return ch.session if ch is not None else None
 
     async def wait_ready(self, peer_id: str, timeout: float | None = None) -> UepsSession:
-        """Wait until the session with ``peer_id`` can carry data; returns it."""
-        left = self.threats.refused_for(peer_id)
-        if left > 0:
-            raise PeerRefusedError(peer_id, left)
-        conn = self.transport.connection(peer_id)
+        """Wait until the peer's current connection can carry UEPS data; returns its session."""
+        self._check_refused(peer_id)
+        conn = self._owner.connection(peer_id)
         if conn is None:
             raise NotConnectedError(peer_id)
-        ch = self._channels.get(peer_id)
-        if ch is None or ch.conn is not conn:
-            if not advertises_ueps(conn.features):
-                raise UepsNotNegotiatedError(peer_id)
-            raise UepsSessionError(f"no UEPS session with {peer_id} (connected before attach?)")
-        if not ch.ready.is_set():
-            deadline = self.config.setup_timeout if timeout is None else timeout
-            try:
-                await with_timeout(ch.ready.wait(), deadline)
-            except TimeoutError:
-                raise UepsSessionError(f"no UEPS setup from {peer_id} in {deadline:g} s") from None
-        if ch.closed:
-            raise UepsSessionError(f"UEPS session with {peer_id} closed")
+        ch = await self._ready(conn, timeout)
         return ch.session
 
-    async def send(
-        self, peer_id: str, intent_id: int, payload: bytes, *, threat_score: int = 0
-    ) -> None:
-        """Send one session-bound UEPS frame to a peer that advertised ``ueps/1``.
+    # --- hooks called by the transport ---------------------------------------------------
+    def refuses(self, peer_id: str) -> bool:
+        """Breaker hook of the handshake's admission: is ``peer_id`` in its cool-down?"""
+        if self.threats.refused(peer_id):
+            _flood.info("UEPS refused", "peer %s refused: UEPS threat cool-down", peer_id)
+            return True
+        return False
 
-        Raises :class:`~p2p.transport.NotConnectedError`, :class:`UepsNotNegotiatedError`
-        (e.g. a Go peer), :class:`PeerRefusedError`, :class:`UepsSessionError`.
-        """
-        ch = self._channels.get(peer_id)
-        if ch is None or ch.closed or not ch.ready.is_set():  # the fast path skips this
-            await self.wait_ready(peer_id)
-            ch = self._channels.get(peer_id)
-            assert ch is not None
-        frame = ch.session.seal(intent_id, payload, threat_score)  # no await until written
-        await ch.conn.send_raw(frame)
-        ch.counters.add("sent")
-
-    async def close(self) -> None:
-        """Detach from the transport (raw-frame hook and gate restored)."""
-        self.transport.on_raw_frame(None)
-        if self.transport.gate is self._gate:
-            self.transport.gate = self._gate.inner
-        for ch in self._channels.values():
-            ch.close()
-        self._channels.clear()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    # --- connection events (from the gate) ------------------------------------------------
-    def _connected(self, peer_id: str) -> None:
-        conn = self.transport.connection(peer_id)
-        if conn is None:
-            return
-        old = self._channels.pop(peer_id, None)
-        if old is not None:
-            old.close()
+    def admits(self, conn: PeerConnection) -> bool:
+        """Breaker hook before a proven connection becomes the peer's: ``False`` while the
+        peer or its source prefix is in its cool-down (the transport then closes it)."""
         left = max(
-            self.threats.refused_for(peer_id), self.sources.refused_for(self.source_of(conn))
+            self.threats.refused_for(conn.peer_id),
+            self.sources.refused_for(self.source_of(conn)),
         )
         if left > 0:
-            log.warning("closing connection to %s: refused for %.0f s (UEPS)", peer_id, left)
-            self._spawn(conn.close("refused: UEPS threat cool-down"))
-            return
-        if not advertises_ueps(conn.features):
-            # Go's rule for peers without UEPS: every binary frame is tried as SMSG, so junk
-            # counts towards ``max_undecryptable_in_a_row`` and closes the connection.
-            conn.session.raw_frames_enabled = False
-        ch = self._open(conn)
-        if ch is not None:
-            self._channels[peer_id] = ch
+            log.warning("closing connection to %s: refused for %.0f s (UEPS)", conn.peer_id, left)
+            return False
+        return True
 
-    def _open(self, conn: PeerConnection) -> _Channel | None:
-        """A new session on ``conn`` (if it speaks UEPS); our setup frame is sent at once."""
-        if not advertises_ueps(conn.features):
-            return None
-        try:
-            secret = self.transport.node_manager.derive_shared_secret(conn.identity.public_key)
-        except Exception:
-            log.exception("cannot derive the UEPS key for %s", conn.peer_id)
-            return None
-        session = UepsSession(secret, outbound=conn.outbound)
+    def proven(self, conn: PeerConnection) -> None:
+        """``conn`` is now the peer's connection: open its session, write our setup frame."""
+        if not self.negotiated(conn.features) or conn in self._channels:
+            return
+        session = UepsSession(conn.shared_secret, outbound=conn.outbound)
         ch = _Channel(conn, session, self._counters_for(conn.peer_id))
-        frame = ch.session.setup_frame()
-        self._spawn(self._send_setup(ch, frame))
-        return ch
+        self._channels[conn] = ch
+        self._owner._spawn(self._send_setup(ch, session.setup_frame()))
 
-    def _disconnected(self, peer_id: str) -> None:
-        ch = self._channels.pop(peer_id, None)
+    def closed(self, conn: PeerConnection) -> None:
+        """``conn`` ended: its session ends with it."""
+        ch = self._channels.pop(conn, None)
         if ch is not None:
             ch.close()
 
-    async def _send_setup(self, ch: _Channel, frame: bytes) -> None:
-        try:
-            await ch.conn.send_raw(frame)
-        except Exception as exc:
-            log.info("UEPS setup to %s not sent: %r", ch.conn.peer_id, exc)
-            ch.close()
-            return
-        ch.setup_written = True
-        ch.update()
-
-    # --- inbound ----------------------------------------------------------------------
-    def _on_frame(self, conn: PeerConnection, frame: bytes) -> Awaitable[None] | None:
-        if conn.on_probation:
-            return None  # the transport holds such frames; never charge a claimed identity
+    def frame(self, conn: PeerConnection, data: bytes) -> Awaitable[None] | None:
+        """Judge one raw frame of a proven, negotiated connection; route it if accepted."""
         peer_id = conn.peer_id
-        ch = self._channels.get(peer_id)
-        if ch is not None and ch.conn is not conn:
-            ch = None  # a frame from a connection already replaced: not this session's
-        if ch is None:
-            counters = self._counters_for(peer_id)
-            if self.threats.refused(peer_id):
-                counters.add(RejectReason.REFUSED)
-            elif not advertises_ueps(conn.features):
-                counters.add(RejectReason.NOT_NEGOTIATED)
-                conn.session.raw_frames_enabled = False  # from now on tried as SMSG
-                _flood.info(
-                    "non-SMSG frame",
-                    "non-SMSG binary frame from %s, which did not offer ueps/1",
-                    peer_id,
-                )
-            else:
-                counters.add(RejectReason.UNBOUND)
+        ch = self._channels.get(conn)
+        if ch is None or ch.closed:
+            counters = ch.counters if ch is not None else self._counters_for(peer_id)
+            refused = ch is not None or self.threats.refused(peer_id)
+            counters.add(RejectReason.REFUSED if refused else RejectReason.UNBOUND)
             return None
         counters = ch.counters
-        if ch.closed:
-            counters.add(RejectReason.REFUSED)
-            return None
-        verdict = ch.session.receive(frame)
+        verdict = ch.session.receive(data)
         if isinstance(verdict, Reject):
             counters.add(verdict.reason)
             _flood.info(
@@ -368,6 +279,62 @@ class UepsService:
         counters.add("accepted")
         return handler(conn, packet)
 
+    async def send(
+        self, conn: PeerConnection, intent_id: int, payload: bytes, threat_score: int = 0
+    ) -> None:
+        """One session-bound frame on ``conn`` (what ``conn.send_ueps`` does)."""
+        ch = self._channels.get(conn)
+        if ch is None or ch.closed or not ch.ready.is_set():  # the fast path skips this
+            self._check_refused(conn.peer_id)
+            ch = await self._ready(conn, None)
+        frame = ch.session.seal(intent_id, payload, threat_score)  # no await until written
+        await conn.send_raw(frame)
+        ch.counters.add("sent")
+
+    # --- internals ------------------------------------------------------------------
+    def _check_refused(self, peer_id: str) -> None:
+        left = self.threats.refused_for(peer_id)
+        if left > 0:
+            raise PeerRefusedError(peer_id, left)
+
+    async def _ready(self, conn: PeerConnection, timeout: float | None) -> _Channel:
+        if not self.enabled:
+            raise UepsNotNegotiatedError(conn.peer_id)
+        if not advertises_ueps(conn.features):
+            raise UepsNotNegotiatedError(conn.peer_id)
+        deadline = self.config.setup_timeout if timeout is None else timeout
+        if conn.on_probation and not conn.closed:
+            # an inbound connection gets its session once it has shown its key
+            try:
+                await with_timeout(conn.wait_settled(), deadline)
+            except TimeoutError:
+                raise UepsSessionError(f"{conn.peer_id} did not prove its key in time") from None
+        if conn.closed:
+            raise ConnectionClosedError(conn.peer_id)
+        ch = self._channels.get(conn)
+        if ch is None:
+            raise UepsSessionError(f"no UEPS session with {conn.peer_id} (not its connection)")
+        if not ch.ready.is_set():
+            try:
+                await with_timeout(ch.ready.wait(), deadline)
+            except TimeoutError:
+                raise UepsSessionError(
+                    f"no UEPS setup from {conn.peer_id} in {deadline:g} s"
+                ) from None
+        if ch.closed:
+            raise UepsSessionError(f"UEPS session with {conn.peer_id} closed")
+        return ch
+
+    async def _send_setup(self, ch: _Channel, frame: bytes) -> None:
+        try:
+            await ch.conn.send_raw(frame)
+        except Exception as exc:
+            log.info("UEPS setup to %s not sent: %r", ch.conn.peer_id, exc)
+            ch.close()
+            return
+        ch.setup_written = True
+        ch.update()
+
     def _violation(self, ch: _Channel, reason: RejectReason) -> None:
         """Charge a violation on a proven channel to the peer and to its source prefix."""
         peer_id = ch.conn.peer_id
@@ -379,11 +346,12 @@ class UepsService:
                 source,
                 self.config.cooldown,
             )
-        if self._record_failure is not None:
+        record_failure = getattr(self._owner.gate, "record_failure", None)
+        if record_failure is not None:
             try:
-                self._record_failure(peer_id)
+                record_failure(peer_id)
             except Exception:
-                log.exception("record_failure(%s) failed", peer_id)
+                log.exception("gate.record_failure(%s) failed", peer_id)
         if self.threats.record(peer_id):
             self.trips += 1
             log.warning(
@@ -395,17 +363,17 @@ class UepsService:
         elif not self.sources.refused(source):
             return
         conns = {ch.conn}
-        other = self._channels.pop(peer_id, None)
-        if other is not None:
-            other.close()
-            conns.add(other.conn)
-        ch.close()
+        current = self._owner.connection(peer_id)
+        if current is not None:
+            conns.add(current)
         for conn in conns:
-            self._spawn(
+            other = self._channels.get(conn)
+            if other is not None:
+                other.close()
+            self._owner._spawn(
                 conn.graceful_close("UEPS threat threshold exceeded", DISCONNECT_PROTOCOL_ERROR)
             )
 
-    # --- internals ------------------------------------------------------------------
     def _counters_for(self, peer_id: str) -> ReasonCounters:
         c = self._peer_counters.get(peer_id)
         if c is None:
@@ -416,8 +384,3 @@ class UepsService:
         else:
             self._peer_counters.move_to_end(peer_id)
         return c
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

@@ -236,7 +236,7 @@ class FleetMonitor:
     def _protocol(self, peer_id: str, address: str) -> str:
         scheme = "wss" if address.startswith("wss://") else "ws"
         try:
-            if self.node.ueps.service.speaks_ueps(peer_id):
+            if self.node.ueps.speaks_ueps(peer_id):
                 return f"{scheme} · ueps/1"
         except Exception:  # the transport API may change under us: the scheme is enough
             pass
