@@ -16,7 +16,6 @@ from p2p.identity.errors import IdentityFormatError
 from p2p.identity.gojson import GoFields, go_fix_string, go_quote
 
 __all__ = [
-    "GoFields",
     "JsonObject",
     "as_str",
     "decode_struct",

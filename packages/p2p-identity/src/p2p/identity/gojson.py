@@ -231,9 +231,9 @@ class GoFields(dict[str, F | None]):
     ``json.Unmarshal`` fills for a key (exact name first, else case-insensitively as
     :func:`go_fold_key` says, the first field in struct order winning), ``None`` for a
     key Go ignores (look up with ``fields[key]``: ``get`` and ``in`` see exact names only).
-    An exact name is a plain dict hit (the hot path: Go writes exact
-    names); other keys go through ``__missing__`` and are not remembered, so remote keys
-    cost no memory. Duplicates are the caller's: assign in document order, last wins.
+    An exact name is a plain dict hit (the hot path: Go writes exact names); other keys go
+    through ``__missing__`` and are not remembered, so remote keys cost no memory.
+    Duplicates are the caller's: assign in document order, the last one wins.
 
     Field names must be ASCII (every go-p2p struct's are): matching non-ASCII names
     would need Go's whole SimpleFold table.

@@ -361,7 +361,7 @@ def _parse_plaintext_slow(plain: bytes) -> SmsgMessage:
         raise SmsgFormatError(f"plaintext is not a JSON object: {e}") from None
     msg = SmsgMessage("")
     for key, value, _, _ in members or ():
-        name = _FIELDS[key]
+        name = key if key in _FIELDS else _FIELDS[key]  # `in` sees exact names: the usual
         if name == "body":
             if value is not None:
                 msg.body = _str(value, "body")
