@@ -47,7 +47,7 @@ from p2p.controller.errors import (
     UnknownBundleTypeError,
     UnsafeArchiveError,
 )
-from p2p.identity.gojson import go_quote
+from p2p.identity.gojson import GoFields, go_quote
 from p2p.identity.text import safe_text
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "extract_profile_bundle",
     "inspect_miner_bundle",
     "inspect_profile_bundle",
+    "is_bundle_json",
     "is_executable_image",
     "iter_bundles",
     "read_bundle",
@@ -154,6 +155,32 @@ def _string_field(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
+_BUNDLE_FIELDS: GoFields[str] = GoFields((n, n) for n in ("type", "name", "data", "checksum"))
+"""Go `Bundle`'s JSON names in struct order: `_BUNDLE_FIELDS[key]` is the one a key fills."""
+
+
+class _JsonObject(dict[str, Any]):
+    """A decoded JSON object that also keeps its members in document order, duplicates
+    included (Go lets the last of them win, whatever their case)."""
+
+    __slots__ = ("members",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.members = pairs
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_JsonObject)
+
+
+def is_bundle_json(doc: object) -> bool:
+    """Whether a decoded JSON value is a Bundle JSON object: keys that Go decodes into its
+    `type`, `data` and `checksum` fields are all present."""
+    if not isinstance(doc, Mapping):
+        return False
+    return {_BUNDLE_FIELDS[k] for k in doc if isinstance(k, str)} >= {"type", "data", "checksum"}
+
+
 def compute_checksum(data: bytes) -> str:
     """The bundle checksum: lowercase hex SHA-256 of the data bytes."""
     return hashlib.sha256(data).hexdigest()
@@ -179,15 +206,19 @@ class Bundle:
     def from_dict(cls, obj: Mapping[str, Any]) -> Bundle:
         """From a decoded JSON object: Bundle JSON or a `deploy` payload (key order is free).
 
-        Like Go, keys match case-insensitively (the last duplicate wins), unknown keys are
-        ignored and missing fields are empty; an unknown `type` is `UnknownBundleTypeError`.
+        Like Go, keys match as `GoFields` says (the last duplicate wins: in document order
+        when `obj` came from `from_json`/`read_bundle`, in dict order otherwise), unknown
+        keys are ignored, missing fields are empty and `null` changes no string; an unknown
+        `type` is `UnknownBundleTypeError`.
         """
         if not isinstance(obj, Mapping):
             raise BundleFormatError("bundle must be a JSON object")
         fields: dict[str, Any] = {}
-        for key, value in obj.items():
-            if isinstance(key, str) and key.lower() in ("type", "name", "data", "checksum"):
-                fields[key.lower()] = value
+        for key, value in obj.members if isinstance(obj, _JsonObject) else obj.items():
+            name = _BUNDLE_FIELDS[key] if isinstance(key, str) else None
+            if name is None or (value is None and name != "data"):
+                continue  # Go: null leaves a string as it was and makes a []byte empty
+            fields[name] = value
         raw_type = fields.get("type")
         if not isinstance(raw_type, str):
             raise UnknownBundleTypeError("" if raw_type is None else raw_type)
@@ -212,7 +243,7 @@ class Bundle:
             text = data
         stripped = text.lstrip(" \t\r\n")
         try:
-            obj, _end = json.JSONDecoder().raw_decode(stripped)
+            obj, _end = _DECODER.raw_decode(stripped)
         except json.JSONDecodeError as exc:
             raise BundleFormatError(f"invalid bundle JSON: {exc}") from None
         except RecursionError:
@@ -284,7 +315,7 @@ def _read_value(fileobj: IO[bytes] | IO[str], max_size: int) -> Bundle | None:
             buf = ""
             continue
         try:
-            obj, _end = json.JSONDecoder().raw_decode(buf.lstrip(" \t\r\n"))
+            obj, _end = _DECODER.raw_decode(buf.lstrip(" \t\r\n"))
         except RecursionError:
             raise BundleFormatError("invalid bundle JSON: nested too deeply") from None
         except json.JSONDecodeError:

@@ -1347,7 +1347,7 @@ def _file_kind(raw: bytes) -> str:
         doc = json.loads(raw)
     except ValueError:
         return "binary"
-    if isinstance(doc, dict) and {k.lower() for k in doc} >= {"type", "data", "checksum"}:
+    if bundles.is_bundle_json(doc):
         return "bundle"
     return "profile"
 

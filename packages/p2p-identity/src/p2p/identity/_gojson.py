@@ -1,9 +1,9 @@
 """The few pieces of Go's ``encoding/json`` behaviour that identity JSON depends on.
 
 Writing: strings quoted by :mod:`p2p.identity.gojson` (the one home of Go quoting);
-objects compact or indented. Reading: a struct decoder with Go's rules (keys matched
-exactly, else ASCII case-insensitively; the last duplicate wins; unknown keys ignored;
-``null`` leaves the zero value).
+objects compact or indented. Reading: a struct decoder with Go's rules (keys matched as
+:class:`p2p.identity.gojson.GoFields` says; the last duplicate wins; unknown keys
+ignored; ``null`` leaves the zero value).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from p2p.identity.errors import IdentityFormatError
-from p2p.identity.gojson import go_fix_string, go_quote
+from p2p.identity.gojson import GoFields, go_fix_string, go_quote
 
 __all__ = [
     "JsonObject",
@@ -23,6 +23,7 @@ __all__ = [
     "go_fix_string",
     "go_quote",
     "loads_pairs",
+    "struct_fields",
 ]
 
 # Bound on any JSON document this package parses (a node.json is ~250 bytes).
@@ -62,25 +63,32 @@ def loads_pairs(data: str | bytes) -> object:
         raise IdentityFormatError(f"invalid JSON: {e}") from None
 
 
-def decode_struct(
-    doc: object, fields: dict[str, Callable[[object], object]], type_name: str
-) -> dict[str, object]:
-    """Assign the members of a parsed object (from :func:`loads_pairs`) to Go struct fields.
+Converter = Callable[[object], object]
 
-    ``fields`` maps each JSON field name to a converter for its non-null value. Returns the
-    fields that were set; the caller supplies zero values for the rest.
+
+def struct_fields(fields: Sequence[tuple[str, Converter]]) -> GoFields[tuple[str, Converter]]:
+    """The Go struct for :func:`decode_struct`: (JSON name, converter of a non-null value)
+    in struct order."""
+    return GoFields((name, (name, conv)) for name, conv in fields)
+
+
+def decode_struct(
+    doc: object, fields: GoFields[tuple[str, Converter]], type_name: str
+) -> dict[str, object]:
+    """Assign the members of a parsed object (from :func:`loads_pairs`) to Go struct fields
+    (from :func:`struct_fields`). Returns the fields that were set, by JSON name; the
+    caller supplies zero values for the rest.
     """
     if doc is None:  # json.Unmarshal of `null` into a struct: no error, all zero
         return {}
     if not isinstance(doc, JsonObject):
         raise IdentityFormatError(f"cannot unmarshal {_json_kind(doc)} into {type_name}")
-    folded = {name.lower(): name for name in fields}
     out: dict[str, object] = {}
     for key, value in doc:
-        name = key if key in fields else folded.get(key.lower()) if key.isascii() else None
-        if name is None or value is None:
+        field = fields[key]
+        if field is None or value is None:
             continue
-        out[name] = fields[name](value)
+        out[field[0]] = field[1](value)
     return out
 
 

@@ -1,6 +1,7 @@
-"""Go ``encoding/json`` output rules, so our bytes equal the reference's: the one home of
-Go string quoting for every p2p package (identity files, the transport envelope and SMSG
-body, controller bundles).
+"""Go ``encoding/json`` rules, so our bytes equal the reference's and we read what it
+reads: the one home of Go string quoting and of Go's key → struct field matching
+(:class:`GoFields`) for every p2p package (identity files, the transport envelope, its
+payloads and the SMSG body, controller bundles).
 
 Go escapes ``"``, ``\\``, control characters (``\\n \\r \\t \\b \\f`` short, others
 ``\\u00XX``), always U+2028/U+2029, and with HTML escaping on (``json.Marshal``) also
@@ -19,10 +20,10 @@ from __future__ import annotations
 import importlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from json import encoder as _enc
-from typing import Any
+from typing import Any, TypeVar
 
 
 def _optional(name: str) -> Any:
@@ -38,8 +39,10 @@ path built on it has a stdlib twin that gives the same answers."""
 
 __all__ = [
     "ORJSON",
+    "GoFields",
     "go_fix_string",
     "go_float",
+    "go_fold_key",
     "go_quote",
     "go_string",
     "go_string_utf8",
@@ -191,3 +194,65 @@ def marshal(value: Any, *, html: bool = True) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(marshal(v, html=html) for v in value) + "]"
     raise TypeError(f"cannot marshal {type(value).__name__}")
+
+
+# --- decoding: which struct field a JSON key fills ---------------------------------------
+#
+# Go (encoding/json, decode.go ``object``): a key fills the field whose name equals it
+# exactly, else the first field (in struct order) whose ``foldName`` equals the key's;
+# a key matching no field is ignored, and a later duplicate overwrites an earlier one.
+# ``foldName`` (fold.go, Go 1.21+; older releases used ``bytes.EqualFold``, same classes)
+# upper-cases ASCII a-z and maps every other rune to the smallest rune of its
+# ``unicode.SimpleFold`` orbit. The only non-ASCII runes whose orbit holds an ASCII rune
+# are U+212A KELVIN SIGN (with K, k) and U+017F LATIN SMALL LETTER LONG S (with S, s):
+# U+0130 (capital I with dot) and U+0131 (dotless i) fold to themselves, so they match
+# no ASCII letter, and Python's full case mappings (``"\u00df".upper() == "SS"``,
+# ``"\ufb06".casefold() == "st"``, ``"\u0131".upper() == "I"``) are not Go's. Every
+# go-p2p field name is ASCII, so a key can only match one if it is ASCII once those two
+# runes are replaced.
+
+_KELVIN_LONG_S = {0x212A: "k", 0x017F: "s"}
+
+F = TypeVar("F")
+
+
+def go_fold_key(key: str) -> str | None:
+    """``key`` folded for matching against ASCII field names (lower-cased; Go folds to upper
+    case, the classes are the same): Kelvin sign → ``k``, long s → ``s``. ``None`` when
+    the key holds any other non-ASCII rune, because then it matches no ASCII name in Go."""
+    if key.isascii():
+        return key.lower()
+    key = key.translate(_KELVIN_LONG_S)
+    return key.lower() if key.isascii() else None
+
+
+class GoFields(dict[str, F | None]):
+    """The fields of one Go struct by JSON name: ``fields[key]`` is the field Go's
+    ``json.Unmarshal`` fills for a key (exact name first, else case-insensitively as
+    :func:`go_fold_key` says, the first field in struct order winning), ``None`` for a
+    key Go ignores (look up with ``fields[key]``: ``get`` and ``in`` see exact names only).
+    An exact name is a plain dict hit (the hot path: Go writes exact names); other keys go
+    through ``__missing__`` and are not remembered, so remote keys cost no memory.
+    Duplicates are the caller's: assign in document order, the last one wins.
+
+    Field names must be ASCII (every go-p2p struct's are): matching non-ASCII names
+    would need Go's whole SimpleFold table.
+    """
+
+    __slots__ = ("_folded",)
+
+    def __init__(self, fields: Iterable[tuple[str, F]]) -> None:
+        super().__init__()
+        folded: dict[str, F] = {}
+        for name, value in fields:
+            if not name.isascii():
+                raise ValueError(f"Go field name {name!r} is not ASCII")
+            if name in self:
+                raise ValueError(f"duplicate Go field name {name!r}")
+            self[name] = value
+            folded.setdefault(name.lower(), value)  # Go: the first folded match wins
+        self._folded = folded
+
+    def __missing__(self, key: str) -> F | None:
+        folded = go_fold_key(key)
+        return None if folded is None else self._folded.get(folded)

@@ -49,13 +49,15 @@ def _time(value: object) -> GoTime:
     return GoTime.parse(value)
 
 
-_FIELDS = {
-    "id": _gojson.as_str("id"),
-    "name": _gojson.as_str("name"),
-    "publicKey": _gojson.as_str("publicKey"),
-    "createdAt": _time,
-    "role": _role,
-}
+_FIELDS = _gojson.struct_fields(
+    (
+        ("id", _gojson.as_str("id")),
+        ("name", _gojson.as_str("name")),
+        ("publicKey", _gojson.as_str("publicKey")),
+        ("createdAt", _time),
+        ("role", _role),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from p2p.identity import CHALLENGE_SIZE, GoTime, IdentityError, NodeIdentity, NodeRole
-from p2p.identity.gojson import go_float, go_string, marshal, orjson, to_utf8
+from p2p.identity.gojson import GoFields, go_float, go_string, marshal, orjson, to_utf8
 from p2p.identity.gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
 from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
 from p2p.transport._random import random_bytes
@@ -121,20 +121,6 @@ class DisconnectCode(enum.IntEnum):
     PROTOCOL_ERROR = 1002
     TIMEOUT = 1003
     SHUTDOWN = 1004
-
-
-# --- Go's case-insensitive key matching ---------------------------------------------------
-
-
-def _fold(key: str) -> str:
-    """Go ``encoding/json`` key folding (ToUpper(ToLower(r)) per rune), lower-cased."""
-    if key.isascii():
-        return key.lower()
-    out = []
-    for c in key:
-        u = c.lower().upper()
-        out.append(u if len(u) == 1 else c)
-    return "".join(out).lower()
 
 
 def _kind(v: object) -> str:
@@ -300,11 +286,11 @@ class Payload:
 
     __slots__ = ()
     _FIELDS: ClassVar[tuple[Field, ...]] = ()
-    _BY_KEY: ClassVar[dict[str, Field]] = {}
+    _BY_KEY: ClassVar[GoFields[Field]] = GoFields(())
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        cls._BY_KEY = {f.key.lower(): f for f in cls._FIELDS}
+        cls._BY_KEY = GoFields((f.key, f) for f in cls._FIELDS)
 
     def _encode(self) -> str:
         parts = []
@@ -335,7 +321,7 @@ class Payload:
         except (ValueError, RecursionError) as e:
             raise MessageError(f"cannot decode {cls.__name__}: {e}") from None
         for key, value, start, end in members or ():
-            f = cls._BY_KEY.get(key.lower() if key.isascii() else _fold(key))
+            f = cls._BY_KEY[key]
             if f is None:
                 continue
             if f.kind == "raw":
@@ -354,7 +340,7 @@ class Payload:
             raise MessageError(f"cannot unmarshal {_kind(value)} into {cls.__name__}")
         obj = cls()
         for key, v in value.items():
-            f = cls._BY_KEY.get(key.lower() if key.isascii() else _fold(key))
+            f = cls._BY_KEY[key]
             if f is None:
                 continue
             if v is None:
@@ -485,7 +471,9 @@ def _payload_text(payload: Payload | Any) -> str | None:
 
 # --- the envelope ---------------------------------------------------------------------------
 
-_ENVELOPE = {"id": 0, "type": 1, "from": 2, "to": 3, "ts": 4, "payload": 5, "replyto": 6}
+_ENVELOPE: GoFields[int] = GoFields(
+    (("id", 0), ("type", 1), ("from", 2), ("to", 3), ("ts", 4), ("payload", 5), ("replyTo", 6))
+)
 
 
 _TS_CANONICAL = re.compile(
@@ -827,11 +815,9 @@ class Message:
         msg.payload = None
         msg._ts = msg._ts_text = None
         for key, value, start, end in members or ():
-            idx = _ENVELOPE.get(key)
+            idx = _ENVELOPE[key]
             if idx is None:
-                idx = _ENVELOPE.get(_fold(key))
-                if idx is None:
-                    continue
+                continue
             if idx == 5:
                 msg.payload = _compact(text[start:end])
                 continue

@@ -26,7 +26,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from p2p.identity.gojson import go_string_utf8, orjson
+from p2p.identity.gojson import GoFields, go_string_utf8, orjson
 from p2p.transport import sigil, trix
 from p2p.transport._jsonscan import scan_object
 from p2p.transport.errors import (
@@ -361,7 +361,7 @@ def _parse_plaintext_slow(plain: bytes) -> SmsgMessage:
         raise SmsgFormatError(f"plaintext is not a JSON object: {e}") from None
     msg = SmsgMessage("")
     for key, value, _, _ in members or ():
-        name = key if key in _FIELDS else key.casefold()
+        name = key if key in _EXACT else _FIELDS[key]  # exact names: the usual case
         if name == "body":
             if value is not None:
                 msg.body = _str(value, "body")
@@ -403,7 +403,11 @@ def _parse_plaintext_slow(plain: bytes) -> SmsgMessage:
 
 _TS_TAIL = re.compile(r',"timestamp":(-?(?:0|[1-9][0-9]{0,18}))\}')
 _scanstring: Any = json.decoder.scanstring  # type: ignore[attr-defined]
-_FIELDS = frozenset(("body", "timestamp", "subject", "from", "attachments", "reply_key", "meta"))
+_FIELDS: GoFields[str] = GoFields(
+    (n, n) for n in ("subject", "body", "attachments", "reply_key", "from", "timestamp", "meta")
+)
+"""``smsg.Message``'s JSON names in Go's struct order; ``_FIELDS[key]`` is the one Go fills."""
+_EXACT = frozenset(_FIELDS)  # a frozenset answers `in` faster than a dict subclass
 
 
 _parse_plaintext: Callable[[bytes], SmsgMessage] = (
