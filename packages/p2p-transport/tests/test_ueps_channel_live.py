@@ -499,3 +499,27 @@ async def test_on_ueps_returns_an_unregister(make_transport: MakeTransport) -> N
     p.b.on_ueps(INTENT_COMPUTE, other_handler)
     unregister()  # an old unregister leaves a newer handler alone
     assert p.b.ueps.dispatcher.handlers()[INTENT_COMPUTE] is other_handler
+
+
+async def test_a_newcomer_from_a_refused_source_is_dropped_before_dispatch(
+    make_custom: MakeTransport,
+) -> None:
+    """A fresh identity from a source prefix in its UEPS cool-down passes the handshake (the
+    breaker knows no such peer) and is dropped the moment it proves its key: the message
+    that proved it reaches no handler."""
+    p = await _pair(make_custom)
+    conn = p.b.connection(p.a_id)
+    assert conn is not None
+    source = p.b.ueps.source_of(conn)
+    while not p.b.ueps.sources.refused(source):
+        p.b.ueps.sources.record(source, points=10_000)
+    seen: list[str] = []
+    p.b.on_message(lambda _conn, message: seen.append(message.type))
+    c = await make_custom("ueps-c", **FAST)
+    c_id = c.node_manager.identity.id
+    cb = await c.connect(p.b.address)
+    stats = envelope.new_message("stats", c_id, p.b_id, {"nodeId": c_id})
+    await cb.send(stats)
+    await eventually(lambda: cb.closed, timeout=10)
+    assert p.b.connection(c_id) is None
+    assert "stats" not in seen

@@ -393,7 +393,8 @@ class PeerConnection:
                 data = await ws.recv()
                 for event in receive_frame(data, clock(), wall()):
                     if type(event) is MessageReceived:
-                        self._dispatch(event.message, event.size)
+                        if not self._closed:  # e.g. refused the moment it proved its key
+                            self._dispatch(event.message, event.size)
                     elif type(event) is ReplyDue:
                         await self._answer_ping(event.message)
                     elif type(event) is RawFrameReceived:
@@ -437,8 +438,8 @@ class PeerConnection:
         self._host._connection_proven(self)
 
     def _on_raw(self, event: RawFrameReceived) -> None:
-        if event.held and self._closed:
-            return  # the frame held while unproven, and the connection ended meanwhile
+        if self._closed:
+            return  # e.g. the frame held while unproven, and the connection ended meanwhile
         self._dispatch_raw(event.data)
 
     async def _close_for(self, event: CloseRequested) -> None:
@@ -595,6 +596,12 @@ class PeerConnection:
         ``send_timeout``).
         """
         return self.protocol.write_stalled(self._buffered(), now)
+
+    def drop(self, reason: str) -> None:
+        """End the connection at once (no close frame, no ``disconnect``): nothing it has
+        sent and nothing still in flight is dispatched after this call."""
+        self._mark_closed(reason)
+        self.abort()
 
     def fail_outbound_overflow(self, buffered: int, limit: int) -> None:
         """Drop the connection whose peer lets more than ``limit`` bytes pile up."""

@@ -509,8 +509,8 @@ class Transport:
         now tell the gate: the registry hears of nobody who has not shown their key. A peer
         (or source prefix) in its UEPS threat cool-down is closed instead."""
         if not self.ueps.admits(conn):
-            conn.abort()  # at once: no reply to whatever it already sent can leave
-            self._spawn(conn.close("refused: UEPS threat cool-down"))
+            # at once: what it sent with its proof is never dispatched, no reply can leave
+            conn.drop("refused: UEPS threat cool-down")
             return
         old = self._conns.get(conn.peer_id)
         self._conns[conn.peer_id] = conn
