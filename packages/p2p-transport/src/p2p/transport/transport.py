@@ -46,10 +46,12 @@ from p2p.transport.errors import (
 )
 from p2p.transport.gate import OpenGate, PeerGate
 from p2p.transport.handshake import (
+    PROTOCOL_1_1,
     HandshakeError,
     HandshakeInitiator,
     HandshakeResponder,
     HandshakeResult,
+    offers_1_1,
 )
 from p2p.transport.keepalive import due_pings, initial_last_ping, ping_budget
 from p2p.transport.limits import DropCounters, ReplayGuard
@@ -91,6 +93,9 @@ class IdentityProvider(Protocol):
     def identity(self) -> NodeIdentity | None: ...
 
     def derive_shared_secret(self, peer_public_key: str) -> bytes: ...
+
+    # Optional, looked up with getattr: ``keypair.private_bytes`` (the raw X25519 identity
+    # key) is the Noise static key of protocol 1.1; without it the node speaks only 1.0.
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,10 @@ class Transport:
             "outbound_overflow": 0,
             "outbound_full": 0,
         }
+        #: protocol 1.1 pins of this run (public keys that spoke 1.1: 1.0 refused)
+        self.pinned_1_1: set[str] = set()
+        #: the protocol each peer's latest handshake used ("1.0" or "1.1"), by peer id
+        self.protocols: dict[str, str] = {}
         #: connections closed by the transport, per cause
         self.closed_for: dict[str, int] = {"undecryptable": 0, "rate_limit": 0, "unproven": 0}
 
@@ -312,6 +321,7 @@ class Transport:
             self.node_manager.derive_shared_secret,
             expected_public_key=expected_public_key,
             features=cfg.features,
+            **self._protocol_1_1_options(),
         )
         dial = _Dial()
         verdict = self.admission.dial_requested(dial)
@@ -324,6 +334,7 @@ class Transport:
             self.admission.closed(dial)
             raise
         self.admission.outbound_established(dial, _remote_ip(ws))
+        self._note_protocol(result)
         conn = self._establish(
             ws, result.peer, result.secret, result.features, outbound=True, dialled=address
         )
@@ -364,6 +375,8 @@ class Transport:
             await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
             reply = await with_timeout(ws.recv(), cfg.handshake_timeout)
             result = initiator.receive_ack(reply)
+            if initiator.finish is not None:  # protocol 1.1: "-> s, se" before any traffic
+                await with_timeout(ws.send(envelope.to_text(initiator.finish)), cfg.send_timeout)
         except (HandshakeError, TimeoutError, ConnectionClosed) as exc:
             ws.transport.abort()
             reason = (
@@ -541,12 +554,13 @@ class Transport:
                 self.node_manager.derive_shared_secret,
                 self._is_allowed,
                 features=cfg.features,
+                **self._protocol_1_1_options(),
             )
             hello = await with_timeout(ws.recv(), cfg.handshake_timeout)
             decision = responder.receive_hello(hello)
             reply = decision.reply
-            if decision.result is not None:
-                peer = decision.result.peer
+            peer = decision.peer if decision.error is None else None
+            if peer is not None:
                 verdict = self.admission.handshake_done(
                     ws,
                     known=self._is_known(peer),
@@ -571,6 +585,10 @@ class Transport:
                 ws.protocol.max_message_size = cfg.max_message_size
             if reply is not None:
                 await with_timeout(ws.send(envelope.to_text(reply)), cfg.send_timeout)
+            if decision.awaiting_finish:
+                # protocol 1.1: the initiator proves its static key in the third message
+                finish = await with_timeout(ws.recv(), cfg.handshake_timeout)
+                decision = responder.receive_finish(finish)
         except (TimeoutError, ConnectionClosed) as exc:
             self.rejected["handshake"] += 1
             if outbound_overflowed(ws):
@@ -594,7 +612,62 @@ class Transport:
             ws.transport.abort()
             return None
         result = decision.result
-        return self._establish(ws, result.peer, result.secret, result.features, outbound=False)
+        self._note_protocol(result)
+        return self._establish(
+            ws,
+            result.peer,
+            result.secret,
+            result.features,
+            outbound=False,
+            proven=result.protocol == PROTOCOL_1_1,
+        )
+
+    # --- protocol 1.1 (issue 16) ------------------------------------------------------
+    def _static_key(self) -> bytes | None:
+        """The raw X25519 identity key (the Noise static key), if the provider exposes it."""
+        keypair = getattr(self.node_manager, "keypair", None)
+        raw = getattr(keypair, "private_bytes", None)
+        return raw if isinstance(raw, bytes) and len(raw) == 32 else None
+
+    def _protocol_1_1_options(self) -> dict[str, Any]:
+        """Handshake machine options for protocol 1.1 (offered iff ``p2p/1.1`` in features)."""
+        if not offers_1_1(self.config.features):
+            return {}
+        return {
+            "static_key": self._static_key(),
+            "require_1_1": self.config.require_1_1,
+            "pinned": self.is_pinned_1_1,
+        }
+
+    def is_pinned_1_1(self, public_key: str) -> bool:
+        """Has this key spoken 1.1 with us (this run, or per the gate's registry)? Then a
+        1.0 handshake from or to it is refused (no downgrade)."""
+        if public_key in self.pinned_1_1:
+            return True
+        probe = getattr(self.gate, "peer_protocol", None)
+        if probe is None:
+            return False
+        try:
+            return bool(probe(public_key) == PROTOCOL_1_1)
+        except Exception:
+            log.exception("gate.peer_protocol failed")
+            return False
+
+    def _note_protocol(self, result: HandshakeResult) -> None:
+        """Remember a 1.1 peer (pin it) and tell the gate which protocol the peer spoke."""
+        self.protocols[result.peer.id] = result.protocol
+        if result.protocol == PROTOCOL_1_1:
+            self.pinned_1_1.add(result.peer.public_key)
+        record = getattr(self.gate, "peer_protocol_seen", None)
+        if record is not None:
+            try:
+                record(result.peer.public_key, result.protocol)
+            except Exception:
+                log.exception("gate.peer_protocol_seen failed")
+
+    def reset_protocol_pin(self, public_key: str) -> None:
+        """Forget this run's 1.1 pin of ``public_key`` (the registry's is reset there)."""
+        self.pinned_1_1.discard(public_key)
 
     def _is_known(self, peer: NodeIdentity) -> bool:
         """Does the gate know this (claimed) identity? Optional gate method ``is_peer_known``;
@@ -625,6 +698,7 @@ class Transport:
         *,
         outbound: bool,
         dialled: str = "",
+        proven: bool = False,
     ) -> PeerConnection:
         ws.protocol.max_message_size = self.config.max_message_size
         session = Session(
@@ -635,7 +709,9 @@ class Transport:
             self._clock(),
             drops_parent=self.drop_counters,
             own_id=self._own_id(),
-            proven=outbound,  # we checked the responder's answer to our challenge
+            # outbound: we checked the responder's answer to our challenge; inbound 1.1: the
+            # initiator proved its static key in the third handshake message
+            proven=outbound or proven,
         )
         session.raw_frames_enabled = self._raw is not None
         address = peer_address(ws)
@@ -653,7 +729,7 @@ class Transport:
         conn.last_ping_sent = initial_last_ping(
             conn.connected_at, self.config.ping_interval, random.random()
         )
-        if outbound:
+        if outbound or proven:
             self._promote(conn, dialled)
             return conn
         # Inbound: the initiator has proved nothing yet (protocol 1.0). The connection is
