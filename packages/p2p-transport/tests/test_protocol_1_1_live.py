@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -102,3 +103,54 @@ async def test_require_1_1_refuses_a_1_0_peer(make_transport: MakeTransport) -> 
     both = await make_transport("other", **V11)
     await both.connect(strict.address)
     assert both.protocols[_ident(strict).id] == "1.1"
+
+
+async def test_1_1_sessions_rekey_under_load(make_transport: MakeTransport) -> None:
+    """Frames flow both ways concurrently across many rekey boundaries (every 16 frames)."""
+    from p2p.transport.secure_session import SecureSession
+
+    cfg = {**V11, "rekey_after_messages": 16, "rate_burst": 100_000, "rate_refill_per_s": 1e6}
+    a = await make_transport("a", **cfg)
+    b = await make_transport("b", **cfg)
+    got_a, got_b = collector(a), collector(b)
+    a_id, b_id = _ident(a).id, _ident(b).id
+    ab = await a.connect(b.address)
+    await eventually(lambda: b.connection(a_id) is not None)
+    ba = b.connection(a_id)
+    assert isinstance(ab.session, SecureSession) and isinstance(ba.session, SecureSession)
+    n = 300
+    sends = [
+        a.send(b_id, envelope.new_message("get_stats", a_id, b_id, {"i": i})) for i in range(n)
+    ]
+    sends += [
+        b.send(a_id, envelope.new_message("get_stats", b_id, a_id, {"i": i})) for i in range(n)
+    ]
+    await asyncio.gather(*sends)
+    await eventually(lambda: len(got_a) == n and len(got_b) == n, timeout=20.0)
+    assert ab.drops.get("decrypt", 0) == 0 and ba.drops.get("decrypt", 0) == 0
+    assert ab.session.frames_sealed >= n and ba.session.frames_opened >= n
+
+
+async def test_ueps_between_1_1_peers_both_ways(make_transport: MakeTransport) -> None:
+    from p2p.transport.ueps_service import UepsService
+    from p2p.ueps import INTENT_COMPUTE
+
+    a = await make_transport("a", **V11)
+    b = await make_transport("b", **V11)
+    ua, ub = UepsService(a), UepsService(b)
+    a_id, b_id = _ident(a).id, _ident(b).id
+    await a.connect(b.address)
+    assert a.protocols[b_id] == "1.1"
+    await ua.wait_ready(b_id)
+    await eventually(lambda: b.connection(a_id) is not None)
+    await ub.wait_ready(a_id)
+    got_a: list[bytes] = []
+    got_b: list[bytes] = []
+    ua.register(INTENT_COMPUTE, lambda conn, pk: got_a.append(pk.payload))
+    ub.register(INTENT_COMPUTE, lambda conn, pk: got_b.append(pk.payload))
+    for i in range(5):
+        await ua.send(b_id, INTENT_COMPUTE, b"a->b %d" % i)
+        await ub.send(a_id, INTENT_COMPUTE, b"b->a %d" % i)
+    await eventually(lambda: len(got_a) == 5 and len(got_b) == 5)
+    assert got_b == [b"a->b %d" % i for i in range(5)]
+    assert got_a == [b"b->a %d" % i for i in range(5)]

@@ -56,6 +56,7 @@ from p2p.transport.handshake import (
 from p2p.transport.keepalive import due_pings, initial_last_ping, ping_budget
 from p2p.transport.limits import DropCounters, ReplayGuard
 from p2p.transport.messages import HandshakeAckPayload
+from p2p.transport.secure_session import SecureSession
 from p2p.transport.session import Session
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
@@ -67,6 +68,7 @@ from websockets.http11 import Request, Response
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
     from p2p.transport.messages import Message
+    from p2p.transport.noise import CipherState
 
 __all__ = [
     "BroadcastResult",
@@ -336,7 +338,13 @@ class Transport:
         self.admission.outbound_established(dial, _remote_ip(ws))
         self._note_protocol(result)
         conn = self._establish(
-            ws, result.peer, result.secret, result.features, outbound=True, dialled=address
+            ws,
+            result.peer,
+            result.secret,
+            result.features,
+            outbound=True,
+            dialled=address,
+            channel=_channel(result),
         )
         task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws, dial))
         self._tasks.add(task)
@@ -620,6 +628,7 @@ class Transport:
             result.features,
             outbound=False,
             proven=result.protocol == PROTOCOL_1_1,
+            channel=_channel(result),
         )
 
     # --- protocol 1.1 (issue 16) ------------------------------------------------------
@@ -699,20 +708,35 @@ class Transport:
         outbound: bool,
         dialled: str = "",
         proven: bool = False,
+        channel: tuple[CipherState, CipherState] | None = None,
     ) -> PeerConnection:
         ws.protocol.max_message_size = self.config.max_message_size
-        session = Session(
-            peer,
-            secret,
-            self.config,
-            self.dedup,
-            self._clock(),
-            drops_parent=self.drop_counters,
-            own_id=self._own_id(),
-            # outbound: we checked the responder's answer to our challenge; inbound 1.1: the
-            # initiator proved its static key in the third handshake message
-            proven=outbound or proven,
-        )
+        session: Session
+        if channel is not None:  # protocol 1.1: the Noise transport ciphers (send, receive)
+            session = SecureSession(
+                peer,
+                secret,
+                self.config,
+                self.dedup,
+                self._clock(),
+                send=channel[0],
+                receive=channel[1],
+                drops_parent=self.drop_counters,
+                own_id=self._own_id(),
+            )
+        else:
+            session = Session(
+                peer,
+                secret,
+                self.config,
+                self.dedup,
+                self._clock(),
+                drops_parent=self.drop_counters,
+                own_id=self._own_id(),
+                # outbound: we checked the responder's answer to our challenge; inbound 1.1:
+                # the initiator proved its static key in the third handshake message
+                proven=outbound or proven,
+            )
         session.raw_frames_enabled = self._raw is not None
         address = peer_address(ws)
         conn = PeerConnection(
@@ -830,6 +854,13 @@ class Transport:
         ctx = ssl.create_default_context(cafile=self.config.tls_ca_path)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
+
+
+def _channel(result: HandshakeResult) -> tuple[CipherState, CipherState] | None:
+    """The (send, receive) Noise ciphers of a 1.1 handshake, ``None`` for 1.0."""
+    if result.protocol != PROTOCOL_1_1 or result.send is None or result.receive is None:
+        return None
+    return result.send, result.receive
 
 
 async def _quiet(coro: Any) -> None:
