@@ -50,7 +50,7 @@ from p2p.controller.ueps_node import NodeUeps, enable_ueps
 from p2p.controller.worker import Worker
 from p2p.identity import NodeIdentity, NodeManager, load_or_create
 from p2p.peers import AuthMode, Peer, PeerError, PeerRegistry, validate_peer_name
-from p2p.transport import PeerConnection, Transport, TransportConfig
+from p2p.transport import PeerConnection, Transport, TransportConfig, with_1_1
 
 if TYPE_CHECKING:
     from p2p.transport import Message, PeerDispatcher
@@ -112,6 +112,14 @@ class _CountingGate:
 
     def peer_disconnected(self, peer_id: str) -> None:
         self.registry.peer_disconnected(peer_id)
+
+    def peer_protocol(self, public_key: str) -> str:
+        """Optional gate method: "1.1" if the key is pinned to protocol 1.1 (issue 16)."""
+        return self.registry.peer_protocol(public_key)
+
+    def peer_protocol_seen(self, public_key: str, protocol: str) -> None:
+        """Optional gate method: store the protocol a handshake used (pins 1.1)."""
+        self.registry.peer_protocol_seen(public_key, protocol)
 
 
 @dataclass(frozen=True)
@@ -262,6 +270,8 @@ class Node:
                 tcfg = tcfg.replace(listen_host=host, listen_port=port)
             self.gate = _CountingGate(registry)
             tcfg = enable_ueps(tcfg)  # advertise ueps/1 (Go peers ignore it)
+            # offer protocol 1.1 (Noise XX) to our own nodes; Go peers ignore it, keep 1.0
+            tcfg = tcfg.replace(features=with_1_1(tcfg.features))
             transport = Transport(node_manager, self.gate, tcfg)
             self._ueps = NodeUeps(
                 transport,

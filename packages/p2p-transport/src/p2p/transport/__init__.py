@@ -31,12 +31,17 @@ from p2p.transport.errors import (
 from p2p.transport.frames import FrameCodec, open_message, seal_message
 from p2p.transport.gate import AllowlistGate, OpenGate, PeerGate
 from p2p.transport.handshake import (
+    FEATURE_1_1,
+    DowngradeError,
     HandshakeError,
     HandshakeInitiator,
     HandshakeRejectedError,
     HandshakeResponder,
     HandshakeResult,
+    NoiseError,
     PinnedKeyMismatchError,
+    offers_1_1,
+    with_1_1,
 )
 from p2p.transport.limits import DropReason
 from p2p.transport.messages import (
@@ -55,6 +60,7 @@ from p2p.transport.messages import (
     parse_response,
     validate_response,
 )
+from p2p.transport.secure_session import SecureSession
 from p2p.transport.smsg import password_for_secret
 from p2p.transport.transport import (
     BroadcastResult,
@@ -69,6 +75,7 @@ from p2p.transport.ueps_frames import BoundPacket
 from p2p.transport.ueps_service import FailureRecorder, PeerDispatcher, UepsService
 
 __all__ = [
+    "FEATURE_1_1",
     "TRANSPORT_PAYLOAD_TYPES",
     "AllowlistGate",
     "BoundPacket",
@@ -78,6 +85,7 @@ __all__ = [
     "ConnectionClosedError",
     "DisconnectCode",
     "DisconnectPayload",
+    "DowngradeError",
     "DropReason",
     "ErrorCode",
     "ErrorPayload",
@@ -94,6 +102,7 @@ __all__ = [
     "MessageError",
     "MessageHandler",
     "MessageType",
+    "NoiseError",
     "NotConnectedError",
     "NotRunningError",
     "OpenGate",
@@ -108,6 +117,7 @@ __all__ = [
     "ProtocolError",
     "RawFrameHandler",
     "ResponseError",
+    "SecureSession",
     "SendTimeoutError",
     "SigilError",
     "SmsgError",
@@ -118,12 +128,14 @@ __all__ = [
     "UepsConfig",
     "UepsService",
     "__version__",
+    "offers_1_1",
     "open_message",
     "parse_json",
     "parse_response",
     "password_for_secret",
     "seal_message",
     "validate_response",
+    "with_1_1",
     "with_timeout",
     "with_ueps",
 ]

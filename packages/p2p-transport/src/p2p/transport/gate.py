@@ -45,6 +45,9 @@ class PeerGate(Protocol):
     # Optional, looked up with getattr (not part of the protocol, so older gates still fit):
     # ``is_peer_known(peer_id, public_key) -> bool``: an identity the operator knows, which
     # may use the established slots reserved for known peers.
+    # ``peer_protocol(public_key) -> str``: "1.1" if the key is pinned to protocol 1.1
+    # (1.0 from or to it is refused); ``peer_protocol_seen(public_key, protocol)``: a
+    # handshake with the key used "1.0" or "1.1" (p2p.peers stores it with the peer).
 
 
 class OpenGate:

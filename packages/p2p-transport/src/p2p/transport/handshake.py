@@ -320,10 +320,13 @@ class HandshakeInitiator:
         static_key: bytes | None = None,
         require_1_1: bool = False,
         pinned: PinPolicy | None = None,
+        noise_ephemeral: bytes | None = None,
     ) -> None:
         self.identity = identity
         self._derive = derive_secret
         self._static = _noise_static(static_key)
+        #: injected Noise ephemeral private key (test vectors, fuzz seeds); default fresh
+        self._ephemeral = _noise_static(noise_ephemeral)
         self.require_1_1 = require_1_1
         self._pinned = pinned
         self.expected_public_key = expected_public_key
@@ -359,7 +362,10 @@ class HandshakeInitiator:
         if self.offers_1_1:
             assert self._static is not None
             self._noise = HandshakeState(
-                True, self._static, prologue=NOISE_PROLOGUE + text.encode()
+                True,
+                self._static,
+                prologue=NOISE_PROLOGUE + text.encode(),
+                ephemeral=self._ephemeral,
             )
             text = _with_noise(text, self._noise.write_message(b""))
         self.state = State.AWAITING
@@ -475,10 +481,12 @@ class HandshakeResponder:
         static_key: bytes | None = None,
         require_1_1: bool = False,
         pinned: PinPolicy | None = None,
+        noise_ephemeral: bytes | None = None,
     ) -> None:
         self.identity = identity
         self._derive = derive_secret
         self._allowed = is_allowed
+        self._ephemeral = _noise_static(noise_ephemeral)
         self.supported_versions = tuple(supported_versions)
         self.features = tuple(features)
         self._static = _noise_static(static_key)
@@ -650,7 +658,12 @@ class HandshakeResponder:
     ) -> ResponderDecision:
         bound_hello, first = noise
         assert self._static is not None
-        hs = HandshakeState(False, self._static, prologue=NOISE_PROLOGUE + bound_hello.encode())
+        hs = HandshakeState(
+            False,
+            self._static,
+            prologue=NOISE_PROLOGUE + bound_hello.encode(),
+            ephemeral=self._ephemeral,
+        )
         try:
             hs.read_message(first)
             ack_text = _with_features(ack, self.features)

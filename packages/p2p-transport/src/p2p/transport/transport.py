@@ -336,7 +336,6 @@ class Transport:
             self.admission.closed(dial)
             raise
         self.admission.outbound_established(dial, _remote_ip(ws))
-        self._note_protocol(result)
         conn = self._establish(
             ws,
             result.peer,
@@ -346,6 +345,7 @@ class Transport:
             dialled=address,
             channel=_channel(result),
         )
+        self._note_protocol(result)  # after _establish: the gate has the peer's record now
         task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws, dial))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -620,8 +620,7 @@ class Transport:
             ws.transport.abort()
             return None
         result = decision.result
-        self._note_protocol(result)
-        return self._establish(
+        conn = self._establish(
             ws,
             result.peer,
             result.secret,
@@ -630,6 +629,8 @@ class Transport:
             proven=result.protocol == PROTOCOL_1_1,
             channel=_channel(result),
         )
+        self._note_protocol(result)  # after _establish: a 1.1 peer is registered by now
+        return conn
 
     # --- protocol 1.1 (issue 16) ------------------------------------------------------
     def _static_key(self) -> bytes | None:
