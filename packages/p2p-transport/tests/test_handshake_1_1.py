@@ -302,3 +302,24 @@ def test_recorded_1_1_frames_resist_both_static_keys(pair: Pair) -> None:
                 cipher.decrypt_with_ad(b"", frame)
         assert name
     assert opened == 0
+
+
+def test_captured_go_hello_gets_the_go_ack_from_a_1_1_responder(golden: dict[str, Any]) -> None:
+    """Go never offers 1.1: a 1.1-capable responder answers its captured hello exactly as
+    the Go responder did (same payload keys and values, same challenge response)."""
+    wc = golden["wire_capture"]
+    frames = [f for f in wc["capture"]["frames"] if f.get("opcode") == 1]
+    go_ack = json.loads(frames[1]["payload_text"])
+    server_kp = KeyPair.from_private_bytes(bytes.fromhex(wc["server_identity"]["private_key_hex"]))
+    me = NodeIdentity.from_dict(go_ack["payload"]["identity"])
+    resp = _responder(server_kp, me)
+    assert resp.supports_1_1
+    decision = resp.receive_hello(frames[0]["payload_text"])
+    assert decision.accepted and decision.result is not None
+    assert decision.result.protocol == "1.0"
+    ours = json.loads(_text(decision.reply))
+    assert ours["payload"] == {**go_ack["payload"], "features": ["ueps/1"]}
+    plain = _responder(server_kp, me, features=with_1_1())  # only 1.1 configured
+    ours = json.loads(_text(plain.receive_hello(frames[0]["payload_text"]).reply))
+    assert ours["payload"] == go_ack["payload"]
+    assert list(ours) == list(go_ack)

@@ -628,8 +628,11 @@ class HandshakeResponder:
             refusal = self._refuse_1_0(peer.public_key, challenge, features)
             if refusal:
                 return self._reject(peer.id, refusal, DowngradeError(refusal))
+        # a 1.0 answer never lists p2p/1.1: a peer that did not offer it (Go) gets the ack
+        # it got before 1.1 existed
+        plain = tuple(f for f in self.features if f != FEATURE_1_1)
         reply = _message(
-            envelope.HANDSHAKE_ACK, self.identity.id, peer.id, _with_features(ack, self.features)
+            envelope.HANDSHAKE_ACK, self.identity.id, peer.id, _with_features(ack, plain)
         )
         result = HandshakeResult(peer, secret, hello.version, features)
         return ResponderDecision(reply, result, None)
