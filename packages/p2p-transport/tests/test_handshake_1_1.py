@@ -78,6 +78,8 @@ def test_both_offer_negotiates_1_1(pair: Pair) -> None:
     theirs = final.result
     assert theirs.protocol == "1.1" and theirs.peer.public_key == a.public_key
     assert theirs.handshake_hash == result.handshake_hash
+    assert len(result.ueps_key) == 32 and result.ueps_key == theirs.ueps_key
+    assert result.ueps_key != result.secret  # UEPS no longer keyed by the static secret
     assert result.send is not None and theirs.receive is not None
     assert theirs.receive.decrypt_with_ad(b"", result.send.encrypt_with_ad(b"", b"hi")) == b"hi"
     assert result.receive is not None and theirs.send is not None

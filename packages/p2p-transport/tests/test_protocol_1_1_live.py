@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from p2p.transport import ConnectError, PeerConnection, Transport, envelope
+from p2p.transport import ConnectError, PeerConnection, SecureSession, Transport, envelope
 from p2p.transport.handshake import FEATURE_1_1
 from pytest_p2p.transport_fixtures import eventually, fast_transport_config
 
@@ -107,8 +107,6 @@ async def test_require_1_1_refuses_a_1_0_peer(make_transport: MakeTransport) -> 
 
 async def test_1_1_sessions_rekey_under_load(make_transport: MakeTransport) -> None:
     """Frames flow both ways concurrently across many rekey boundaries (every 16 frames)."""
-    from p2p.transport.secure_session import SecureSession
-
     cfg = {**V11, "rekey_after_messages": 16, "rate_burst": 100_000, "rate_refill_per_s": 1e6}
     a = await make_transport("a", **cfg)
     b = await make_transport("b", **cfg)
@@ -154,3 +152,8 @@ async def test_ueps_between_1_1_peers_both_ways(make_transport: MakeTransport) -
     await eventually(lambda: len(got_a) == 5 and len(got_b) == 5)
     assert got_b == [b"a->b %d" % i for i in range(5)]
     assert got_a == [b"b->a %d" % i for i in range(5)]
+    # keyed by the 1.1 session's own key, not the static secret
+    ab = a.connection(b_id)
+    assert ab is not None and isinstance(ab.session, SecureSession)
+    assert ab.session.ueps_key and ua._channels[b_id].session._secret == ab.session.ueps_key
+    assert ab.session.ueps_key != a.node_manager.derive_shared_secret(_ident(b).public_key)

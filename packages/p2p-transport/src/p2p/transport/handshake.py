@@ -173,6 +173,9 @@ class HandshakeResult:
     """1.1: the transport CipherState for what this side receives."""
     handshake_hash: bytes = b""
     """1.1: the Noise handshake hash ``h`` (the same on both sides; channel binding)."""
+    ueps_key: bytes = b""
+    """1.1: the UEPS channel's HMAC key, a third key of the Noise key schedule (forward
+    secret; replaces the static secret for UEPS between 1.1 peers)."""
 
     def __repr__(self) -> str:  # never show the secret
         return (
@@ -464,6 +467,7 @@ class HandshakeInitiator:
             send,
             receive,
             hs.handshake_hash,
+            hs.extra_key,
         )
 
 
@@ -570,6 +574,7 @@ class HandshakeResponder:
             send,
             receive,
             hs.handshake_hash,
+            hs.extra_key,
         )
 
     def _reject(self, to: str, reason: str, error: HandshakeError) -> ResponderDecision:

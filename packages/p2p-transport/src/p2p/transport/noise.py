@@ -234,6 +234,7 @@ class HandshakeState:
     __slots__ = (
         "_e",
         "_ephemeral_factory",
+        "_extra",
         "_failed",
         "_index",
         "_s",
@@ -263,6 +264,7 @@ class HandshakeState:
         self._index = 0
         self._failed = False
         self._split: tuple[CipherState, CipherState] | None = None
+        self._extra = b""
         self.re: bytes | None = None
         self.rs: bytes | None = None
 
@@ -284,6 +286,15 @@ class HandshakeState:
     @property
     def my_turn_to_write(self) -> bool:
         return self._index < len(XX) and (self._index % 2 == 0) == self.initiator
+
+    @property
+    def extra_key(self) -> bytes:
+        """A third secret key from the final chaining key: the third output of the HKDF
+        whose first two Split() turns into the transport keys (``HKDF(ck, "", 3)[2]``).
+        Independent of both transport keys; for a second channel (UEPS) on the session."""
+        if not self.complete:
+            raise NoiseError("extra_key before the handshake completed")
+        return self._extra
 
     def split(self) -> tuple[CipherState, CipherState]:
         """``(send, receive)`` transport CipherStates for this side (after message 3)."""
@@ -373,6 +384,7 @@ class HandshakeState:
         self._index += 1
         if self._index == len(XX):
             self._split = self._ss.split()
+            self._extra = hkdf(self._ss.ck, b"", 3)[2]
 
 
 def pattern_messages() -> Sequence[tuple[str, ...]]:

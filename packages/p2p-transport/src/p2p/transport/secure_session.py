@@ -24,8 +24,9 @@ send path seals and writes with no await between). :meth:`seal_unsent` advances 
 too: use it only for a last frame before closing (the ``disconnect``).
 
 Binary frames without the ``P2PN`` prefix are raw frames (UEPS) when the raw hook is set,
-as for 1.0; UEPS frames keep their own session-bound HMAC under the 1.0 static secret
-(SECURITY.md). Envelopes may exceed Noise's 65535-byte message limit: WebSocket frames
+as for 1.0; UEPS frames keep their own session-bound HMAC, keyed for 1.1 connections with
+:attr:`SecureSession.ueps_key` (a third key of the Noise key schedule) instead of the 1.0
+static secret (SECURITY.md). Envelopes may exceed Noise's 65535-byte message limit: WebSocket frames
 carry their own length and ChaChaPoly has no such bound.
 """
 
@@ -61,7 +62,14 @@ class SecureSession(Session):
     always proven: the initiator proved its key in the handshake's third message.
     """
 
-    __slots__ = ("_receive", "_rekey_after", "_send", "frames_opened", "frames_sealed")
+    __slots__ = (
+        "_receive",
+        "_rekey_after",
+        "_send",
+        "frames_opened",
+        "frames_sealed",
+        "ueps_key",
+    )
 
     def __init__(
         self,
@@ -73,6 +81,7 @@ class SecureSession(Session):
         *,
         send: CipherState,
         receive: CipherState,
+        ueps_key: bytes = b"",
         drops_parent: DropCounters | None = None,
         own_id: str = "",
     ) -> None:
@@ -84,6 +93,8 @@ class SecureSession(Session):
         self._send = send
         self._receive = receive
         self._rekey_after = config.rekey_after_messages
+        #: the UEPS channel's HMAC key on this connection (from the Noise key schedule)
+        self.ueps_key = ueps_key
         #: AEAD frames sealed / opened so far (the rekey schedule counts these)
         self.frames_sealed = 0
         self.frames_opened = 0

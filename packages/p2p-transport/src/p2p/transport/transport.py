@@ -344,6 +344,7 @@ class Transport:
             outbound=True,
             dialled=address,
             channel=_channel(result),
+            ueps_key=result.ueps_key,
         )
         self._note_protocol(result)  # after _establish: the gate has the peer's record now
         task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws, dial))
@@ -628,6 +629,7 @@ class Transport:
             outbound=False,
             proven=result.protocol == PROTOCOL_1_1,
             channel=_channel(result),
+            ueps_key=result.ueps_key,
         )
         self._note_protocol(result)  # after _establish: a 1.1 peer is registered by now
         return conn
@@ -710,6 +712,7 @@ class Transport:
         dialled: str = "",
         proven: bool = False,
         channel: tuple[CipherState, CipherState] | None = None,
+        ueps_key: bytes = b"",
     ) -> PeerConnection:
         ws.protocol.max_message_size = self.config.max_message_size
         session: Session
@@ -722,6 +725,7 @@ class Transport:
                 self._clock(),
                 send=channel[0],
                 receive=channel[1],
+                ueps_key=ueps_key,
                 drops_parent=self.drop_counters,
                 own_id=self._own_id(),
             )

@@ -290,7 +290,10 @@ class UepsService:
         if not advertises_ueps(conn.features):
             return None
         try:
-            secret = self.transport.node_manager.derive_shared_secret(conn.identity.public_key)
+            # protocol 1.1 (issue 16): the session's own forward-secret UEPS key
+            secret = getattr(conn.session, "ueps_key", b"") or (
+                self.transport.node_manager.derive_shared_secret(conn.identity.public_key)
+            )
         except Exception:
             log.exception("cannot derive the UEPS key for %s", conn.peer_id)
             return None
