@@ -590,8 +590,10 @@ class Transport:
                     )
                     ws.transport.abort()  # bare close after the reject ack, as Go does
                     return None
-                # lift the handshake size cap before the peer can react to our ack
-                ws.protocol.max_message_size = cfg.max_message_size
+                # lift the handshake size cap before the peer can react to our ack (1.1:
+                # only after its third message, which is a handshake message too)
+                if not decision.awaiting_finish:
+                    ws.protocol.max_message_size = cfg.max_message_size
             if reply is not None:
                 await with_timeout(ws.send(envelope.to_text(reply)), cfg.send_timeout)
             if decision.awaiting_finish:
