@@ -157,3 +157,21 @@ async def test_ueps_between_1_1_peers_both_ways(make_transport: MakeTransport) -
     assert ab is not None and isinstance(ab.session, SecureSession)
     assert ab.session.ueps_key and ua._channels[b_id].session._secret == ab.session.ueps_key
     assert ab.session.ueps_key != a.node_manager.derive_shared_secret(_ident(b).public_key)
+
+
+def test_protocol_knobs() -> None:
+    from p2p.transport import TransportConfig
+    from p2p.transport.config import ConfigError
+
+    assert FEATURE_1_1 not in TransportConfig().features  # a bare transport: off
+    assert TransportConfig(protocol_1_1=True).features == (FEATURE_1_1,)
+    assert TransportConfig(features=("ueps/1", FEATURE_1_1), protocol_1_1=False).features == (
+        "ueps/1",
+    )
+    assert FEATURE_1_1 in TransportConfig(require_1_1=True).features
+    with pytest.raises(ConfigError):
+        TransportConfig(require_1_1=True, protocol_1_1=False)
+    with pytest.raises(ConfigError):
+        TransportConfig(rekey_after_messages=0)
+    with pytest.raises(ConfigError):
+        TransportConfig(protocol_1_1="yes")  # type: ignore[arg-type]

@@ -50,7 +50,7 @@ from p2p.controller.ueps_node import NodeUeps, enable_ueps
 from p2p.controller.worker import Worker
 from p2p.identity import NodeIdentity, NodeManager, load_or_create
 from p2p.peers import AuthMode, Peer, PeerError, PeerRegistry, validate_peer_name
-from p2p.transport import PeerConnection, Transport, TransportConfig, with_1_1
+from p2p.transport import PeerConnection, Transport, TransportConfig
 
 if TYPE_CHECKING:
     from p2p.transport import Message, PeerDispatcher
@@ -270,8 +270,10 @@ class Node:
                 tcfg = tcfg.replace(listen_host=host, listen_port=port)
             self.gate = _CountingGate(registry)
             tcfg = enable_ueps(tcfg)  # advertise ueps/1 (Go peers ignore it)
-            # offer protocol 1.1 (Noise XX) to our own nodes; Go peers ignore it, keep 1.0
-            tcfg = tcfg.replace(features=with_1_1(tcfg.features))
+            if tcfg.protocol_1_1 is None:
+                # offer protocol 1.1 (Noise XX) to our own nodes; Go peers ignore it, keep
+                # 1.0 ([transport] protocol_1_1 = false turns it off)
+                tcfg = tcfg.replace(protocol_1_1=True)
             transport = Transport(node_manager, self.gate, tcfg)
             self._ueps = NodeUeps(
                 transport,

@@ -95,6 +95,10 @@ class TransportConfig:
     """Extra handshake ``features`` to advertise (e.g. ``("ueps/1",)``); empty: field not sent.
     ``"p2p/1.1"`` offers protocol 1.1 (Noise XX; Go peers ignore it and keep 1.0)."""
     # -- protocol 1.1 (issue 16)
+    protocol_1_1: bool | None = None
+    """Offer protocol 1.1: ``True`` adds ``"p2p/1.1"`` to ``features``, ``False`` never
+    offers it (removes it), ``None`` leaves it to ``features`` (a bare Transport: off unless
+    listed; a ``p2p.controller.Node``: on)."""
     require_1_1: bool = False
     """Refuse protocol 1.0 both ways (all-Python fleets); implies ``"p2p/1.1"`` in
     ``features``. Off by default, so Go peers connect."""
@@ -213,7 +217,17 @@ class TransportConfig:
         object.__setattr__(self, "features", tuple(self.features))
         if not isinstance(self.require_1_1, bool):
             raise ConfigError("require_1_1", f"must be a bool, got {self.require_1_1!r}")
-        if self.require_1_1 and FEATURE_1_1 not in self.features:
+        if self.protocol_1_1 is not None and not isinstance(self.protocol_1_1, bool):
+            raise ConfigError("protocol_1_1", f"must be a bool or None, got {self.protocol_1_1!r}")
+        if self.protocol_1_1 is False:
+            if self.require_1_1:
+                raise ConfigError(
+                    "require_1_1", "cannot require protocol 1.1 with protocol_1_1=False"
+                )
+            object.__setattr__(
+                self, "features", tuple(f for f in self.features if f != FEATURE_1_1)
+            )
+        elif (self.require_1_1 or self.protocol_1_1) and FEATURE_1_1 not in self.features:
             object.__setattr__(self, "features", (*self.features, FEATURE_1_1))
         _positive_int("rekey_after_messages", self.rekey_after_messages, upper=1 << 40)
         for feat in self.features:
