@@ -84,6 +84,9 @@ log = logging.getLogger(__name__)
 _flood = LimitedLogger(log)
 
 ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+MAX_RUN_PINS = 65_536
+"""Protocol 1.1 pins kept in memory for one run (about 100 bytes each); past it the oldest
+go (a pinned peer in the registry stays pinned there)."""
 REPLAY_SWEEP_INTERVAL = 10.0
 """Seconds between sweeps of expired replay ids (each check also expires lazily)."""
 
@@ -159,10 +162,9 @@ class Transport:
             "outbound_overflow": 0,
             "outbound_full": 0,
         }
-        #: protocol 1.1 pins of this run (public keys that spoke 1.1: 1.0 refused)
-        self.pinned_1_1: set[str] = set()
-        #: the protocol each peer's latest handshake used ("1.0" or "1.1"), by peer id
-        self.protocols: dict[str, str] = {}
+        #: protocol 1.1 pins of this run (public keys that spoke 1.1: 1.0 refused), oldest
+        #: first, at most MAX_RUN_PINS (the registry keeps the pins of known peers for good)
+        self._run_pins: dict[str, None] = {}
         #: connections closed by the transport, per cause
         self.closed_for: dict[str, int] = {"undecryptable": 0, "rate_limit": 0, "unproven": 0}
 
@@ -653,10 +655,23 @@ class Transport:
             "pinned": self.is_pinned_1_1,
         }
 
+    @property
+    def pinned_1_1(self) -> frozenset[str]:
+        """Public keys pinned to protocol 1.1 during this run."""
+        return frozenset(self._run_pins)
+
+    @property
+    def protocols(self) -> dict[str, str]:
+        """The protocol ("1.0" or "1.1") of each connected peer's connection, by peer id."""
+        return {
+            pid: PROTOCOL_1_1 if isinstance(c.session, SecureSession) else "1.0"
+            for pid, c in self._conns.items()
+        }
+
     def is_pinned_1_1(self, public_key: str) -> bool:
         """Has this key spoken 1.1 with us (this run, or per the gate's registry)? Then a
         1.0 handshake from or to it is refused (no downgrade)."""
-        if public_key in self.pinned_1_1:
+        if public_key in self._run_pins:
             return True
         probe = getattr(self.gate, "peer_protocol", None)
         if probe is None:
@@ -669,9 +684,12 @@ class Transport:
 
     def _note_protocol(self, result: HandshakeResult) -> None:
         """Remember a 1.1 peer (pin it) and tell the gate which protocol the peer spoke."""
-        self.protocols[result.peer.id] = result.protocol
         if result.protocol == PROTOCOL_1_1:
-            self.pinned_1_1.add(result.peer.public_key)
+            pins = self._run_pins
+            pins.pop(result.peer.public_key, None)
+            pins[result.peer.public_key] = None
+            while len(pins) > MAX_RUN_PINS:  # bounded: each costs a full 1.1 handshake
+                del pins[next(iter(pins))]
         record = getattr(self.gate, "peer_protocol_seen", None)
         if record is not None:
             try:
@@ -681,7 +699,7 @@ class Transport:
 
     def reset_protocol_pin(self, public_key: str) -> None:
         """Forget this run's 1.1 pin of ``public_key`` (the registry's is reset there)."""
-        self.pinned_1_1.discard(public_key)
+        self._run_pins.pop(public_key, None)
 
     def _is_known(self, peer: NodeIdentity) -> bool:
         """Does the gate know this (claimed) identity? Optional gate method ``is_peer_known``;
