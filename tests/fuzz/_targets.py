@@ -239,12 +239,95 @@ def run_initiator(data: bytes) -> None:
     assert result.peer.public_key == sid.public_key, "pinning bypassed"
 
 
+# protocol 1.1: the capture's parties with 1.1 offered and fixed Noise ephemerals, so the
+# seeds (made by make_corpus from the same machines) verify on every run
+EPHEMERAL_INIT = bytes(range(1, 33))
+EPHEMERAL_RESP = bytes(range(33, 65))
+
+
+def initiator_1_1() -> Any:
+    from p2p.transport.handshake import HandshakeInitiator, with_1_1
+
+    sid, _skp, cid, ckp = _wire_parties()
+    return HandshakeInitiator(
+        cid,
+        ckp.derive_shared_secret,
+        expected_public_key=sid.public_key,
+        challenge=capture_challenge(),
+        features=with_1_1(["ueps/1"]),
+        static_key=ckp.private_bytes,
+        noise_ephemeral=EPHEMERAL_INIT,
+    )
+
+
+def responder_1_1() -> Any:
+    from p2p.transport.handshake import HandshakeResponder, with_1_1
+
+    sid, skp, cid, _ckp = _wire_parties()
+    allowed_keys = {cid.public_key}
+    return HandshakeResponder(
+        sid,
+        skp.derive_shared_secret,
+        lambda _id, key: key in allowed_keys,
+        features=with_1_1(["ueps/1"]),
+        static_key=skp.private_bytes,
+        noise_ephemeral=EPHEMERAL_RESP,
+    )
+
+
+def run_responder_1_1(data: bytes) -> None:
+    """A 1.1-capable responder never raises on any hello; it answers 1.1 only to a hello
+    that offers it, and then only names an allowed, bound identity (not yet proven)."""
+    from p2p.identity import node_id_from_public_key
+    from p2p.transport.handshake import offers_1_1
+
+    responder = responder_1_1()
+    decision = responder.receive_hello(data)
+    peer = decision.peer
+    if peer is not None:
+        assert peer.id == node_id_from_public_key(peer.public_key), "unbound identity"
+        assert decision.reply is not None
+    if decision.awaiting_finish:
+        assert decision.result is None, "1.1 peer accepted before message 3"
+        assert offers_1_1(json.loads(decision.reply.payload)["features"])  # type: ignore[union-attr]
+
+
+def run_finish_1_1(data: bytes) -> None:
+    """After a genuine hello/ack, any third message: never raises, and an accepted one
+    proves the hello's key (only the real initiator's can)."""
+    from p2p.transport import envelope
+
+    _sid, _skp, cid, _ckp = _wire_parties()
+    initiator, responder = initiator_1_1(), responder_1_1()
+    decision = responder.receive_hello(envelope.to_text(initiator.hello()))
+    assert decision.awaiting_finish
+    final = responder.receive_finish(data)
+    if final.result is not None:
+        assert final.result.protocol == "1.1"
+        assert final.result.peer.public_key == cid.public_key
+
+
+def run_initiator_1_1(data: bytes) -> None:
+    """The 1.1-offering initiator (pinned to the capture's server key) only raises
+    HandshakeError; a 1.1 result comes with ciphers and a third message, for the pinned key."""
+    initiator = initiator_1_1()
+    initiator.hello()
+    sid = _wire_parties()[0]
+    result = initiator.receive_ack(data)
+    assert result.peer.public_key == sid.public_key, "pinning bypassed"
+    if result.protocol == "1.1":
+        assert result.send is not None and initiator.finish is not None
+
+
 def handshake_targets() -> list[Target]:
     from p2p.transport.handshake import HandshakeError
 
     return [
         Target("handshake_responder", run_responder, (), json_aware=True),
         Target("handshake_initiator", run_initiator, (HandshakeError,), json_aware=True),
+        Target("handshake_1_1_responder", run_responder_1_1, (), json_aware=True),
+        Target("handshake_1_1_initiator", run_initiator_1_1, (HandshakeError,), json_aware=True),
+        Target("handshake_1_1_finish", run_finish_1_1, (), json_aware=True),
     ]
 
 
@@ -381,6 +464,9 @@ TARGET_NAMES = (
     "message",
     "handshake_responder",
     "handshake_initiator",
+    "handshake_1_1_responder",
+    "handshake_1_1_initiator",
+    "handshake_1_1_finish",
     "bundle_tar",
     "bundle_json",
     "peers_load",

@@ -89,6 +89,8 @@ def main() -> None:
     hello["payload"]["version"] = "2.0"
     _write("handshake_responder", "version_2", json.dumps(hello).encode())
 
+    _write_1_1_seeds()
+
     # Bundles: every vector bundle document, and hostile archives
     for b in v["bundles"]["bundles"]:
         _write("bundle_json", b["name"].replace("/", "_"), b["bundle_stream_json"].encode())
@@ -149,6 +151,28 @@ def main() -> None:
         "go_example",
         v["identity"]["generated_identity_example"]["node_json"].encode(),
     )
+
+
+def _write_1_1_seeds() -> None:
+    """Protocol 1.1: a genuine hello, ack and third message of the capture's parties with
+    the targets' fixed ephemerals (so they verify), plus the 1.0 capture hello."""
+    from p2p.transport import envelope
+
+    from ._targets import initiator_1_1, responder_1_1
+
+    initiator, responder = initiator_1_1(), responder_1_1()
+    hello = envelope.to_text(initiator.hello())
+    decision = responder.receive_hello(hello)
+    assert decision.reply is not None
+    ack = envelope.to_text(decision.reply)
+    initiator.receive_ack(ack)
+    assert initiator.finish is not None
+    _write("handshake_1_1_responder", "hello_1_1", hello.encode())
+    _write("handshake_1_1_initiator", "ack_1_1", ack.encode())
+    _write("handshake_1_1_finish", "finish_1_1", envelope.to_text(initiator.finish).encode())
+    frames = vectors()["wire_capture"]["capture"]["frames"]
+    texts = [f["payload_text"] for f in frames if f.get("opcode") == 1]
+    _write("handshake_1_1_responder", "capture_hello", texts[0].encode())
 
 
 if __name__ == "__main__":

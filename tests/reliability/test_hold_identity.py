@@ -27,7 +27,10 @@ def _password(manager: Any, public_key: str) -> str:
 async def test_keyless_junk_cannot_ban_or_close_the_real_peer(make_node) -> None:
     """Finding 1: ~11 junk binary frames on a hello claiming B (with ``ueps/1``) used to
     close B's live session, refuse B for 300 s and drop B's score to 0."""
-    target = await make_node("target", transport={"max_undecryptable_in_a_row": 64})
+    # protocol 1.0 between the nodes (with 1.1 the impostor is refused outright: below)
+    target = await make_node(
+        "target", transport={"max_undecryptable_in_a_row": 64, "protocol_1_1": False}
+    )
     real = await make_node("real")
     await real.add_peer(target.address)
     await until(lambda: target.transport.connection(real.id) is not None, what="B proven")
@@ -53,6 +56,21 @@ async def test_keyless_junk_cannot_ban_or_close_the_real_peer(make_node) -> None
     stats = await real.controller.get_remote_stats(target.id)
     assert stats.node_id == target.id
     await impostor.ws.close()
+
+
+async def test_1_1_peer_cannot_be_impersonated_over_1_0(make_node) -> None:
+    """Issue 16: once the real peer spoke protocol 1.1 with the target, a 1.0 hello claiming
+    its identity is refused in the handshake (the key is pinned), before any frame."""
+    target = await make_node("target")
+    real = await make_node("real")
+    await real.add_peer(target.address)
+    await until(lambda: target.transport.connection(real.id) is not None, what="B connected")
+    assert target.transport.protocols[real.id] == "1.1"
+    live = target.transport.connection(real.id)
+    impostor = await raw_handshake(target.address, hello_doc(identity_doc(real.node_manager)))
+    assert not impostor.accepted and impostor.reason == "peer is pinned to protocol 1.1"
+    assert target.transport.unproven_connections() == []
+    assert target.transport.connection(real.id) is live and not live.closed
 
 
 async def test_impostor_never_inherits_the_identity(make_node, make_node_manager) -> None:

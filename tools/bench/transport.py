@@ -58,10 +58,18 @@ from p2p.transport import (
     Transport,
     TransportConfig,
     envelope,
+    with_1_1,
     with_ueps,
 )
 
 GO = {"oneway": 60_600.0, "rt": 7_500.0, "handshake_ms": 0.94}
+PROTOCOL_ENV = "P2P_BENCH_PROTOCOL"
+"""``1.0`` (default, Go's protocol) or ``1.1`` (Noise XX; ``--protocol``); the child
+process inherits it through the environment."""
+
+
+def bench_protocol() -> str:
+    return "1.1" if os.environ.get(PROTOCOL_ENV) == "1.1" else "1.0"
 
 
 class MemoryIdentity:
@@ -99,7 +107,7 @@ def bench_config(**changes: Any) -> TransportConfig:
         "max_conns_per_prefix": 10_000,
         "handshake_burst_per_ip": 1_000_000,
         "handshake_refill_per_ip_s": 1_000_000.0,
-        "features": with_ueps(),
+        "features": with_1_1(with_ueps()) if bench_protocol() == "1.1" else with_ueps(),
     }
     base.update(changes)
     return TransportConfig(**base)
@@ -525,8 +533,15 @@ def main() -> None:
     parser.add_argument("--go-oneway", type=float, default=GO["oneway"], help="Go msgs/s")
     parser.add_argument("--go-rt", type=float, default=GO["rt"], help="Go round trips/s")
     parser.add_argument("--go-handshake", type=float, default=GO["handshake_ms"], help="Go ms")
+    parser.add_argument(
+        "--protocol",
+        choices=("1.0", "1.1"),
+        default=os.environ.get(PROTOCOL_ENV, "1.0"),
+        help="1.0 (Go's SMSG frames) or 1.1 (Noise XX handshake, ChaChaPoly frames)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ[PROTOCOL_ENV] = args.protocol  # the child process reads it too
     if args.child:
         asyncio.run(child_main())
         return
@@ -568,11 +583,13 @@ def main() -> None:
         "loadavg_after": os.getloadavg()[0],
         "python": sys.version.split()[0],
         "ueps_implementation": ueps.IMPLEMENTATION,
+        "protocol": args.protocol,
     }
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return
     print(
+        f"protocol {args.protocol}, "
         f"python {sys.version.split()[0]}, p2p.ueps {ueps.IMPLEMENTATION}, stats message "
         f"{size} B, load {load[0]:.2f} -> {os.getloadavg()[0]:.2f}"
     )

@@ -514,6 +514,7 @@ def test_demo_runs_in_process() -> None:
     for marker in ("[1/9]", "[2/9]", "[6/9]", "log │ speed", "[8/9]", "[9/9]", "removed"):
         assert marker in out
     assert "COMPUTE frame" in out and "replayed frame" in out and "tampered frame" in out
+    assert out.count("protocol 1.1,") == 2  # both connections (issue 16)
 
 
 def test_client_trusts_the_ca_from_config_toml(tmp_path: Path) -> None:

@@ -11,6 +11,9 @@ Contract other tools rely on (keep it stable):
 - ``controllers add|remove|list [PEER|KEY]`` edits who may control this node (the data
   dir's controllers.json, re-read by a running serve); ``serve --controller KEY`` grants
   control for one run;
+- ``--json peers list`` gives each peer ``"protocol": "1.0"`` or ``"1.1"`` (1.1: the peer
+  completed a protocol 1.1 handshake and is pinned to it); ``peers reset-protocol PEER``
+  lifts the pin (stop the node first: a running serve keeps its own copy);
 - PEER is an id, a unique id prefix, a name or an address; ``--json`` prints one object;
 - exit codes: 0 ok, 1 local failure, 2 usage, 3 peer unreachable/timeout, 4 remote error.
 
@@ -349,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     pal.add_argument("peer", metavar="PEER|PUBLIC_KEY")
     prv = psub.add_parser("revoke", parents=[common], help="remove a key from the allowlist")
     prv.add_argument("peer", metavar="PEER|PUBLIC_KEY")
+    prp = psub.add_parser(
+        "reset-protocol",
+        parents=[common],
+        help="lift a peer's protocol 1.1 pin (1.0 is refused from a pinned peer)",
+    )
+    prp.add_argument("peer", metavar="PEER")
 
     ctls = add("controllers", "who may control this node: start/stop miners, logs, deploy")
     csub = ctls.add_subparsers(dest="action", metavar="ACTION")
@@ -542,7 +551,13 @@ def _open_registry(paths: NodePaths) -> PeerRegistry:
 def _peer_json(peer: Peer) -> dict[str, Any]:
     doc = peer.to_dict()
     doc["connected"] = bool(peer.connected)
+    doc["protocol"] = _peer_protocol(peer)
     return doc
+
+
+def _peer_protocol(peer: Peer) -> str:
+    """``"1.1"`` for a peer pinned to protocol 1.1, else ``"1.0"`` (Go's, and the default)."""
+    return "1.1" if peer.protocol == "1.1" else "1.0"
 
 
 def _label(peer: Peer | None, peer_id: str) -> str:
@@ -981,17 +996,42 @@ async def cmd_peers(ctx: _Ctx) -> int:
                         p.address or "-",
                         f"{p.ping_ms:.1f} ms" if p.ping_ms else "-",
                         round(p.score, 1),
+                        _peer_protocol(p),
                         "yes" if p.public_key in allow else "no",
                         # a learned peer's name is only its own claim (issue 13)
                         "learned" if p.id in learned else "added",
                     )
                     for p in registry.by_score()
                 ]
-                headers = ("ID", "NAME", "ADDRESS", "PING", "SCORE", "ALLOWED", "ORIGIN")
+                headers = (
+                    "ID",
+                    "NAME",
+                    "ADDRESS",
+                    "PING",
+                    "SCORE",
+                    "PROTOCOL",
+                    "ALLOWED",
+                    "ORIGIN",
+                )
                 ctx.say(table(headers, rows))
+                if any(p.protocol == "1.1" for p in peers):
+                    ctx.say(
+                        "peers on protocol 1.1 are pinned to it (1.0 from or to them is "
+                        "refused); `p2p-node peers reset-protocol PEER` lifts a pin"
+                    )
             extra = [k for k in allow if k not in {p.public_key for p in peers}]
             if extra:
                 ctx.say("allowlisted keys of unknown peers:\n" + "\n".join("  " + k for k in extra))
+            return EXIT_OK
+        if action == "reset-protocol":
+            peer = resolve_peer(registry, ctx.args.peer)
+            old = registry.reset_protocol(peer.id)
+            await registry.flush()
+            ctx.emit({"peer": peer.id, "was": _peer_protocol(peer), "protocol": "1.0"})
+            if old == "1.1":
+                ctx.say(f"{_label(peer, peer.id)}: protocol 1.1 pin lifted (1.0 accepted again)")
+            else:
+                ctx.say(f"{_label(peer, peer.id)} was not pinned to protocol 1.1")
             return EXIT_OK
         if action == "remove":
             peer = resolve_peer(registry, ctx.args.peer)

@@ -185,13 +185,20 @@ async def _story(
             say(style.ok(f"fleet dashboard: {dash.url}"))
 
         say(style.step(2, total, "Handshakes, then authorization: who may connect vs command"))
-        say(style.dim("      challenge-response proves each node holds its key; every later"))
-        say(style.dim("      message is encrypted (SMSG: XChaCha20-Poly1305, X25519 secret)"))
+        say(style.dim("      our nodes speak protocol 1.1: a Noise XX handshake proves both keys"))
+        say(style.dim("      and gives per-connection ChaChaPoly keys (forward secrecy); Go"))
+        say(style.dim("      peers get 1.0: challenge-response and SMSG (X25519 static secret)"))
         for w in workers:
             t0 = time.monotonic()
             peer = await controller.add_peer(w.address, public_key=w.identity.public_key)
             ms = (time.monotonic() - t0) * 1000
-            say(style.ok(f"{peer.name:<9} key pinned and verified, session up in {ms:.1f} ms"))
+            proto = controller.transport.protocols.get(peer.id, "1.0")
+            say(
+                style.ok(
+                    f"{peer.name:<9} key pinned and verified, protocol {proto}, "
+                    f"session up in {ms:.1f} ms"
+                )
+            )
         say(style.dim("      connecting is not commanding: a fresh worker lets no one control it"))
         quiet = logging.getLogger("p2p.controller.worker")
         level = quiet.level

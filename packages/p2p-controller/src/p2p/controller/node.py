@@ -118,6 +118,14 @@ class _CountingGate:
         """Optional gate method: a proven peer broke the UEPS channel's rules (-5 score)."""
         self.registry.record_failure(peer_id)
 
+    def peer_protocol(self, public_key: str) -> str:
+        """Optional gate method: "1.1" if the key is pinned to protocol 1.1 (issue 16)."""
+        return self.registry.peer_protocol(public_key)
+
+    def peer_protocol_seen(self, public_key: str, protocol: str) -> None:
+        """Optional gate method: store the protocol a handshake used (pins 1.1)."""
+        self.registry.peer_protocol_seen(public_key, protocol)
+
 
 @dataclass(frozen=True)
 class _Parts:
@@ -269,6 +277,10 @@ class Node:
             # advertise ueps/1 (Go peers ignore it); UEPS violations reach the registry
             # through the gate's record_failure
             tcfg = tcfg.replace(features=with_ueps(tcfg.features))
+            if tcfg.protocol_1_1 is None:
+                # offer protocol 1.1 (Noise XX) to our own nodes; Go peers ignore it, keep
+                # 1.0 ([transport] protocol_1_1 = false turns it off)
+                tcfg = tcfg.replace(protocol_1_1=True)
             transport = Transport(node_manager, self.gate, tcfg)
             if miners is not None:
                 self._rehab = RehabController(

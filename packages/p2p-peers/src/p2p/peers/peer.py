@@ -159,6 +159,16 @@ def _go_number(x: float) -> float | int:
     return int(x) if x.is_integer() and abs(x) < 1e21 else x
 
 
+PROTOCOLS = ("", "1.0", "1.1")
+"""Values of :attr:`Peer.protocol` ("" = not known yet)."""
+
+
+def _protocol(value: object) -> str:
+    if not isinstance(value, str) or value not in PROTOCOLS:
+        raise InvalidPeerError(f"protocol must be one of {PROTOCOLS!r}, got {value!r:.40}")
+    return value
+
+
 @dataclass(slots=True)
 class Peer:
     """One known node: identity, dial address, measured metrics and reputation score.
@@ -167,6 +177,12 @@ class Peer:
     kept, so a Go-written peers.json round-trips byte for byte); zero means "never".
 
     ``connected`` is runtime state only (never persisted, False after a load).
+
+    ``protocol`` is this port's addition (issue 16): ``"1.1"`` once the peer completed a
+    protocol 1.1 handshake with us (it is then pinned: a 1.0 handshake from or to its key is
+    refused until reset), ``"1.0"`` if it spoke 1.0, ``""`` if unknown. Written to
+    peers.json as ``"protocol"`` only when set (Go ignores the key; a Go-written file
+    round-trips unchanged).
     """
 
     id: str
@@ -181,6 +197,7 @@ class Peer:
     geo_km: float = 0.0
     score: float = 0.0
     connected: bool = field(default=False, compare=False)
+    protocol: str = ""
 
     def copy(self) -> Peer:
         """An independent copy (the registry never hands out its own records)."""
@@ -197,6 +214,7 @@ class Peer:
             self.geo_km,
             self.score,
             self.connected,
+            self.protocol,
         )
 
     def validated(self) -> Peer:
@@ -217,6 +235,7 @@ class Peer:
             _float("geoKm", self.geo_km),
             _float("score", self.score),
             bool(self.connected),
+            _protocol(self.protocol),
         )
 
     @classmethod
@@ -238,6 +257,7 @@ class Peer:
             hops=_int("hops", g("hops", 0)),
             geo_km=_float("geoKm", g("geoKm", 0.0)),
             score=_float("score", g("score", 0.0)),
+            protocol=_protocol(g("protocol", "")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -254,4 +274,5 @@ class Peer:
             "hops": self.hops,
             "geoKm": _go_number(self.geo_km),
             "score": _go_number(self.score),
+            **({"protocol": self.protocol} if self.protocol else {}),
         }

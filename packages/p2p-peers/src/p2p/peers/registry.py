@@ -607,6 +607,47 @@ class PeerRegistry:
         """PeerGate: the connection closed."""
         self.set_connected(peer_id, False)
 
+    # -- protocol 1.1 pins (issue 16) ----------------------------------------------------
+
+    def peer_protocol(self, public_key: str) -> str:
+        """PeerGate (optional method): the protocol stored for this key ("1.1" = pinned:
+        the transport refuses 1.0 from or to it), "" if none or the key is not the record's."""
+        peer_id = node_id_for(public_key) if isinstance(public_key, str) else None
+        if peer_id is None:
+            return ""
+        with self._lock:
+            rec = self._records.get(peer_id)
+            return rec.protocol if rec is not None and rec.public_key == public_key else ""
+
+    def peer_protocol_seen(self, public_key: str, protocol: str) -> None:
+        """PeerGate (optional method): a handshake with this key used ``protocol``. "1.1"
+        pins the record; "1.0" is noted only where nothing was known (a pin is never lowered
+        here: :meth:`reset_protocol` does that)."""
+        peer_id = node_id_for(public_key) if isinstance(public_key, str) else None
+        if protocol not in ("1.0", "1.1") or peer_id is None:
+            return
+        with self._lock:
+            rec = self._records.get(peer_id)
+            if rec is None or rec.public_key != public_key or rec.protocol == protocol:
+                return
+            if rec.protocol == "1.1":
+                return
+            rec = rec.copy()
+            rec.protocol = protocol
+            self._records[peer_id] = rec
+            self._changed()
+
+    def reset_protocol(self, peer_id: str) -> str:
+        """Forget a peer's stored protocol (lifts a 1.1 pin); returns what it was.
+        Raises PeerNotFoundError for an unknown id."""
+        with self._lock:
+            rec = self._replace(peer_id)
+            old, rec.protocol = rec.protocol, ""
+            self._records[peer_id] = rec
+            if old:
+                self._changed()
+            return old
+
     # -- persistence ---------------------------------------------------------------------
 
     def _changed(self) -> None:

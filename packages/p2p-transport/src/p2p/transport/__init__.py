@@ -34,12 +34,17 @@ from p2p.transport.errors import (
 from p2p.transport.frames import FrameCodec, open_message, seal_message
 from p2p.transport.gate import AllowlistGate, OpenGate, PeerGate
 from p2p.transport.handshake import (
+    FEATURE_1_1,
+    DowngradeError,
     HandshakeError,
     HandshakeInitiator,
     HandshakeRejectedError,
     HandshakeResponder,
     HandshakeResult,
+    NoiseError,
     PinnedKeyMismatchError,
+    offers_1_1,
+    with_1_1,
 )
 from p2p.transport.limits import DropReason
 from p2p.transport.messages import (
@@ -59,6 +64,7 @@ from p2p.transport.messages import (
     validate_response,
 )
 from p2p.transport.protocol import PeerProtocol
+from p2p.transport.secure_session import SecureSession
 from p2p.transport.smsg import password_for_secret
 from p2p.transport.transport import (
     BroadcastResult,
@@ -73,6 +79,7 @@ from p2p.transport.ueps_frames import BoundPacket
 from p2p.transport.ueps_service import PeerDispatcher, PeerPacketHandler, UepsHub
 
 __all__ = [
+    "FEATURE_1_1",
     "FEATURE_UEPS",
     "TRANSPORT_PAYLOAD_TYPES",
     "AllowlistGate",
@@ -83,6 +90,7 @@ __all__ = [
     "ConnectionClosedError",
     "DisconnectCode",
     "DisconnectPayload",
+    "DowngradeError",
     "DropReason",
     "ErrorCode",
     "ErrorPayload",
@@ -98,6 +106,7 @@ __all__ = [
     "MessageError",
     "MessageHandler",
     "MessageType",
+    "NoiseError",
     "NotConnectedError",
     "NotRunningError",
     "OpenGate",
@@ -114,6 +123,7 @@ __all__ = [
     "PongPayload",
     "ProtocolError",
     "ResponseError",
+    "SecureSession",
     "SendTimeoutError",
     "SigilError",
     "SmsgError",
@@ -128,12 +138,14 @@ __all__ = [
     "UepsSession",
     "UepsSessionError",
     "__version__",
+    "offers_1_1",
     "open_message",
     "parse_json",
     "parse_response",
     "password_for_secret",
     "seal_message",
     "validate_response",
+    "with_1_1",
     "with_timeout",
     "with_ueps",
 ]

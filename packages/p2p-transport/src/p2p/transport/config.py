@@ -20,6 +20,8 @@ from p2p.transport.errors import (
 __all__ = ["DEFAULT_LISTEN_PORT", "ConfigError", "TransportConfig", "parse_listen_addr"]
 
 DEFAULT_LISTEN_PORT = 9091
+FEATURE_1_1 = "p2p/1.1"
+"""Same as ``handshake.FEATURE_1_1`` (spelled here to keep this module import-free)."""
 MIB = 1 << 20
 
 
@@ -90,7 +92,19 @@ class TransportConfig:
     answer_pings: bool = True
     """The transport answers every ``ping`` with a ``pong`` itself (turn off if a Worker does)."""
     features: tuple[str, ...] = field(default_factory=tuple)
-    """Extra handshake ``features`` to advertise (e.g. ``("ueps/1",)``); empty: field not sent."""
+    """Extra handshake ``features`` to advertise (e.g. ``("ueps/1",)``); empty: field not sent.
+    ``"p2p/1.1"`` offers protocol 1.1 (Noise XX; Go peers ignore it and keep 1.0)."""
+    # -- protocol 1.1 (issue 16)
+    protocol_1_1: bool | None = None
+    """Offer protocol 1.1: ``True`` adds ``"p2p/1.1"`` to ``features``, ``False`` never
+    offers it (removes it), ``None`` leaves it to ``features`` (a bare Transport: off unless
+    listed; a ``p2p.controller.Node``: on)."""
+    require_1_1: bool = False
+    """Refuse protocol 1.0 both ways (all-Python fleets); implies ``"p2p/1.1"`` in
+    ``features``. Off by default, so Go peers connect."""
+    rekey_after_messages: int = 1 << 20
+    """Protocol 1.1: each direction's key is replaced (Noise REKEY, §11.3) after this many
+    messages; both sides count the same frames, so no message announces it."""
     # -- identity/replay (hold the line)
     replay_max_ids_per_peer: int = 4096
     """Message ids remembered per peer (public key); past it the lowest ts is forgotten and
@@ -201,6 +215,21 @@ class TransportConfig:
         if (self.tls_cert_path is None) != (self.tls_key_path is None):
             raise ConfigError("tls_cert_path", "tls_cert_path and tls_key_path go together")
         object.__setattr__(self, "features", tuple(self.features))
+        if not isinstance(self.require_1_1, bool):
+            raise ConfigError("require_1_1", f"must be a bool, got {self.require_1_1!r}")
+        if self.protocol_1_1 is not None and not isinstance(self.protocol_1_1, bool):
+            raise ConfigError("protocol_1_1", f"must be a bool or None, got {self.protocol_1_1!r}")
+        if self.protocol_1_1 is False:
+            if self.require_1_1:
+                raise ConfigError(
+                    "require_1_1", "cannot require protocol 1.1 with protocol_1_1=False"
+                )
+            object.__setattr__(
+                self, "features", tuple(f for f in self.features if f != FEATURE_1_1)
+            )
+        elif (self.require_1_1 or self.protocol_1_1) and FEATURE_1_1 not in self.features:
+            object.__setattr__(self, "features", (*self.features, FEATURE_1_1))
+        _positive_int("rekey_after_messages", self.rekey_after_messages, upper=1 << 40)
         for feat in self.features:
             if not isinstance(feat, str) or not feat or len(feat) > 64:
                 raise ConfigError("features", f"bad feature name {feat!r}")

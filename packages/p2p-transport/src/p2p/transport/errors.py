@@ -14,7 +14,9 @@ The hierarchy::
     │   ├── ChallengeError
     │   ├── HandshakeMalformedError
     │   ├── HandshakeRejectedError
+    │   ├── DowngradeError
     │   ├── IdentityBindingError
+    │   ├── NoiseError
     │   └── PinnedKeyMismatchError
     ├── MessageError  (also ValueError)
     │   └── ResponseError
@@ -47,11 +49,13 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectionClosedError",
+    "DowngradeError",
     "HandshakeError",
     "HandshakeMalformedError",
     "HandshakeRejectedError",
     "IdentityBindingError",
     "MessageError",
+    "NoiseError",
     "NotConnectedError",
     "NotRunningError",
     "OutboundOverflowError",
@@ -208,6 +212,15 @@ class IdentityBindingError(HandshakeError):
 
 class PinnedKeyMismatchError(HandshakeError):
     """The ack carries a public key other than the one we expected for this peer."""
+
+
+class NoiseError(HandshakeError):
+    """A protocol 1.1 (Noise XX) step failed: bad length, bad tag, bad key, out of turn."""
+
+
+class DowngradeError(HandshakeError):
+    """Protocol 1.0 refused: the peer is pinned to 1.1, ``require_1_1`` is set, or the
+    1.1 offer was stripped on the way."""
 
 
 class ChallengeError(HandshakeError):

@@ -50,6 +50,9 @@ class PeerGate(Protocol):
     # ``record_failure(peer_id) -> object``: a *proven* peer broke the UEPS channel's rules
     # (bad HMAC, replay, ...); ``PeerRegistry.record_failure`` lowers its score. Called once
     # per violation, never for an unproven connection.
+    # ``peer_protocol(public_key) -> str``: "1.1" if the key is pinned to protocol 1.1
+    # (1.0 from or to it is refused); ``peer_protocol_seen(public_key, protocol)``: a
+    # handshake with the key used "1.0" or "1.1" (p2p.peers stores it with the peer).
 
 
 class OpenGate:

@@ -15,6 +15,19 @@ Rules of this module:
    from ``publicKey`` are refused on both sides; an initiator that knows the peer's key
    refuses an ack carrying another; challenges must be exactly 32 bytes.
 
+Protocol 1.1 (SECURITY.md "protocol 1.1"; Go never offers it and gets exactly 1.0): both
+sides list ``p2p/1.1`` in ``features`` and a ``noise`` field carries the Noise XX messages:
+the hello ``-> e``, the ack ``<- e, ee, s, es``, then a third initiator message
+``handshake_finish`` ``-> s, se`` before any application traffic. The Noise prologue is the
+hello payload without its ``noise`` field (identity, challenge, version and the
+initiator's features), the ack's second-message payload is SHA-256 of the ack payload without
+its ``noise`` field (the responder's features and identity): changing either in flight fails
+the handshake. The static keys are the nodes' X25519 identity keys and must be those of the
+hello/ack identities. An initiator that offers 1.1 marks its 32-byte challenge (first half
+random, second half a hash of the first): a responder of ours that supports 1.1 and sees that
+mark on a hello without the offer knows the offer was stripped and refuses. A responder
+treats a 1.1 connection as that peer only after the third message.
+
 Responder verdicts, in the reference's order: not JSON / not a ``handshake`` / bad payload
 → close without reply; unsupported version → reject ack; undecodable key → close without
 reply; id not bound to key → reject ack; not allowed by the gate → reject ack
@@ -23,7 +36,11 @@ reply; id not bound to key → reject ack; not allowed by the gate → reject ac
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import hashlib
+import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +51,7 @@ from p2p.identity import (
     IdentityError,
     NodeIdentity,
     check_identity_binding,
+    decode_public_key,
     generate_challenge,
     node_id_from_public_key,
     sign_challenge,
@@ -42,10 +60,12 @@ from p2p.identity import (
 from p2p.transport import envelope
 from p2p.transport.errors import (
     ChallengeError,
+    DowngradeError,
     HandshakeError,
     HandshakeMalformedError,
     HandshakeRejectedError,
     IdentityBindingError,
+    NoiseError,
     PinnedKeyMismatchError,
 )
 from p2p.transport.messages import (
@@ -56,17 +76,23 @@ from p2p.transport.messages import (
     MessageError,
     Payload,
 )
+from p2p.transport.noise import CipherState, HandshakeState, KeyPair
 
 if TYPE_CHECKING:
     from p2p.transport.messages import Message
 
 __all__ = [
     "CHALLENGE_SIZE",
+    "FEATURE_1_1",
+    "HANDSHAKE_FINISH",
+    "PROTOCOL_1_0",
+    "PROTOCOL_1_1",
     "PROTOCOL_VERSION",
     "REASON_NOT_AUTHORIZED",
     "REASON_SELF",
     "SUPPORTED_VERSIONS",
     "ChallengeError",
+    "DowngradeError",
     "HandshakeError",
     "HandshakeInitiator",
     "HandshakeMalformedError",
@@ -74,10 +100,13 @@ __all__ = [
     "HandshakeResponder",
     "HandshakeResult",
     "IdentityBindingError",
+    "NoiseError",
     "PinnedKeyMismatchError",
     "ResponderDecision",
     "State",
+    "offers_1_1",
     "version_reject_reason",
+    "with_1_1",
 ]
 
 SUPPORTED_VERSIONS = SUPPORTED_PROTOCOL_VERSIONS
@@ -88,6 +117,26 @@ REASON_SELF = "identity is this node's own"
 MAX_FEATURES = 32
 MAX_FEATURE_LEN = 64
 
+FEATURE_1_1 = "p2p/1.1"
+"""The ``features`` entry that offers protocol 1.1 (Noise XX); Go never sends it."""
+PROTOCOL_1_0 = "1.0"
+PROTOCOL_1_1 = "1.1"
+HANDSHAKE_FINISH = "handshake_finish"
+"""Envelope type of the third 1.1 handshake message (``-> s, se``); only ours send it."""
+NOISE_PROLOGUE = b"lethean-p2p/1.1 hello\n"
+"""Prefix of the Noise prologue; the hello payload without ``noise`` follows."""
+MAX_NOISE_FIELD = 256
+"""Longest ``noise`` field (base64) accepted; the largest XX message here is 128 bytes."""
+_OFFER_TAG = b"lethean-p2p/1.1 offer"
+_NOISE_KEY = ',"noise":"'
+_FINISH_BODY = '{"protocol":"1.1"}'
+REASON_STRIPPED = "protocol 1.1 offer was stripped from the hello"
+REASON_REQUIRED = "protocol 1.1 required"
+REASON_PINNED = "peer is pinned to protocol 1.1"
+REASON_NOISE = "protocol 1.1 handshake failed"
+
+PinPolicy = Callable[[str], bool]
+"""``pinned(public_key_b64) -> bool``: has this key spoken 1.1 with us (1.0 refused)?"""
 SecretDeriver = Callable[[str], bytes]
 """``derive(peer_public_key_b64) -> 32-byte shared secret`` (raises on a bad key)."""
 AllowPolicy = Callable[[str, str], bool]
@@ -116,9 +165,23 @@ class HandshakeResult:
     secret: bytes
     version: str = PROTOCOL_VERSION
     features: tuple[str, ...] = ()
+    protocol: str = PROTOCOL_1_0
+    """``"1.0"`` (Go's) or ``"1.1"`` (Noise XX; ``send``/``receive`` are then set)."""
+    send: CipherState | None = None
+    """1.1: the transport CipherState for what this side sends."""
+    receive: CipherState | None = None
+    """1.1: the transport CipherState for what this side receives."""
+    handshake_hash: bytes = b""
+    """1.1: the Noise handshake hash ``h`` (the same on both sides; channel binding)."""
+    ueps_key: bytes = b""
+    """1.1: the UEPS channel's HMAC key, a third key of the Noise key schedule (forward
+    secret; replaces the static secret for UEPS between 1.1 peers)."""
 
     def __repr__(self) -> str:  # never show the secret
-        return f"HandshakeResult(peer={self.peer.id!r}, features={self.features!r})"
+        return (
+            f"HandshakeResult(peer={self.peer.id!r}, protocol={self.protocol!r}, "
+            f"features={self.features!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +192,85 @@ class ResponderDecision:
     reply: Message | None
     result: HandshakeResult | None
     error: HandshakeError | None
+    claimed: NodeIdentity | None = None
+    """1.1: the identity the hello claims while the third message is awaited (``result``
+    is then ``None`` and :attr:`awaiting_finish` true)."""
 
     @property
     def accepted(self) -> bool:
         return self.result is not None
+
+    @property
+    def awaiting_finish(self) -> bool:
+        """1.1: the ack is to be sent, then :meth:`HandshakeResponder.receive_finish`."""
+        return self.result is None and self.error is None and self.claimed is not None
+
+    @property
+    def peer(self) -> NodeIdentity | None:
+        """Who the hello names (proven for 1.0 only by later traffic, for 1.1 by message 3)."""
+        return self.result.peer if self.result is not None else self.claimed
+
+
+def offers_1_1(features: Sequence[str]) -> bool:
+    """Whether a ``features`` list offers protocol 1.1."""
+    return FEATURE_1_1 in tuple(features)
+
+
+def with_1_1(features: Sequence[str] = ()) -> tuple[str, ...]:
+    """``features`` plus ``p2p/1.1`` (once): advertise protocol 1.1 (Go ignores it)."""
+    feats = tuple(features)
+    return feats if FEATURE_1_1 in feats else (*feats, FEATURE_1_1)
+
+
+def _offer_mark(random_half: bytes) -> bytes:
+    return hashlib.sha256(_OFFER_TAG + random_half).digest()[:16]
+
+
+def marked_challenge(challenge: bytes) -> bytes:
+    """The 1.1 initiator's challenge: its first 16 bytes, then a hash of them (so a
+    responder of ours can tell a hello whose 1.1 offer was stripped)."""
+    return challenge[:16] + _offer_mark(challenge[:16])
+
+
+def challenge_marks_offer(challenge: bytes) -> bool:
+    """Was this challenge made by an initiator that offered 1.1 (chance 2**-128 otherwise)?"""
+    return len(challenge) == CHALLENGE_SIZE and hmac.compare_digest(
+        challenge[16:], _offer_mark(challenge[:16])
+    )
+
+
+def _noise_split(payload_text: str | None) -> tuple[str, bytes] | None:
+    """``(payload without its noise field, the noise message)`` or ``None`` when the payload
+    carries no well-formed trailing ``"noise":"<base64>"`` field."""
+    if not payload_text or not payload_text.endswith('"}'):
+        return None
+    at = payload_text.rfind(_NOISE_KEY)
+    if at < 0:
+        return None
+    field = payload_text[at + len(_NOISE_KEY) : -2]
+    if not field or len(field) > MAX_NOISE_FIELD:
+        return None
+    try:
+        raw = base64.b64decode(field.encode("ascii"), validate=True)
+        parsed = json.loads(payload_text)
+    except (ValueError, binascii.Error, UnicodeEncodeError, RecursionError):
+        return None
+    if not isinstance(parsed, dict) or parsed.get("noise") != field:
+        return None  # the trailing text was not the object's own noise field
+    return payload_text[:at] + "}", raw
+
+
+def _with_noise(payload_text: str, message: bytes) -> str:
+    return f'{payload_text[:-1]}{_NOISE_KEY}{base64.b64encode(message).decode("ascii")}"}}'
+
+
+def _noise_static(static_key: bytes | None) -> KeyPair | None:
+    if static_key is None:
+        return None
+    try:
+        return KeyPair(bytes(static_key))
+    except (NoiseError, ValueError):
+        raise NoiseError("the node's static key is not a 32-byte X25519 key") from None
 
 
 def _features(payload_text: str | None) -> tuple[str, ...]:
@@ -182,9 +320,18 @@ class HandshakeInitiator:
         challenge: bytes | None = None,
         version: str = PROTOCOL_VERSION,
         features: Sequence[str] = (),
+        static_key: bytes | None = None,
+        require_1_1: bool = False,
+        pinned: PinPolicy | None = None,
+        noise_ephemeral: bytes | None = None,
     ) -> None:
         self.identity = identity
         self._derive = derive_secret
+        self._static = _noise_static(static_key)
+        #: injected Noise ephemeral private key (test vectors, fuzz seeds); default fresh
+        self._ephemeral = _noise_static(noise_ephemeral)
+        self.require_1_1 = require_1_1
+        self._pinned = pinned
         self.expected_public_key = expected_public_key
         if expected_public_key is not None and not expected_peer_id:
             try:
@@ -197,21 +344,35 @@ class HandshakeInitiator:
             raise ChallengeError(REASON_BAD_CHALLENGE)
         self.version = version
         self.features = tuple(features)
+        #: whether the hello offers protocol 1.1 (``p2p/1.1`` listed and a static key given)
+        self.offers_1_1 = offers_1_1(self.features) and self._static is not None
+        if require_1_1 and not self.offers_1_1:
+            raise DowngradeError("require_1_1 needs p2p/1.1 in features and a static key")
+        if self.offers_1_1:
+            self.challenge = marked_challenge(self.challenge)
+        self._noise: HandshakeState | None = None
         self.state = State.IDLE
         self.result: HandshakeResult | None = None
+        #: 1.1: the third handshake message, to send right after :meth:`receive_ack`
+        self.finish: Message | None = None
 
     def hello(self) -> Message:
         """The ``handshake`` message (send it as a TEXT frame)."""
         if self.state is not State.IDLE:
             raise HandshakeError(f"hello() in state {self.state.value}")
         payload = HandshakePayload(self.identity, self.challenge, self.version)
+        text = _with_features(payload, self.features)
+        if self.offers_1_1:
+            assert self._static is not None
+            self._noise = HandshakeState(
+                True,
+                self._static,
+                prologue=NOISE_PROLOGUE + text.encode(),
+                ephemeral=self._ephemeral,
+            )
+            text = _with_noise(text, self._noise.write_message(b""))
         self.state = State.AWAITING
-        return _message(
-            envelope.HANDSHAKE,
-            self.identity.id,
-            self.expected_peer_id,
-            _with_features(payload, self.features),
-        )
+        return _message(envelope.HANDSHAKE, self.identity.id, self.expected_peer_id, text)
 
     def receive_ack(self, data: str | bytes | Message) -> HandshakeResult:
         """Judge the responder's reply; raises a :class:`HandshakeError` subclass on failure."""
@@ -255,7 +416,59 @@ class HandshakeInitiator:
             raise ChallengeError("no challenge response in handshake_ack")
         if not verify_challenge(self.challenge, ack.challenge_response, secret):
             raise ChallengeError("challenge response is wrong")
-        return HandshakeResult(peer, secret, self.version, _features(message.payload))
+        features = _features(message.payload)
+        noise = _noise_split(message.payload) if self.offers_1_1 else None
+        if noise is not None and offers_1_1(features):
+            return self._finish_1_1(
+                peer, secret=secret, features=features, bound_ack=noise[0], noise_message=noise[1]
+            )
+        # a protocol 1.0 answer
+        if self.offers_1_1 and (offers_1_1(features) or noise is not None):
+            raise DowngradeError("the ack half-answers the protocol 1.1 offer")
+        if self.require_1_1:
+            raise DowngradeError(f"peer answered protocol 1.0: {REASON_REQUIRED}")
+        if self._is_pinned(peer.public_key):
+            raise DowngradeError(f"peer answered protocol 1.0: {REASON_PINNED}")
+        return HandshakeResult(peer, secret, self.version, features)
+
+    def _is_pinned(self, public_key: str) -> bool:
+        return self._pinned is not None and bool(self._pinned(public_key))
+
+    def _finish_1_1(
+        self,
+        peer: NodeIdentity,
+        *,
+        secret: bytes,
+        features: tuple[str, ...],
+        bound_ack: str,
+        noise_message: bytes,
+    ) -> HandshakeResult:
+        hs = self._noise
+        assert hs is not None
+        try:
+            bound = hs.read_message(noise_message)
+        except NoiseError as exc:
+            raise NoiseError(f"{REASON_NOISE}: ack: {exc.reason}") from None
+        if not hmac.compare_digest(bound, hashlib.sha256(bound_ack.encode()).digest()):
+            raise NoiseError(f"{REASON_NOISE}: the ack was altered in flight")
+        if hs.remote_static != decode_public_key(peer.public_key):
+            raise IdentityBindingError("the ack's Noise static key is not its identity's key")
+        third = hs.write_message(b"")
+        self.finish = _message(
+            HANDSHAKE_FINISH, self.identity.id, peer.id, _with_noise(_FINISH_BODY, third)
+        )
+        send, receive = hs.split()
+        return HandshakeResult(
+            peer,
+            secret,
+            self.version,
+            features,
+            PROTOCOL_1_1,
+            send,
+            receive,
+            hs.handshake_hash,
+            hs.extra_key,
+        )
 
 
 class HandshakeResponder:
@@ -269,18 +482,32 @@ class HandshakeResponder:
         *,
         supported_versions: Sequence[str] = SUPPORTED_VERSIONS,
         features: Sequence[str] = (),
+        static_key: bytes | None = None,
+        require_1_1: bool = False,
+        pinned: PinPolicy | None = None,
+        noise_ephemeral: bytes | None = None,
     ) -> None:
         self.identity = identity
         self._derive = derive_secret
         self._allowed = is_allowed
+        self._ephemeral = _noise_static(noise_ephemeral)
         self.supported_versions = tuple(supported_versions)
         self.features = tuple(features)
+        self._static = _noise_static(static_key)
+        #: whether this side answers 1.1 offers (``p2p/1.1`` listed and a static key given)
+        self.supports_1_1 = offers_1_1(self.features) and self._static is not None
+        if require_1_1 and not self.supports_1_1:
+            raise DowngradeError("require_1_1 needs p2p/1.1 in features and a static key")
+        self.require_1_1 = require_1_1
+        self._pinned = pinned
+        self._noise: HandshakeState | None = None
+        self._pending: HandshakeResult | None = None
         self.state = State.AWAITING
         self.result: HandshakeResult | None = None
 
     def receive_hello(self, data: str | bytes | Message) -> ResponderDecision:
         """Judge the initiator's ``handshake``; never raises for bad input."""
-        if self.state is not State.AWAITING:
+        if self.state is not State.AWAITING or self._pending is not None:
             raise HandshakeError(f"receive_hello() in state {self.state.value}")
         try:
             decision = self._decide(data)
@@ -288,9 +515,67 @@ class HandshakeResponder:
             # belt and braces: no input may crash the responder (fuzzing found one)
             error = HandshakeMalformedError(f"unusable handshake: {type(exc).__name__}")
             decision = ResponderDecision(None, None, error)
+        if decision.awaiting_finish:
+            self.state = State.AWAITING  # now for the third message
+        else:
+            self.state = State.DONE if decision.accepted else State.FAILED
+        self.result = decision.result
+        return decision
+
+    @property
+    def awaiting_finish(self) -> bool:
+        """1.1: the ack went out; :meth:`receive_finish` must judge the third message."""
+        return self._pending is not None and self.state is State.AWAITING
+
+    def receive_finish(self, data: str | bytes | Message) -> ResponderDecision:
+        """Judge the initiator's third 1.1 message (``-> s, se``); never raises for bad
+        input. Only an accepted decision here makes the connection the peer's."""
+        pending = self._pending
+        if pending is None or self.state is not State.AWAITING:
+            raise HandshakeError(f"receive_finish() in state {self.state.value}")
+        self._pending = None
+        try:
+            result = self._judge_finish(data, pending)
+        except HandshakeError as exc:
+            decision = ResponderDecision(None, None, exc)
+        except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+            error = HandshakeMalformedError(f"unusable handshake_finish: {type(exc).__name__}")
+            decision = ResponderDecision(None, None, error)
+        else:
+            decision = ResponderDecision(None, result, None)
         self.state = State.DONE if decision.accepted else State.FAILED
         self.result = decision.result
         return decision
+
+    def _judge_finish(
+        self, data: str | bytes | Message, pending: HandshakeResult
+    ) -> HandshakeResult:
+        message = envelope.as_message(data, HandshakeMalformedError)
+        if message.type != HANDSHAKE_FINISH:
+            raise HandshakeMalformedError(f"expected {HANDSHAKE_FINISH}, got {message.type}")
+        noise = _noise_split(message.payload)
+        if noise is None:
+            raise HandshakeMalformedError(f"{HANDSHAKE_FINISH} without a noise message")
+        hs = self._noise
+        assert hs is not None
+        try:
+            hs.read_message(noise[1])
+        except NoiseError as exc:
+            raise NoiseError(f"{REASON_NOISE}: finish: {exc.reason}") from None
+        if hs.remote_static != decode_public_key(pending.peer.public_key):
+            raise IdentityBindingError("the Noise static key is not the hello identity's key")
+        send, receive = hs.split()
+        return HandshakeResult(
+            pending.peer,
+            pending.secret,
+            pending.version,
+            pending.features,
+            PROTOCOL_1_1,
+            send,
+            receive,
+            hs.handshake_hash,
+            hs.extra_key,
+        )
 
     def _reject(self, to: str, reason: str, error: HandshakeError) -> ResponderDecision:
         payload = HandshakeAckPayload(self.identity, b"", False, reason)
@@ -332,9 +617,71 @@ class HandshakeResponder:
         challenge = hello.challenge or b""  # Go decodes null into an empty []byte
         if len(challenge) != CHALLENGE_SIZE:
             return self._reject(peer.id, REASON_BAD_CHALLENGE, ChallengeError(REASON_BAD_CHALLENGE))
+        features = _features(message.payload)
         ack = HandshakeAckPayload(self.identity, sign_challenge(challenge, secret), True)
+        if self.supports_1_1:
+            noise = _noise_split(message.payload) if offers_1_1(features) else None
+            if noise is not None:
+                return self._answer_1_1(
+                    peer,
+                    secret=secret,
+                    version=hello.version,
+                    features=features,
+                    ack=ack,
+                    noise=noise,
+                )
+            refusal = self._refuse_1_0(peer.public_key, challenge, features)
+            if refusal:
+                return self._reject(peer.id, refusal, DowngradeError(refusal))
+        # a 1.0 answer never lists p2p/1.1: a peer that did not offer it (Go) gets the ack
+        # it got before 1.1 existed
+        plain = tuple(f for f in self.features if f != FEATURE_1_1)
         reply = _message(
-            envelope.HANDSHAKE_ACK, self.identity.id, peer.id, _with_features(ack, self.features)
+            envelope.HANDSHAKE_ACK, self.identity.id, peer.id, _with_features(ack, plain)
         )
-        result = HandshakeResult(peer, secret, hello.version, _features(message.payload))
+        result = HandshakeResult(peer, secret, hello.version, features)
         return ResponderDecision(reply, result, None)
+
+    def _refuse_1_0(self, public_key: str, challenge: bytes, features: tuple[str, ...]) -> str:
+        """Why a hello that does not (validly) offer 1.1 is refused, or ``""``."""
+        if offers_1_1(features):
+            return f"{REASON_NOISE}: the hello's noise field is missing or malformed"
+        if challenge_marks_offer(challenge):
+            return REASON_STRIPPED
+        if self.require_1_1:
+            return REASON_REQUIRED
+        if self._pinned is not None and self._pinned(public_key):
+            return REASON_PINNED
+        return ""
+
+    def _answer_1_1(
+        self,
+        peer: NodeIdentity,
+        *,
+        secret: bytes,
+        version: str,
+        features: tuple[str, ...],
+        ack: HandshakeAckPayload,
+        noise: tuple[str, bytes],
+    ) -> ResponderDecision:
+        bound_hello, first = noise
+        assert self._static is not None
+        hs = HandshakeState(
+            False,
+            self._static,
+            prologue=NOISE_PROLOGUE + bound_hello.encode(),
+            ephemeral=self._ephemeral,
+        )
+        try:
+            hs.read_message(first)
+            ack_text = _with_features(ack, self.features)
+            second = hs.write_message(hashlib.sha256(ack_text.encode()).digest())
+        except NoiseError as exc:
+            reason = f"{REASON_NOISE}: hello: {exc.reason}"
+            return self._reject(peer.id, reason, NoiseError(reason))
+        self._noise = hs
+        self._pending = HandshakeResult(peer, secret, version, features)
+        reply = _message(
+            envelope.HANDSHAKE_ACK, self.identity.id, peer.id, _with_noise(ack_text, second)
+        )
+        return ResponderDecision(reply, None, None, claimed=peer)

@@ -41,9 +41,11 @@ from p2p.transport.events import (
     ReplyDue,
     WriteStalled,
 )
+from p2p.transport.handshake import PROTOCOL_1_1
 from p2p.transport.keepalive import initial_last_ping
 from p2p.transport.limits import DropReason
 from p2p.transport.messages import DisconnectCode
+from p2p.transport.secure_session import SecureSession
 from p2p.transport.session import Session
 
 if TYPE_CHECKING:
@@ -158,19 +160,40 @@ class PeerProtocol:
         self._secret = result.secret
         self._config = config
         self._answer_pings = config.answer_pings
-        self.session = Session(
-            result.peer,
-            result.secret,
-            config,
-            replay,
-            now,
-            drops_parent=drops_parent,
-            own_id=own_id,
-            proven=outbound,  # the dialler checked the responder's answer to its challenge
-        )
+        self.session: Session
+        if (
+            result.protocol == PROTOCOL_1_1
+            and result.send is not None
+            and result.receive is not None
+        ):
+            # protocol 1.1: the Noise transport ciphers; the initiator proved its static key
+            # in the third handshake message, so the session is proven from the start
+            self.session = SecureSession(
+                result.peer,
+                result.secret,
+                config,
+                replay,
+                now,
+                send=result.send,
+                receive=result.receive,
+                ueps_key=result.ueps_key,
+                drops_parent=drops_parent,
+                own_id=own_id,
+            )
+        else:
+            self.session = Session(
+                result.peer,
+                result.secret,
+                config,
+                replay,
+                now,
+                drops_parent=drops_parent,
+                own_id=own_id,
+                proven=outbound,  # the dialler checked the responder's answer to its challenge
+            )
         self.session.raw_frames_enabled = raw_frames
-        #: whether :class:`Proven` has been reported (outbound: proven from the start)
-        self.reported_proven = outbound
+        #: whether :class:`Proven` has been reported (proven from the start: nothing to report)
+        self.reported_proven = self.session.proven
         self.connected_at = now
         self.last_ping_sent = (
             now if ping_phase is None else initial_last_ping(now, config.ping_interval, ping_phase)

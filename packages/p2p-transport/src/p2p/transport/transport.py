@@ -47,15 +47,18 @@ from p2p.transport.errors import (
 )
 from p2p.transport.gate import OpenGate, PeerGate
 from p2p.transport.handshake import (
+    PROTOCOL_1_1,
     HandshakeError,
     HandshakeInitiator,
     HandshakeResponder,
     HandshakeResult,
+    offers_1_1,
 )
 from p2p.transport.keepalive import due_pings, ping_budget
 from p2p.transport.limits import DropCounters, ReplayGuard
 from p2p.transport.messages import HandshakeAckPayload
 from p2p.transport.protocol import CloseRequested, Events, PeerProtocol, PingDue, WriteStalled
+from p2p.transport.secure_session import SecureSession
 from p2p.transport.ueps_channel import UepsConfig
 from p2p.transport.ueps_service import PeerPacketHandler, UepsHub
 from websockets.asyncio.client import ClientConnection
@@ -83,6 +86,9 @@ log = logging.getLogger(__name__)
 _flood = LimitedLogger(log)
 
 ALLOWED_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+MAX_RUN_PINS = 65_536
+"""Protocol 1.1 pins kept in memory for one run (about 100 bytes each); past it the oldest
+go (a pinned peer in the registry stays pinned there)."""
 REPLAY_SWEEP_INTERVAL = 10.0
 """Seconds between sweeps of expired replay ids (each check also expires lazily)."""
 
@@ -94,6 +100,9 @@ class IdentityProvider(Protocol):
     def identity(self) -> NodeIdentity | None: ...
 
     def derive_shared_secret(self, peer_public_key: str) -> bytes: ...
+
+    # Optional, looked up with getattr: ``keypair.private_bytes`` (the raw X25519 identity
+    # key) is the Noise static key of protocol 1.1; without it the node speaks only 1.0.
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +166,9 @@ class Transport:
             "outbound_overflow": 0,
             "outbound_full": 0,
         }
+        #: protocol 1.1 pins of this run (public keys that spoke 1.1: 1.0 refused), oldest
+        #: first, at most MAX_RUN_PINS (the registry keeps the pins of known peers for good)
+        self._run_pins: dict[str, None] = {}
         #: connections closed by the transport, per cause
         self.closed_for: dict[str, int] = {"undecryptable": 0, "rate_limit": 0, "unproven": 0}
 
@@ -345,6 +357,7 @@ class Transport:
             self.node_manager.derive_shared_secret,
             expected_public_key=expected_public_key,
             features=cfg.features,
+            **self._protocol_1_1_options(),
         )
         dial = _Dial()
         verdict = self.admission.dial_requested(dial)
@@ -358,6 +371,7 @@ class Transport:
             raise
         self.admission.outbound_established(dial, _remote_ip(ws))
         conn = self._establish(ws, result, outbound=True, dialled=address)
+        self._note_protocol(result)  # after _establish: the gate has the peer's record now
         task = asyncio.get_running_loop().create_task(self._run_outbound(conn, ws, dial))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -395,6 +409,8 @@ class Transport:
             await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
             reply = await with_timeout(ws.recv(), cfg.handshake_timeout)
             result = initiator.receive_ack(reply)
+            if initiator.finish is not None:  # protocol 1.1: "-> s, se" before any traffic
+                await with_timeout(ws.send(envelope.to_text(initiator.finish)), cfg.send_timeout)
         except (HandshakeError, TimeoutError, ConnectionClosed) as exc:
             ws.transport.abort()
             reason = (
@@ -577,12 +593,13 @@ class Transport:
                 self.node_manager.derive_shared_secret,
                 self._is_allowed,
                 features=cfg.features,
+                **self._protocol_1_1_options(),
             )
             hello = await with_timeout(ws.recv(), cfg.handshake_timeout)
             decision = responder.receive_hello(hello)
             reply = decision.reply
-            if decision.result is not None:
-                peer = decision.result.peer
+            peer = decision.peer if decision.error is None else None
+            if peer is not None:
                 verdict = self.admission.handshake_done(
                     ws,
                     known=self._is_known(peer),
@@ -603,10 +620,16 @@ class Transport:
                     )
                     ws.transport.abort()  # bare close after the reject ack, as Go does
                     return None
-                # lift the handshake size cap before the peer can react to our ack
-                ws.protocol.max_message_size = cfg.max_message_size
+                # lift the handshake size cap before the peer can react to our ack (1.1:
+                # only after its third message, which is a handshake message too)
+                if not decision.awaiting_finish:
+                    ws.protocol.max_message_size = cfg.max_message_size
             if reply is not None:
                 await with_timeout(ws.send(envelope.to_text(reply)), cfg.send_timeout)
+            if decision.awaiting_finish:
+                # protocol 1.1: the initiator proves its static key in the third message
+                finish = await with_timeout(ws.recv(), cfg.handshake_timeout)
+                decision = responder.receive_finish(finish)
         except (TimeoutError, ConnectionClosed) as exc:
             self.rejected["handshake"] += 1
             if outbound_overflowed(ws):
@@ -630,7 +653,72 @@ class Transport:
             ws.transport.abort()
             return None
         result = decision.result
-        return self._establish(ws, result, outbound=False)
+        conn = self._establish(ws, result, outbound=False)
+        self._note_protocol(result)  # after _establish: a 1.1 peer is registered by now
+        return conn
+
+    # --- protocol 1.1 (issue 16) ------------------------------------------------------
+    def _static_key(self) -> bytes | None:
+        """The raw X25519 identity key (the Noise static key), if the provider exposes it."""
+        keypair = getattr(self.node_manager, "keypair", None)
+        raw = getattr(keypair, "private_bytes", None)
+        return raw if isinstance(raw, bytes) and len(raw) == 32 else None
+
+    def _protocol_1_1_options(self) -> dict[str, Any]:
+        """Handshake machine options for protocol 1.1 (offered iff ``p2p/1.1`` in features)."""
+        if not offers_1_1(self.config.features):
+            return {}
+        return {
+            "static_key": self._static_key(),
+            "require_1_1": self.config.require_1_1,
+            "pinned": self.is_pinned_1_1,
+        }
+
+    @property
+    def pinned_1_1(self) -> frozenset[str]:
+        """Public keys pinned to protocol 1.1 during this run."""
+        return frozenset(self._run_pins)
+
+    @property
+    def protocols(self) -> dict[str, str]:
+        """The protocol ("1.0" or "1.1") of each connected peer's connection, by peer id."""
+        return {
+            pid: PROTOCOL_1_1 if isinstance(c.session, SecureSession) else "1.0"
+            for pid, c in self._conns.items()
+        }
+
+    def is_pinned_1_1(self, public_key: str) -> bool:
+        """Has this key spoken 1.1 with us (this run, or per the gate's registry)? Then a
+        1.0 handshake from or to it is refused (no downgrade)."""
+        if public_key in self._run_pins:
+            return True
+        probe = getattr(self.gate, "peer_protocol", None)
+        if probe is None:
+            return False
+        try:
+            return bool(probe(public_key) == PROTOCOL_1_1)
+        except Exception:
+            log.exception("gate.peer_protocol failed")
+            return False
+
+    def _note_protocol(self, result: HandshakeResult) -> None:
+        """Remember a 1.1 peer (pin it) and tell the gate which protocol the peer spoke."""
+        if result.protocol == PROTOCOL_1_1:
+            pins = self._run_pins
+            pins.pop(result.peer.public_key, None)
+            pins[result.peer.public_key] = None
+            while len(pins) > MAX_RUN_PINS:  # bounded: each costs a full 1.1 handshake
+                del pins[next(iter(pins))]
+        record = getattr(self.gate, "peer_protocol_seen", None)
+        if record is not None:
+            try:
+                record(result.peer.public_key, result.protocol)
+            except Exception:
+                log.exception("gate.peer_protocol_seen failed")
+
+    def reset_protocol_pin(self, public_key: str) -> None:
+        """Forget this run's 1.1 pin of ``public_key`` (the registry's is reset there)."""
+        self._run_pins.pop(public_key, None)
 
     def _is_known(self, peer: NodeIdentity) -> bool:
         """Does the gate know this (claimed) identity? Optional gate method ``is_peer_known``;
@@ -662,8 +750,10 @@ class Transport:
         outbound: bool,
         dialled: str = "",
     ) -> PeerConnection:
-        """Hand the handshake's result (peer, shared secret, features) to a new protocol
-        object and its I/O shell; outbound is proven, inbound starts on probation."""
+        """Hand the handshake's result (peer, shared secret, features, 1.1 ciphers) to a
+        new protocol object and its I/O shell; outbound is proven, so is an inbound 1.1
+        connection (the initiator proved its static key in the third handshake message);
+        inbound 1.0 starts on probation."""
         ws.protocol.max_message_size = self.config.max_message_size
         protocol = PeerProtocol(
             result,
@@ -684,7 +774,7 @@ class Transport:
         conn = PeerConnection(
             self, ws, protocol, address=address, clock=self._clock, wall_clock=self._wall
         )
-        if outbound:
+        if conn.proven:
             self._promote(conn, dialled)
             return conn
         # Inbound: the initiator has proved nothing yet (protocol 1.0). The connection is

@@ -232,7 +232,10 @@ class UepsHub:
         """``conn`` is now the peer's connection: open its session, write our setup frame."""
         if not self.negotiated(conn.features) or conn in self._channels:
             return
-        session = UepsSession(conn.shared_secret, outbound=conn.outbound)
+        # protocol 1.1 (issue 16): the session's own forward-secret UEPS key; 1.0: the
+        # handshake's static shared secret, carried forward
+        secret = getattr(conn.session, "ueps_key", b"") or conn.shared_secret
+        session = UepsSession(secret, outbound=conn.outbound)
         ch = _Channel(conn, session, self._counters_for(conn.peer_id))
         self._channels[conn] = ch
         self._owner._spawn(self._send_setup(ch, session.setup_frame()))
