@@ -10,8 +10,9 @@ Memory one connection can hold (TransportConfig "memory and admission"):
 - outbound: every byte waiting in the socket's write buffer, ours and the protocol's (pongs
   to WebSocket pings are written without back-pressure), is bounded by ``outbound_limit``
   of the :class:`~p2p.transport.aio.WebSocket` (``max_handshake_outbound_bytes`` until
-  the handshake is done, then ``max_outbound_bytes``); past it the connection is closed. A write that makes no
-  progress for ``send_timeout`` (the buffer not shrinking) also closes it.
+  the handshake is done, then ``max_outbound_bytes``); past it the connection is closed.
+  A write that makes no progress for ``send_timeout`` (the buffer not shrinking) also
+  closes it.
 - inbound: ``recv_queue_frames`` messages in the socket's queue, plus the wire bytes of
   messages whose async handlers are queued or running, ``max_inflight_bytes``: above it
   the read loop stops reading until handlers finish (back-pressure; TCP does the rest).

@@ -1,9 +1,11 @@
 """One WebSocket over one asyncio transport: websockets' sans-I/O protocol, driven by us.
 
 :class:`WebSocket` is an :class:`asyncio.BufferedProtocol`: the event loop reads into one
-reusable buffer (``read_buffer_size``, allocated once per connection), the bytes go to
-``protocol.receive_data``, the events come out of ``events_received`` and whatever the
-protocol wants written (our frames, its pongs and close frames) from ``data_to_send``.
+reusable buffer (``read_buffer_size``; one per thread, shared by every connection of its
+event loop: the protocol's reader copies what it keeps before the loop reads again, so an
+idle connection holds no read buffer), the bytes go to ``protocol.receive_data``, the
+events come out of ``events_received`` and whatever the protocol wants written (our
+frames, its pongs and close frames) from ``data_to_send``.
 Nothing else runs per message: no task, no lock, no timer.
 
 Bounds (what one peer can make this process hold):
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import deque
 from typing import Any, cast
 
@@ -37,6 +40,20 @@ log = logging.getLogger(__name__)
 
 DEFAULT_READ_BUFFER = 64 * 1024
 """Bytes of the one read buffer each connection owns (the loop reads at most this much)."""
+
+
+_local = threading.local()
+
+
+def _read_buffer(size: int) -> memoryview:
+    """This thread's read buffer of ``size`` bytes (made once)."""
+    buffers: dict[int, memoryview] | None = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    view = buffers.get(size)
+    if view is None:
+        view = buffers[size] = memoryview(bytearray(size))
+    return view
 
 
 class WebSocket(asyncio.BufferedProtocol):
@@ -70,8 +87,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self.outbound_overflowed = False
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
         self.remote_address: Any = None
-        self._buffer = bytearray(read_buffer_size)
-        self._view = memoryview(self._buffer)
+        self._view = _read_buffer(read_buffer_size)
         self._queue: deque[bytes | str] = deque()
         self._reading_paused = False
         self._recv_waiter: asyncio.Future[None] | None = None
@@ -98,7 +114,8 @@ class WebSocket(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
-        # the protocol's reader copies what it keeps, so the buffer is free again at once
+        # the protocol's reader copies what it keeps: the buffer is free again at once
+        # (get_buffer and buffer_updated run back to back in one loop callback)
         protocol.receive_data(self._view[:nbytes])  # type: ignore[arg-type]
         events = protocol.events_received()
         self._send_data()
