@@ -233,12 +233,7 @@ async def test_abort_is_seen_as_1006(server: Any) -> None:
 async def raw_upgrade(uri: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A client that does the upgrade with websockets' sans-I/O protocol, then speaks raw
     bytes (it reads only when the test says so)."""
-    ws_uri = parse_uri(uri)
-    reader, writer = await asyncio.open_connection(ws_uri.host, ws_uri.port)
-    protocol = ClientProtocol(ws_uri)
-    protocol.send_request(protocol.connect())
-    for data in protocol.data_to_send():
-        writer.write(data)
+    reader, writer = await raw_upgrade_request(uri)
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 101")
     return reader, writer
@@ -247,3 +242,41 @@ async def raw_upgrade(uri: str) -> tuple[asyncio.StreamReader, asyncio.StreamWri
 def _masked_ping(payload: bytes) -> bytes:
     # mask key 0: the payload goes as is (a client must mask; any key is valid)
     return bytes([0x80 | Opcode.PING, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+
+async def test_refused_client_that_never_hangs_up_is_dropped_after_close_timeout() -> None:
+    """A refused upgrade half-closes; a client that keeps its end open is aborted once
+    ``close_timeout`` passes (not only after the longer opening deadline)."""
+
+    def refuse(ws: ServerWebSocket, request: Request) -> Response | None:
+        return ws.respond(404, "404 page not found\n")
+
+    async def never(ws: ServerWebSocket) -> None:  # pragma: no cover - nobody is upgraded
+        raise AssertionError("upgraded")
+
+    srv = await serve(
+        never, "127.0.0.1", 0, process_request=refuse, open_timeout=60.0, close_timeout=0.2
+    )
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await raw_upgrade_request(f"ws://127.0.0.1:{port}/nope")
+        response = await asyncio.wait_for(reader.read(), 10)  # until the server's EOF
+        assert response.startswith(b"HTTP/1.1 404 Not Found\r\n")
+        assert response.endswith(b"\r\n\r\n404 page not found\n")
+        # it waits for our FIN for close_timeout (0.2 s), not the opening deadline (60 s)
+        await eventually(lambda: not srv._connections, timeout=10)
+        writer.close()
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
+async def raw_upgrade_request(uri: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Send the upgrade request of websockets' sans-I/O client; read nothing yet."""
+    ws_uri = parse_uri(uri)
+    reader, writer = await asyncio.open_connection(ws_uri.host, ws_uri.port)
+    protocol = ClientProtocol(ws_uri)
+    protocol.send_request(protocol.connect())
+    for data in protocol.data_to_send():
+        writer.write(data)
+    return reader, writer

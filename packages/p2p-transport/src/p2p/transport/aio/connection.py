@@ -96,6 +96,7 @@ class WebSocket(asyncio.BufferedProtocol):
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._close_deadline_set = False
         self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._connection_exc: BaseException | None = None
@@ -119,7 +120,7 @@ class WebSocket(asyncio.BufferedProtocol):
         protocol.receive_data(self._view[:nbytes])  # type: ignore[arg-type]
         events = protocol.events_received()
         self._send_data()
-        if self._timer is None and protocol.close_expected():
+        if not self._close_deadline_set and protocol.close_expected():
             self._start_close_timer()
         if events:
             self._process_events(events)
@@ -195,7 +196,7 @@ class WebSocket(asyncio.BufferedProtocol):
             else:
                 continue  # ping (the protocol queued the pong), pong, close
             if message is None:
-                return  # invalid UTF-8: the connection is failing
+                break  # invalid UTF-8: the connection is failing, the rest is discarded
             queue.append(message)
             if len(queue) > self.max_queue and not self._reading_paused:
                 self._reading_paused = True
@@ -208,7 +209,7 @@ class WebSocket(asyncio.BufferedProtocol):
         except UnicodeDecodeError as exc:
             self.protocol.fail(1007, f"{exc.reason} at position {exc.start}")
             self._send_data()
-            if self._timer is None:
+            if not self._close_deadline_set:
                 self._start_close_timer()
             return None
 
@@ -281,9 +282,9 @@ class WebSocket(asyncio.BufferedProtocol):
         if protocol.state is OPEN:
             protocol.send_close(code, reason)
             self._send_data()
-            if self._timer is None:
+            if not self._close_deadline_set:
                 self._start_close_timer()
-        elif protocol.state is not CLOSED and self._timer is None:
+        elif protocol.state is not CLOSED and not self._close_deadline_set:
             # still in the opening handshake, or closing without a deadline yet
             self._start_close_timer()
         await asyncio.shield(self._lost)
@@ -310,7 +311,7 @@ class WebSocket(asyncio.BufferedProtocol):
                 transport.close()
 
     async def _wait_lost_then_raise(self) -> None:
-        if self._timer is None and not self._lost.done():
+        if not self._close_deadline_set and not self._lost.done():
             self._start_close_timer()
         await asyncio.shield(self._lost)
         raise self._close_exc()
@@ -324,6 +325,9 @@ class WebSocket(asyncio.BufferedProtocol):
         return exc
 
     def _start_close_timer(self) -> None:
+        """From now on the TCP connection must end within ``close_timeout`` (replaces the
+        opening deadline: a refused upgrade or a failed one ends sooner)."""
+        self._close_deadline_set = True
         self._cancel_timer()
         self._timer = self._loop.call_later(self.close_timeout, self._expire, "closing")
 
@@ -334,9 +338,10 @@ class WebSocket(asyncio.BufferedProtocol):
 
     def _handshake_finished(self) -> None:
         """The opening handshake ended: its deadline no longer applies."""
-        self._cancel_timer()
-        if self.protocol.close_expected():
-            self._start_close_timer()
+        if not self._close_deadline_set:
+            self._cancel_timer()
+            if self.protocol.close_expected():
+                self._start_close_timer()
 
     def _expire(self, what: str) -> None:
         self._timer = None
