@@ -280,3 +280,40 @@ async def raw_upgrade_request(uri: str) -> tuple[asyncio.StreamReader, asyncio.S
     for data in protocol.data_to_send():
         writer.write(data)
     return reader, writer
+
+
+async def test_upgrade_headers_are_the_bare_protocol_ones() -> None:
+    """No User-Agent from our client, no Server header from our server, no extensions
+    (the bytes Go peers saw before the shell)."""
+    seen: list[Request] = []
+
+    def admit(ws: ServerWebSocket, request: Request) -> Response | None:
+        seen.append(request)
+        return None
+
+    async def handler(ws: ServerWebSocket) -> None:
+        await ws.wait_closed()
+
+    srv = await serve(handler, "127.0.0.1", 0, process_request=admit)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        client = await connect(f"ws://127.0.0.1:{port}/ws")
+        assert client.response is not None
+        assert client.response.status_code == 101
+        assert sorted(k.lower() for k in client.response.headers) == [
+            "connection",
+            "date",
+            "sec-websocket-accept",
+            "upgrade",
+        ]
+        assert sorted(k.lower() for k in seen[0].headers) == [
+            "connection",
+            "host",
+            "sec-websocket-key",
+            "sec-websocket-version",
+            "upgrade",
+        ]
+        await client.close()
+    finally:
+        srv.close()
+        await srv.wait_closed()
