@@ -675,15 +675,21 @@ async def test_silent_websocket_flood_from_one_ip(make_node, make_node_manager) 
     target = await make_node(
         "target", transport={"handshake_timeout": 8.0, "handshake_burst_per_ip": 1000}
     )
-    silent, refused = [], 0
+    silent, refused, peak = [], 0, 0
     for _ in range(200):
         try:
             silent.append(await open_ws(target.address))
         except InvalidStatus as exc:
             assert exc.response.status_code == 429
             refused += 1
-    assert len(silent) <= target.transport.config.max_handshakes_per_ip
-    assert refused >= 200 - target.transport.config.max_handshakes_per_ip
+        peak = max(peak, target.transport.pending_handshakes)
+    # at most max_handshakes_per_ip wait at once; on a loaded machine the 200 dials can
+    # outlast even this timeout, so the first silent ones may have freed their
+    # slots (and others taken them) before the loop ends: count the peak, not the total
+    per_ip = target.transport.config.max_handshakes_per_ip
+    assert peak <= per_ip
+    assert len(silent) <= per_ip * 4  # 200 dials take well under 4 timeouts here
+    assert refused >= 200 - per_ip * 4
     honest = make_node_manager("other-ip")
     session = await raw_handshake(
         target.address, hello_doc(identity_doc(honest)), local_addr=("127.0.0.2", 0)

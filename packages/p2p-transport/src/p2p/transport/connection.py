@@ -9,13 +9,13 @@ unbounded tasks.
 
 Memory one connection can hold (TransportConfig "memory and admission"):
 
-- outbound: every byte waiting in the socket's write buffer, ours and the library's (pongs
+- outbound: every byte waiting in the socket's write buffer, ours and the protocol's (pongs
   to WebSocket pings are written without back-pressure), is bounded by ``outbound_limit``
-  of :class:`BoundedServerConnection`/:class:`BoundedClientConnection`
-  (``max_handshake_outbound_bytes`` until the handshake is done, then
-  ``max_outbound_bytes``); past it the connection is closed. A write that makes no
-  progress for ``send_timeout`` (the buffer not shrinking) also closes it.
-- inbound: ``recv_queue_frames`` frames in websockets' queue, plus the wire bytes of
+  of the :class:`~p2p.transport.aio.WebSocket` (``max_handshake_outbound_bytes`` until
+  the handshake is done, then ``max_outbound_bytes``); past it the connection is closed.
+  A write that makes no progress for ``send_timeout`` (the buffer not shrinking) also
+  closes it.
+- inbound: ``recv_queue_frames`` messages in the socket's queue, plus the wire bytes of
   messages whose async handlers are queued or running, ``max_inflight_bytes``: above it
   the read loop stops reading until handlers finish (back-pressure; TCP does the rest).
 - handlers: while more than ``write_limit`` bytes wait to be sent, queued handlers start
@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from p2p.identity import LimitedLogger, safe_text
+from p2p.transport.aio import WebSocket, peer_address, with_timeout
 from p2p.transport.errors import (
     ConnectionClosedError,
     OutboundOverflowError,
@@ -51,9 +51,6 @@ from p2p.transport.protocol import (
     ReplyDue,
     WriteWatch,
 )
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.connection import Connection
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 if TYPE_CHECKING:
@@ -63,14 +60,15 @@ if TYPE_CHECKING:
     from p2p.transport.session import Session
 
 __all__ = [
-    "BoundedClientConnection",
-    "BoundedServerConnection",
     "ConnectionClosedError",
     "MessageHandler",
     "OutboundOverflowError",
     "PeerConnection",
     "SendTimeoutError",
     "WriteWatch",
+    "outbound_overflowed",
+    "peer_address",
+    "set_outbound_limit",
     "with_timeout",
 ]
 
@@ -85,77 +83,16 @@ MessageHandler = Callable[["PeerConnection", "Message"], "Awaitable[None] | None
 DISCONNECT_NORMAL = int(DisconnectCode.NORMAL)
 DISCONNECT_PROTOCOL_ERROR = int(DisconnectCode.PROTOCOL_ERROR)
 DISCONNECT_SHUTDOWN = int(DisconnectCode.SHUTDOWN)
-DEFAULT_OUTBOUND_LIMIT = 64 * 1024
 
 
-class BoundedServerConnection(ServerConnection):
-    """websockets' server connection with a hard cap on its write buffer.
-
-    websockets answers every WebSocket ping with a pong written straight to the transport,
-    without back-pressure: a client that pings and never reads would grow it forever.
-    After each chunk read, a buffer above ``outbound_limit`` aborts the connection.
-    """
-
-    outbound_limit: int = DEFAULT_OUTBOUND_LIMIT
-    overflowed: bool = False
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        _enforce_outbound_limit(self)
+def set_outbound_limit(ws: WebSocket, limit: int) -> None:
+    """Set the write-buffer cap of ``ws`` (checked after each read; past it: abort)."""
+    ws.outbound_limit = limit
 
 
-class BoundedClientConnection(ClientConnection):
-    """The dialling side's connection, with the same write-buffer cap."""
-
-    outbound_limit: int = DEFAULT_OUTBOUND_LIMIT
-    overflowed: bool = False
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        _enforce_outbound_limit(self)
-
-
-def _enforce_outbound_limit(ws: BoundedServerConnection | BoundedClientConnection) -> None:
-    transport = ws.transport
-    if ws.overflowed or transport is None:
-        return
-    buffered = transport.get_write_buffer_size()
-    if buffered > ws.outbound_limit:
-        ws.overflowed = True
-        log.warning(
-            "%s: %d bytes waiting to be written (limit %d): closing",
-            peer_address(ws),
-            buffered,
-            ws.outbound_limit,
-        )
-        transport.abort()
-
-
-def set_outbound_limit(ws: Connection, limit: int) -> None:
-    """Set the write-buffer cap of ``ws`` (no-op for a plain websockets connection)."""
-    if isinstance(ws, BoundedServerConnection | BoundedClientConnection):
-        ws.outbound_limit = limit
-
-
-def outbound_overflowed(ws: Connection) -> bool:
-    return isinstance(ws, BoundedServerConnection | BoundedClientConnection) and ws.overflowed
-
-
-if sys.version_info >= (3, 11):
-
-    async def with_timeout(awaitable: Awaitable[Any], timeout: float) -> Any:
-        """``await awaitable`` with a deadline (raises :class:`TimeoutError`)."""
-        async with asyncio.timeout(timeout):
-            return await awaitable
-
-else:  # pragma: no cover - 3.10
-
-    async def with_timeout(awaitable: Awaitable[Any], timeout: float) -> Any:
-        """``await awaitable`` with a deadline (raises :class:`TimeoutError`)."""
-        try:
-            return await asyncio.wait_for(awaitable, timeout)
-        except asyncio.TimeoutError as exc:
-            raise TimeoutError from exc
+def outbound_overflowed(ws: WebSocket) -> bool:
+    """Was ``ws`` aborted because bytes it never read piled up past its cap?"""
+    return ws.outbound_overflowed
 
 
 class _Host(Protocol):
@@ -184,7 +121,7 @@ class PeerConnection:
     def __init__(
         self,
         host: _Host,
-        ws: Connection,
+        ws: WebSocket,
         protocol: PeerProtocol,
         *,
         address: str,
@@ -631,12 +568,3 @@ class PeerConnection:
 
 async def _await(awaitable: Awaitable[None]) -> None:
     await awaitable
-
-
-def peer_address(ws: Connection) -> str:
-    """``host:port`` of the remote end (``[v6]:port`` for IPv6)."""
-    remote = ws.remote_address
-    if not remote:
-        return "unknown"
-    host, port = remote[0], remote[1]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

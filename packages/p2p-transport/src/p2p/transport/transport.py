@@ -1,7 +1,8 @@
 """The live WebSocket transport: listen, dial, handshake, then encrypted messages.
 
-A thin asyncio shell over the sans-I/O pieces (``handshake``, ``session``, ``limits``)
-using ``websockets``' asyncio API. Admission (path and origin here; pending-handshake,
+A thin asyncio shell over the sans-I/O pieces (``handshake``, ``session``, ``limits``);
+sockets and WebSocket framing live in :mod:`p2p.transport.aio` (websockets' sans-I/O
+protocol driven by our own asyncio protocol). Admission (path and origin here; pending-handshake,
 per-prefix and MaxConns budgets in the sans-I/O :class:`~p2p.transport.admission.Admission`)
 is decided synchronously in ``process_request`` and right after the hello, so
 check-and-reserve is atomic.
@@ -25,17 +26,17 @@ from urllib.parse import urlsplit
 from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.admission import Admission, AdmissionLimits, Refuse
+from p2p.transport.aio import ClientWebSocket, Server, ServerWebSocket, WebSocket
+from p2p.transport.aio import connect as ws_connect
+from p2p.transport.aio import serve as ws_serve
 from p2p.transport.config import TransportConfig
 from p2p.transport.connection import (
     DISCONNECT_NORMAL,
     DISCONNECT_SHUTDOWN,
-    BoundedClientConnection,
-    BoundedServerConnection,
     MessageHandler,
     PeerConnection,
     outbound_overflowed,
     peer_address,
-    set_outbound_limit,
     with_timeout,
 )
 from p2p.transport.errors import (
@@ -61,10 +62,6 @@ from p2p.transport.protocol import CloseRequested, Events, PeerProtocol, PingDue
 from p2p.transport.secure_session import SecureSession
 from p2p.transport.ueps_channel import UepsConfig
 from p2p.transport.ueps_service import PeerPacketHandler, UepsHub
-from websockets.asyncio.client import ClientConnection
-from websockets.asyncio.client import connect as ws_connect
-from websockets.asyncio.connection import Connection
-from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.http11 import Request, Response
 
@@ -142,7 +139,7 @@ class Transport:
         self._conns: dict[str, PeerConnection] = {}
         #: inbound connections that have not proven their key yet (an ordered set)
         self._probation: dict[PeerConnection, None] = {}
-        self._pending: set[ServerConnection] = set()
+        self._pending: set[ServerWebSocket] = set()
         self.admission = Admission(AdmissionLimits.from_config(cfg))
         self._subscribers: tuple[MessageHandler, ...] = ()
         #: session-bound UEPS with peers that advertised ``ueps/1`` (see :meth:`on_ueps`)
@@ -179,21 +176,18 @@ class Transport:
             raise NotRunningError(f"transport cannot start from state {self._state}")
         self._own_identity()  # fail early without an identity
         cfg = self.config
-        self._server = await serve(
+        self._server = await ws_serve(
             self._serve,
             cfg.listen_host,
             cfg.listen_port,
             process_request=self._admit,
             ssl=self._server_ssl(),
-            compression=None,
-            ping_interval=None,
             open_timeout=cfg.handshake_timeout,
             close_timeout=cfg.close_timeout,
             max_size=cfg.handshake_size_limit,
             max_queue=cfg.recv_queue_frames,
             write_limit=cfg.write_limit,
-            server_header=None,
-            create_connection=BoundedServerConnection,
+            outbound_limit=cfg.max_handshake_outbound_bytes,
         )
         self._keepalive = asyncio.get_running_loop().create_task(self._keepalive_loop())
         self._state = "running"
@@ -208,7 +202,7 @@ class Transport:
         self._state = "stopping"
         try:
             if self._server is not None:
-                self._server.close(close_connections=False)
+                self._server.close()
             conns = list(self._conns.values()) + list(self._probation)
             await asyncio.gather(
                 *(c.graceful_close("server shutdown", DISCONNECT_SHUTDOWN) for c in conns),
@@ -379,7 +373,7 @@ class Transport:
 
     async def _dial(
         self, address: str, uri: str, initiator: HandshakeInitiator
-    ) -> tuple[ClientConnection, HandshakeResult]:
+    ) -> tuple[ClientWebSocket, HandshakeResult]:
         """TCP, HTTP upgrade and handshake of one dial; every failure is a ConnectError
         that says why (HTTP status and body, errno, timeout, handshake reason)."""
         cfg = self.config
@@ -388,15 +382,11 @@ class Transport:
                 uri,
                 open_timeout=cfg.connect_timeout,
                 close_timeout=cfg.close_timeout,
-                compression=None,
-                ping_interval=None,
                 max_size=cfg.max_message_size,
                 max_queue=cfg.recv_queue_frames,
                 write_limit=cfg.write_limit,
-                proxy=None,
+                outbound_limit=cfg.max_handshake_outbound_bytes,
                 ssl=self._client_ssl(uri),
-                user_agent_header=None,
-                create_connection=BoundedClientConnection,
             )
         except InvalidStatus as exc:
             raise ConnectError(address, connect_failure_reason(exc)) from exc
@@ -404,7 +394,6 @@ class Transport:
             raise ConnectError(
                 address, connect_failure_reason(exc, timeout=cfg.connect_timeout)
             ) from exc
-        set_outbound_limit(ws, cfg.max_handshake_outbound_bytes)
         try:
             await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
             reply = await with_timeout(ws.recv(), cfg.handshake_timeout)
@@ -543,7 +532,7 @@ class Transport:
         self.ueps.proven(conn)
 
     # --- server side ----------------------------------------------------------------
-    def _admit(self, ws: ServerConnection, request: Request) -> Response | None:
+    def _admit(self, ws: ServerWebSocket, request: Request) -> Response | None:
         """Path, origin, per-IP and MaxConns admission: synchronous, hence atomic."""
         cfg = self.config
         if self._state != "running":
@@ -556,7 +545,6 @@ class Transport:
             self.rejected["origin"] += 1
             return ws.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
         self._sweep_pending()
-        set_outbound_limit(ws, cfg.max_handshake_outbound_bytes)
         verdict = self.admission.upgrade_requested(ws, _remote_ip(ws), self._clock())
         if isinstance(verdict, Refuse):
             self.rejected[verdict.counter] += 1
@@ -568,13 +556,13 @@ class Transport:
         for victim in verdict.evict:
             # its slot went to this newcomer (admission rule 3); its _serve sees the close
             self.rejected["evicted"] += 1
-            if isinstance(victim, ServerConnection):
+            if isinstance(victim, ServerWebSocket):
                 self._pending.discard(victim)
                 victim.transport.abort()
         self._pending.add(ws)
         return None
 
-    async def _serve(self, ws: ServerConnection) -> None:
+    async def _serve(self, ws: ServerWebSocket) -> None:
         try:
             conn = await self._handshake_inbound(ws)
             self._pending.discard(ws)
@@ -584,7 +572,7 @@ class Transport:
             self._pending.discard(ws)
             self.admission.closed(ws)
 
-    async def _handshake_inbound(self, ws: ServerConnection) -> PeerConnection | None:
+    async def _handshake_inbound(self, ws: ServerWebSocket) -> PeerConnection | None:
         cfg = self.config
         try:
             own = self._own_identity()
@@ -744,7 +732,7 @@ class Transport:
     # --- shared ---------------------------------------------------------------------
     def _establish(
         self,
-        ws: Connection,
+        ws: WebSocket,
         result: HandshakeResult,
         *,
         outbound: bool,
@@ -788,7 +776,7 @@ class Transport:
         return conn
 
     async def _run_outbound(
-        self, conn: PeerConnection, ws: ClientConnection, dial: Hashable
+        self, conn: PeerConnection, ws: ClientWebSocket, dial: Hashable
     ) -> None:
         try:
             await conn.run()
@@ -907,7 +895,7 @@ def _reject_ack(own: NodeIdentity, peer_id: str, reason: str) -> str:
     return envelope.to_text(message)
 
 
-def _remote_ip(ws: Connection) -> str:
+def _remote_ip(ws: WebSocket) -> str:
     remote = ws.remote_address
     return str(remote[0]) if remote else "unknown"
 

@@ -1,0 +1,97 @@
+"""The dialling side: TCP (and TLS) from asyncio, the HTTP upgrade from websockets'
+sans-I/O :class:`~websockets.client.ClientProtocol`. No redirects, no proxy, no
+compression, no ``User-Agent``: the request is the protocol's bare one."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from typing import Any
+
+from p2p.transport.aio.connection import DEFAULT_READ_BUFFER, WebSocket
+from p2p.transport.aio.timeouts import with_timeout
+from websockets.client import ClientProtocol
+from websockets.http11 import Response
+from websockets.uri import parse_uri
+
+__all__ = ["ClientWebSocket", "connect"]
+
+
+class ClientWebSocket(WebSocket):
+    """A dialled socket: in its HTTP upgrade, then a WebSocket."""
+
+    protocol: ClientProtocol
+
+    def __init__(self, protocol: ClientProtocol, **kwargs: Any) -> None:
+        super().__init__(protocol, **kwargs)
+        self.response: Response | None = None
+        self._response_rcvd: asyncio.Future[None] = self._loop.create_future()
+
+    def _process_handshake_event(self, event: Any) -> None:
+        if isinstance(event, Response) and self.response is None:
+            self.response = event
+            if not self._response_rcvd.done():
+                self._response_rcvd.set_result(None)
+
+    def _on_lost(self) -> None:
+        if not self._response_rcvd.done():
+            self._response_rcvd.set_result(None)
+
+
+async def connect(
+    uri: str,
+    *,
+    open_timeout: float = 10.0,
+    close_timeout: float = 10.0,
+    max_size: int | None = 2**20,
+    max_queue: int = 16,
+    write_limit: int = 32 * 1024,
+    outbound_limit: int = 64 * 1024,
+    ssl: ssl_module.SSLContext | None = None,
+    read_buffer_size: int = DEFAULT_READ_BUFFER,
+    **create_connection_kwargs: Any,
+) -> ClientWebSocket:
+    """Open ``uri`` (``ws://`` or ``wss://``) and finish the upgrade within ``open_timeout``
+    (TCP, TLS and HTTP together: :class:`TimeoutError` past it).
+
+    A refused upgrade raises websockets' :class:`~websockets.exceptions.InvalidStatus`
+    (with the response and its body), a malformed one
+    :class:`~websockets.exceptions.InvalidHandshake`, a socket error :class:`OSError`.
+    """
+    ws_uri = parse_uri(uri)
+    if ws_uri.secure and ssl is None:
+        ssl = ssl_module.create_default_context()
+    protocol = ClientProtocol(ws_uri, max_size=max_size)
+    ws = ClientWebSocket(
+        protocol,
+        max_queue=max_queue,
+        write_limit=write_limit,
+        open_timeout=None,  # the deadline below covers TCP, TLS and the upgrade
+        close_timeout=close_timeout,
+        outbound_limit=outbound_limit,
+        read_buffer_size=read_buffer_size,
+    )
+    if ssl is not None:
+        create_connection_kwargs.setdefault("server_hostname", ws_uri.host)
+
+    async def opening() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(
+            lambda: ws, ws_uri.host, ws_uri.port, ssl=ssl, **create_connection_kwargs
+        )
+        protocol.send_request(protocol.connect())
+        ws._send_data()
+        await ws._response_rcvd
+        if protocol.handshake_exc is not None:
+            raise protocol.handshake_exc
+
+    try:
+        await with_timeout(opening(), open_timeout)
+    except TimeoutError as exc:
+        ws.abort()
+        raise TimeoutError("timed out during opening handshake") from exc
+    except BaseException:
+        ws.abort()
+        raise
+    ws._handshake_finished()
+    return ws

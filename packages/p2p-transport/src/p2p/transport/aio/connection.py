@@ -1,0 +1,361 @@
+"""One WebSocket over one asyncio transport: websockets' sans-I/O protocol, driven by us.
+
+:class:`WebSocket` is an :class:`asyncio.BufferedProtocol`: the event loop reads into one
+reusable buffer (``read_buffer_size``; one per thread, shared by every connection of its
+event loop: the protocol's reader copies what it keeps before the loop reads again, so an
+idle connection holds no read buffer), the bytes go to ``protocol.receive_data``, the
+events come out of ``events_received`` and whatever the protocol wants written (our
+frames, its pongs and close frames) from ``data_to_send``.
+Nothing else runs per message: no task, no lock, no timer.
+
+Bounds (what one peer can make this process hold):
+
+- inbound: at most ``max_queue`` messages wait for :meth:`WebSocket.recv`; past it the
+  socket stops being read (``pause_reading``) until the queue falls to a quarter, so TCP
+  pushes back. One read can add at most ``read_buffer_size`` bytes of frames on top.
+- outbound: :meth:`WebSocket.send` waits while the write buffer is above ``write_limit``
+  (the transport's high-water mark, low-water a quarter). Bytes the protocol writes by
+  itself (pongs to pings) have no such wait: after each read, a write buffer above
+  ``outbound_limit`` aborts the connection and sets :attr:`WebSocket.outbound_overflowed`.
+- time: an opening handshake that is not done in ``open_timeout``, or a closing one not done
+  in ``close_timeout`` (from the moment the protocol expects the TCP close), aborts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from typing import Any, cast
+
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
+from websockets.frames import Frame, Opcode
+from websockets.protocol import CLOSED, OPEN, Protocol, State
+
+__all__ = ["DEFAULT_READ_BUFFER", "WebSocket", "peer_address"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_READ_BUFFER = 64 * 1024
+"""Bytes of the one read buffer each connection owns (the loop reads at most this much)."""
+
+
+_local = threading.local()
+
+
+def _read_buffer(size: int) -> memoryview:
+    """This thread's read buffer of ``size`` bytes (made once)."""
+    buffers: dict[int, memoryview] | None = getattr(_local, "buffers", None)
+    if buffers is None:
+        buffers = _local.buffers = {}
+    view = buffers.get(size)
+    if view is None:
+        view = buffers[size] = memoryview(bytearray(size))
+    return view
+
+
+class WebSocket(asyncio.BufferedProtocol):
+    """The connection object the transport talks to (either side; see ``server``/``client``).
+
+    ``recv``/``send``/``close``/``drain``/``wait_closed``/``transport``/``remote_address``
+    keep the shape of websockets' asyncio connection, so the code above it did not change;
+    a closed connection raises websockets' :class:`~websockets.exceptions.ConnectionClosed`
+    (``exc.sent.code == 1009`` when the peer's message was too big).
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        max_queue: int = 16,
+        write_limit: int = 32 * 1024,
+        open_timeout: float | None = 10.0,
+        close_timeout: float = 10.0,
+        outbound_limit: int = 64 * 1024,
+        read_buffer_size: int = DEFAULT_READ_BUFFER,
+    ) -> None:
+        self.protocol = protocol
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        #: write-buffer cap checked after each read (pongs the protocol queued itself)
+        self.outbound_limit = outbound_limit
+        #: set when that cap was exceeded and the connection aborted
+        self.outbound_overflowed = False
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
+        self.remote_address: Any = None
+        self._view = _read_buffer(read_buffer_size)
+        self._queue: deque[bytes | str] = deque()
+        self._reading_paused = False
+        self._recv_waiter: asyncio.Future[None] | None = None
+        self._fragments: list[bytes] = []
+        self._fragment_text = False
+        self._writing_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._close_deadline_set = False
+        self._loop = asyncio.get_running_loop()
+        self._lost: asyncio.Future[None] = self._loop.create_future()
+        self._connection_exc: BaseException | None = None
+
+    # --- asyncio.BufferedProtocol -----------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.remote_address = transport.get_extra_info("peername")
+        transport.set_write_buffer_limits(high=self.write_limit)
+        if self.open_timeout is not None:
+            self._timer = self._loop.call_later(self.open_timeout, self._expire, "opening")
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        protocol = self.protocol
+        # the protocol's reader copies what it keeps: the buffer is free again at once
+        # (get_buffer and buffer_updated run back to back in one loop callback)
+        protocol.receive_data(self._view[:nbytes])  # type: ignore[arg-type]
+        events = protocol.events_received()
+        self._send_data()
+        if not self._close_deadline_set and protocol.close_expected():
+            self._start_close_timer()
+        if events:
+            self._process_events(events)
+        transport = self.transport
+        if not self.outbound_overflowed:
+            buffered = transport.get_write_buffer_size()
+            if buffered > self.outbound_limit:
+                self.outbound_overflowed = True
+                log.warning(
+                    "%s: %d bytes waiting to be written (limit %d): closing",
+                    peer_address(self),
+                    buffered,
+                    self.outbound_limit,
+                )
+                transport.abort()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._send_data()
+        return None  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
+        if self._connection_exc is None:
+            self._connection_exc = exc
+        self._cancel_timer()
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._wake_recv()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._on_lost()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- what subclasses hook ---------------------------------------------------------
+    def _process_handshake_event(self, event: Any) -> None:
+        raise NotImplementedError
+
+    def _on_lost(self) -> None:
+        """Called once the TCP connection is gone (subclasses wake their handshake)."""
+
+    # --- events -----------------------------------------------------------------------
+    def _process_events(self, events: list[Any]) -> None:
+        queue = self._queue
+        for event in events:
+            if not isinstance(event, Frame):
+                self._process_handshake_event(event)
+                continue
+            opcode = event.opcode
+            data = cast(bytes, event.data)  # the parser builds bytes
+            if opcode is Opcode.BINARY or opcode is Opcode.TEXT:
+                if not event.fin:
+                    self._fragments = [data]
+                    self._fragment_text = opcode is Opcode.TEXT
+                    continue
+                message: bytes | str | None = data if opcode is Opcode.BINARY else self._text(data)
+            elif opcode is Opcode.CONT:
+                self._fragments.append(data)
+                if not event.fin:
+                    continue
+                whole = b"".join(self._fragments)
+                self._fragments = []
+                message = self._text(whole) if self._fragment_text else whole
+            else:
+                continue  # ping (the protocol queued the pong), pong, close
+            if message is None:
+                break  # invalid UTF-8: the connection is failing, the rest is discarded
+            queue.append(message)
+            if len(queue) > self.max_queue and not self._reading_paused:
+                self._reading_paused = True
+                self.transport.pause_reading()
+        self._wake_recv()
+
+    def _text(self, data: bytes) -> str | None:
+        try:
+            return data.decode()
+        except UnicodeDecodeError as exc:
+            self.protocol.fail(1007, f"{exc.reason} at position {exc.start}")
+            self._send_data()
+            if not self._close_deadline_set:
+                self._start_close_timer()
+            return None
+
+    def _wake_recv(self) -> None:
+        waiter = self._recv_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- application side -------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self.protocol.state
+
+    async def recv(self) -> bytes | str:
+        """The next message: ``bytes`` (BINARY) or ``str`` (TEXT), in order.
+
+        Raises :class:`~websockets.exceptions.ConnectionClosed` once the queue is empty
+        and the TCP connection is gone. One reader at a time.
+        """
+        queue = self._queue
+        while not queue:
+            if self._lost.done():
+                raise self._close_exc()
+            if self._recv_waiter is not None:
+                raise RuntimeError("another coroutine is already waiting in recv()")
+            waiter = self._loop.create_future()
+            self._recv_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._recv_waiter = None
+        message = queue.popleft()
+        if self._reading_paused and len(queue) <= self.max_queue // 4:
+            self._reading_paused = False
+            if not self._lost.done():
+                self.transport.resume_reading()
+        return message
+
+    async def send(self, message: bytes | bytearray | memoryview | str) -> None:
+        """Write one message (``str`` as TEXT, bytes as BINARY); waits while the write
+        buffer is above ``write_limit``. Raises ConnectionClosed if not open."""
+        protocol = self.protocol
+        if protocol.state is not OPEN:
+            await self._wait_lost_then_raise()
+        if isinstance(message, str):
+            protocol.send_text(message.encode())
+        else:
+            protocol.send_binary(message)
+        self._send_data()
+        if self._writing_paused:
+            await self.drain()
+            if self._lost.done():
+                raise self._close_exc()
+
+    async def drain(self) -> None:
+        """Wait until the write buffer is below its low-water mark (or the socket is gone)."""
+        if not self._writing_paused or self._lost.done():
+            return
+        waiter = self._loop.create_future()
+        self._drain_waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            self._drain_waiters.remove(waiter)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """The closing handshake: send a close frame, wait up to ``close_timeout`` for the
+        TCP connection to end, then abort. Idempotent."""
+        protocol = self.protocol
+        if protocol.state is OPEN:
+            protocol.send_close(code, reason)
+            self._send_data()
+            if not self._close_deadline_set:
+                self._start_close_timer()
+        elif protocol.state is not CLOSED and not self._close_deadline_set:
+            # still in the opening handshake, or closing without a deadline yet
+            self._start_close_timer()
+        await asyncio.shield(self._lost)
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is gone."""
+        await asyncio.shield(self._lost)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (no close frame)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- internals --------------------------------------------------------------------
+    def _send_data(self) -> None:
+        transport = self.transport
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            elif transport.can_write_eof():
+                with contextlib.suppress(OSError):  # the socket died meanwhile
+                    transport.write_eof()
+            else:
+                transport.close()
+
+    async def _wait_lost_then_raise(self) -> None:
+        if not self._close_deadline_set and not self._lost.done():
+            self._start_close_timer()
+        await asyncio.shield(self._lost)
+        raise self._close_exc()
+
+    def _close_exc(self) -> ConnectionClosed:
+        if self.protocol.state is not CLOSED:  # pragma: no cover - lost before any close
+            return ConnectionClosedError(None, None)
+        exc = self.protocol.close_exc
+        if self._connection_exc is not None:
+            exc.__cause__ = self._connection_exc
+        return exc
+
+    def _start_close_timer(self) -> None:
+        """From now on the TCP connection must end within ``close_timeout`` (replaces the
+        opening deadline: a refused upgrade or a failed one ends sooner)."""
+        self._close_deadline_set = True
+        self._cancel_timer()
+        self._timer = self._loop.call_later(self.close_timeout, self._expire, "closing")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _handshake_finished(self) -> None:
+        """The opening handshake ended: its deadline no longer applies."""
+        if not self._close_deadline_set:
+            self._cancel_timer()
+            if self.protocol.close_expected():
+                self._start_close_timer()
+
+    def _expire(self, what: str) -> None:
+        self._timer = None
+        if not self._lost.done():
+            log.debug("%s: %s handshake timed out: aborting", peer_address(self), what)
+            if self._connection_exc is None:
+                self._connection_exc = TimeoutError(f"timed out during {what} handshake")
+            self.transport.abort()
+
+
+def peer_address(ws: Any) -> str:
+    """``host:port`` of the remote end (``[v6]:port`` for IPv6)."""
+    remote = ws.remote_address
+    if not remote:
+        return "unknown"
+    host, port = remote[0], remote[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
