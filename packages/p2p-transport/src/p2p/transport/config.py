@@ -120,15 +120,16 @@ class TransportConfig:
     rate_limited_window: float = 10.0
     # -- memory and admission (hold the line)
     write_limit: int = 64 * 1024
-    """High-water mark of a socket's write buffer (websockets' ``write_limit``): a send
-    waits for the buffer to drain below it (low-water: a quarter)."""
+    """High-water mark of a socket's write buffer: a send waits for the buffer to drain
+    below it (low-water: a quarter)."""
     max_outbound_bytes: int = 4 * MIB
     """Bytes buffered for one established connection (ours and the library's, e.g. pongs to
     WebSocket pings); a connection past it is closed (``outbound overflow``)."""
     max_handshake_outbound_bytes: int = 64 * 1024
     """The same bound before the handshake completes (we only send the ack then)."""
     recv_queue_frames: int = 4
-    """Frames websockets buffers for one connection before it stops reading (``max_queue``)."""
+    """Messages queued per connection before the socket stops being read (it resumes at a
+    quarter)."""
     max_inflight_bytes: int = 2 * MIB
     """Wire bytes of one connection's messages whose async handlers are queued or running;
     above it the connection's reads pause until handlers finish (back-pressure)."""
