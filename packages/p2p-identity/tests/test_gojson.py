@@ -52,3 +52,54 @@ def test_marshal_sorts_keys_like_go_maps() -> None:
     assert gojson.marshal({"<": "&"}, html=False) == '{"<":"&"}'
     with pytest.raises(TypeError):
         gojson.marshal(object())
+
+
+# Text that reaches every guard of the flat-dict fast path: HTML characters, line
+# separators, lone surrogates, controls, quotes, DEL, non-ASCII (also as keys: sort order).
+_nasty = st.text(
+    alphabet=st.one_of(
+        st.sampled_from('<>&"\\/\u2028\u2029\ud800\udfff\x00\x1f\x7f\n\té€😀\uffff aZ'),
+        st.characters(),
+    ),
+    max_size=12,
+)
+_flat_values = st.one_of(
+    _nasty,
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        _nasty,
+        st.one_of(
+            _flat_values,
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.lists(_flat_values, max_size=2),
+        ),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_marshal_flat_fast_path_matches_the_general_encoder(
+    value: dict[str, object], html: bool
+) -> None:
+    want = gojson._marshal(value, html)
+    fast = gojson._marshal_flat(value, html)
+    if fast is not None:
+        assert fast == want
+    assert gojson.marshal(value, html=html) == want
+
+
+def test_marshal_flat_fast_path_serves_plain_payloads() -> None:
+    if not gojson.ORJSON:
+        pytest.skip("orjson not installed")
+    value = {"nodeId": "ab" * 16, "uptime": 3600, "ok": True, "none": None}
+    assert gojson._marshal_flat(value, True) == gojson._marshal(value, True)
+    assert gojson._marshal_flat({"a": 1.5}, True) is None  # floats: Go's rules, slow path
+    assert gojson._marshal_flat({"a": "<"}, True) is None
+    assert gojson._marshal_flat({"a": "<"}, False) == '{"a":"<"}'

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -223,6 +224,99 @@ def test_envelope_edge_cases_agree(text: str, one_value: str) -> None:
     _decoders_agree(text)
 
 
+# --- payload encoding ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _AllKinds(msgs.Payload):
+    """One field of each codec kind, some omitempty, to hold the payload fast path to its
+    twin (values of the wrong class included: both paths must write the same text)."""
+
+    s: Any = ""
+    i: Any = 0
+    b: Any = False
+    f: Any = 0.0
+    raw: Any = None
+    strs: Any = None
+    blob: Any = None
+    opt: Any = ""
+    _FIELDS = (
+        msgs.Field("s", "s", "str"),
+        msgs.Field("i", "i", "int"),
+        msgs.Field("b", "b", "bool"),
+        msgs.Field("f", "f", "float"),
+        msgs.Field("raw", "raw", "raw", True),
+        msgs.Field("strs", "strs", "strlist"),
+        msgs.Field("blob", "blob", "bytes"),
+        msgs.Field("opt", "opt", "str", True),
+    )
+
+
+class _Text(str):
+    """A str subclass: goes through its codec, not straight to orjson."""
+
+
+_ints = st.one_of(
+    st.integers(-(2**70), 2**70), st.sampled_from([2**63 - 1, 2**63, 2**64, -(2**63) - 1])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(_nasty, _nasty.map(_Text)),
+    st.one_of(_ints, st.booleans()),
+    st.one_of(st.booleans(), st.integers(0, 1)),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.one_of(st.none(), st.just(""), _nasty.map(json.dumps), st.just('{"a": [1, 2]}')),
+    st.one_of(st.none(), st.lists(_nasty, max_size=3)),
+    st.one_of(st.none(), st.binary(max_size=8)),
+    st.one_of(st.just(""), _nasty),
+)
+def test_payload_fast_encode_matches_the_slow_encoder(
+    s: Any, i: Any, b: Any, f: float, raw: Any, strs: Any, blob: Any, opt: Any
+) -> None:
+    p = _AllKinds(s, i, b, f, raw, strs, blob, opt)
+    want = p._encode_slow()
+    plan = p._PLAN
+    assert plan is not None
+    fast = msgs._encode_fast(p, plan)
+    if fast is not None:
+        assert fast == want
+    assert p._encode() == want
+    assert p.to_json() == gojson.to_utf8(want)
+
+
+def test_payload_with_a_key_needing_escapes_takes_the_slow_path() -> None:
+    @dataclass(slots=True)
+    class Odd(msgs.Payload):
+        v: str = "x"
+        _FIELDS = (msgs.Field("v", "a<b", "str"),)
+
+    assert Odd._PLAN is not None  # HTML off: < needs no escape in a key
+    assert Odd()._encode() == '{"a<b":"x"}'
+
+    @dataclass(slots=True)
+    class Quoted(msgs.Payload):
+        v: str = "x"
+        _FIELDS = (msgs.Field("v", "a\tb", "str"),)
+
+    assert Quoted._PLAN is None
+    assert Quoted()._encode() == Quoted()._encode_slow()
+
+
+def test_every_vector_payload_encodes_the_same_on_both_paths(golden: dict[str, Any]) -> None:
+    seen = 0
+    for c in golden["messages"]["messages"]:
+        m = Message.from_json(c["json"])
+        cls = msgs.TRANSPORT_PAYLOAD_TYPES.get(m.type)  # type: ignore[call-overload]
+        if cls is None or m.payload is None:
+            continue
+        p = m.parse_payload(cls)
+        assert p._encode() == p._encode_slow()
+        seen += 1
+    assert seen
+
+
 # --- SMSG plaintext and Go string quoting -------------------------------------------------
 
 
@@ -333,6 +427,8 @@ codec = FrameCodec(bytes(range(32)))
 back = codec.open(codec.seal(m))
 assert back.to_json() == m.to_json() and back.ts_unix_ns() == m.ts.timestamp_ns()
 assert gojson.go_string_utf8('<a\\u2028"') == b'"\\\\u003ca\\\\u2028\\\\""'
+assert gojson.marshal({"b": "<", "a": 1, "c": None}) == '{"a":1,"b":"\\\\u003c","c":null}'
+assert messages.PingPayload(7)._encode() == '{"sentAt":7}'
 print("ok")
 """
 

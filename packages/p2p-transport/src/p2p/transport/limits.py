@@ -91,6 +91,9 @@ class KeyedBuckets:
         return len(self._buckets)
 
 
+_heappush = heapq.heappush
+
+
 class _PeerIds:
     """One peer's accepted ids: ``id -> ts``, a min-heap on ts, and the ts floor."""
 
@@ -176,22 +179,25 @@ class ReplayGuard:
                 return False
             table = self._new_table(peer_key, now)
         else:
-            self._expire(table, now)
+            heap = table.heap
+            if heap and heap[0][0] < now - self.window:  # the common case calls nothing
+                self._expire(table, now)
         if ts <= table.floor:
             self.refused_floor += 1
             return False
-        if message_id in table.ids:
+        ids = table.ids
+        if message_id in ids:
             return False
-        table.ids[message_id] = ts
-        heapq.heappush(table.heap, (ts, message_id))
+        ids[message_id] = ts
+        _heappush(table.heap, (ts, message_id))
         self._total += 1
-        table.newest = max(table.newest, ts)
-        while len(table.ids) > self.max_per_peer or (
-            self._total > self.max_entries and len(table.ids) > 1
-        ):
-            table.pop_oldest()
-            self._total -= 1
-            self.evicted += 1
+        if ts > table.newest:  # noqa: PLR1730 - max() is a call per message
+            table.newest = ts
+        if len(ids) > self.max_per_peer or self._total > self.max_entries:
+            while len(ids) > self.max_per_peer or (self._total > self.max_entries and len(ids) > 1):
+                table.pop_oldest()
+                self._total -= 1
+                self.evicted += 1
         return True
 
     def _new_table(self, peer_key: str, now: float) -> _PeerIds:
