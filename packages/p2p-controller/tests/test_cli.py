@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
-import io
 import json
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from p2p.controller import Node, NodeConfig, NodeConfigError, bundles
@@ -32,25 +30,13 @@ from p2p.controller._cli_output import (
 )
 from p2p.controller.authz import Capability
 from p2p.controller.bundles import Bundle, extract_profile_bundle
-from p2p.controller.cli import main
 from p2p.controller.config import MinerConfig, parse_host_port
 from p2p.controller.node import AmbiguousPeerError, UnknownPeerError
 from p2p.identity import NodeManager
 from p2p.transport import ConnectError
 from p2p.transport.errors import ProtocolError
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def one_json(text: str) -> Any:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    return json.loads(lines[0])
-
+from pytest_p2p.cli import one_json
+from pytest_p2p.cli import run_cli as run
 
 # --- arguments and usage ----------------------------------------------------------------------
 

@@ -36,18 +36,13 @@ from p2p.controller._cli_output import (
     classify,
 )
 from p2p.controller._datalock import DataDirLock
-from p2p.controller.cli import main, new_log_lines
+from p2p.controller.cli import new_log_lines
 from p2p.controller.config import MinerConfig
 from p2p.controller.miners import CommonMinerStats
 from p2p.transport import ConnectError
+from pytest_p2p.cli import run_cli as run
 
 CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]+(Error|Exception)\b|gaierror|InvalidMessage")
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_sentence(err: str) -> str:

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import base64
-import io
-import json
 from pathlib import Path
-from typing import Any
 
-from p2p.controller.cli import main
 from p2p.identity import KeyPair, node_id_from_public_key
 from p2p.peers import Peer, PeerRegistry
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def one_json(text: str) -> Any:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    return json.loads(lines[0])
+from pytest_p2p.cli import one_json
+from pytest_p2p.cli import run_cli as run
 
 
 def _peer(name: str, protocol: str) -> Peer:

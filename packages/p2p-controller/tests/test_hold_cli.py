@@ -5,26 +5,19 @@ control characters, and a stranger's claimed name never shadows the operator's."
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from pathlib import Path
 
 import pytest
 from p2p.controller import NodeConfig, NodeConfigError
 from p2p.controller._cli_output import EXIT_USAGE, stats_text, table
-from p2p.controller.cli import main
 from p2p.controller.node import AmbiguousPeerError, resolve_peer
 from p2p.identity import KeyPair, NodeManager, NodeRole, node_id_from_public_key
 from p2p.peers import Peer, PeerRegistry
+from pytest_p2p.cli import run_cli as run
 
 EVIL = "w\x1b]0;pwned\x07\x1b[2J\rforged\nline\u202e\x9b"
 RAW = ("\x1b", "\x07", "\r", "\u202e", "\x9b")
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize(
