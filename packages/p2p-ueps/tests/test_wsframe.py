@@ -160,7 +160,7 @@ def test_scan_walks_any_run_of_frames(
         for p in payloads
     )
     cut = min(cut, len(stream))
-    got, pos, why, _ = ws.ws_scan(stream[:cut], 0, masked, 300, True)
+    got, pos, _why, _ = ws.ws_scan(stream[:cut], 0, masked, 300, True)
     got = got or []
     assert got == payloads[: len(got)]
     rest, end, why2, _ = ws.ws_scan(stream, pos, masked, 300, True)
