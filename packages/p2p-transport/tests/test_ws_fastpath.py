@@ -163,7 +163,7 @@ async def run_stream(
     try:
         await loop.connect_accepted_socket(lambda: ws, ours)
         ws.transport.pause_reading()  # the test is the reader
-        assert ws._rx == (aio_connection._RX_ON if fast else aio_connection._RX_OFF)
+        assert (ws._fast.rx == aio_connection._RX_ON) if fast else ws._fast is None
         written = b""
         for chunk in chunks:
             for start in range(0, len(chunk), 65536):
@@ -374,7 +374,7 @@ async def test_close_from_our_side_hands_the_rest_to_websockets(side: Side) -> N
     try:
         await loop.connect_accepted_socket(lambda: ws, ours)
         ws.transport.pause_reading()
-        assert ws._rx == aio_connection._RX_ON
+        assert ws._fast is not None and ws._fast.rx == aio_connection._RX_ON
         frames = encode([binary(b"a"), binary(b"b" * 300), close(1000), binary(b"c")], side)
         stream = b"".join(frames)
         cut = len(frames[0]) + 10  # inside the second frame
@@ -385,12 +385,12 @@ async def test_close_from_our_side_hands_the_rest_to_websockets(side: Side) -> N
             ws.buffer_updated(len(data))
 
         read(stream[:cut])
-        assert ws._carry is not None and len(ws._carry) == 10
+        assert ws._fast.carry is not None and len(ws._fast.carry) == 10
         closing = asyncio.ensure_future(ws.close())
         await asyncio.sleep(0)
         assert ws.protocol.state.name == "CLOSING"
         read(stream[cut:])
-        assert ws._rx == aio_connection._RX_OFF
+        assert ws._fast.rx == aio_connection._RX_OFF
         assert list(ws._queue) == [b"a", b"b" * 300]
         assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
         ws.transport.abort()
@@ -417,6 +417,11 @@ async def test_a_lifted_limit_applies_to_the_next_read(side: Side) -> None:
 
 
 # --- real sockets on 127.0.0.1 -----------------------------------------------------------
+
+
+def on_fast_path(ws: WebSocket) -> bool:
+    return ws._fast is not None and ws._fast.rx == aio_connection._RX_ON
+
 
 Accepted = asyncio.Queue[ServerWebSocket]
 
@@ -465,7 +470,7 @@ async def test_end_to_end_both_directions_on_the_fast_path(server: Any) -> None:
 
     await pump(client, ws)
     await pump(ws, client)
-    assert client._rx == aio_connection._RX_ON and ws._rx == aio_connection._RX_ON
+    assert on_fast_path(client) and on_fast_path(ws)
     # control frames still go through websockets, in the middle of the fast path
     pong = await asyncio.wait_for(_ping(client, b"hello?"), 5)
     assert pong == b"hello?"
@@ -502,7 +507,7 @@ async def test_max_queue_pauses_reading_on_the_fast_path(server: Any) -> None:
     n = 400
     sender = asyncio.ensure_future(_send_many(client, n))
     await eventually(lambda: ws._reading_paused, timeout=10)
-    assert ws._rx == aio_connection._RX_ON
+    assert on_fast_path(ws)
     # paused: the queue holds max_queue plus at most one read, the rest waits in TCP
     assert len(ws._queue) <= ws.max_queue + 65536 // 6
     got = [await ws.recv() for _ in range(n)]
@@ -534,7 +539,7 @@ async def test_without_the_codec_websockets_does_everything(server: Any, no_code
     await ws.send("back")
     assert await ws.recv() == b"x" * 70_000
     assert await client.recv() == "back"
-    assert ws._rx == aio_connection._RX_OFF and client._rx == aio_connection._RX_OFF
+    assert ws._fast is None and client._fast is None
     await client.close()
 
 
@@ -542,15 +547,16 @@ async def test_fast_and_websockets_ends_talk_to_each_other(server: Any) -> None:
     """A client whose frames websockets makes and parses against a fast server."""
     _, accepted, uri = server
     client = await connect(uri, close_timeout=1.0)
-    client._rx_stop()  # nothing was received since the upgrade: websockets' parser from here
-    client._codec = None  # and websockets' frames
+    assert client._fast is not None
+    client._rx_stop(client._fast)  # nothing received since the upgrade: websockets parses
+    client._fast = None  # and frames
     ws = await asyncio.wait_for(accepted.get(), 5)
     for p in (b"", b"a" * 126, os.urandom(70_000)):
         await client.send(p)
         assert await ws.recv() == p
         await ws.send(p)
         assert await client.recv() == p
-    assert ws._rx == aio_connection._RX_ON and client._rx == aio_connection._RX_OFF
+    assert on_fast_path(ws) and client._fast is None
     await ws.close()
     assert client.protocol.state.name == "CLOSED" or await _closed(client)
 
