@@ -564,3 +564,48 @@ async def test_fast_and_websockets_ends_talk_to_each_other(server: Any) -> None:
 async def _closed(ws: WebSocket) -> bool:
     await asyncio.wait_for(ws.wait_closed(), 5)
     return ws.protocol.state is not OPEN
+
+
+async def test_frames_in_the_same_read_as_the_upgrade_response() -> None:
+    """A server may write its first frames right behind the 101: websockets parses those
+    (with the response) and the fast path starts only once its parser is between frames."""
+    from p2p.transport.aio import ClientWebSocket
+    from websockets.client import ClientProtocol
+    from websockets.uri import parse_uri
+    from websockets.utils import accept_key
+
+    frames = encode([binary(b"one"), Spec(9, b"hi"), binary(b"two" * 100), binary(b"3")], CLIENT)
+    mid_frame_with_nothing_buffered = 0
+    for cut in range(1, sum(map(len, frames)) + 1):
+        protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"), max_size=MAX_SIZE)
+        request = protocol.connect()
+        ws = ClientWebSocket(protocol, close_timeout=5)
+        ours, theirs = socket.socketpair()
+        theirs.setblocking(False)
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda ws=ws: ws, ours)
+            ws.transport.pause_reading()
+            protocol.send_request(request)
+            ws._send_data()
+            response = (
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: "
+                + accept_key(request.headers["Sec-WebSocket-Key"]).encode()
+                + b"\r\n\r\n"
+            )
+            stream = response + b"".join(frames)
+            for part in (stream[: len(response) + cut], stream[len(response) + cut :]):
+                buf = ws.get_buffer(len(part))
+                buf[: len(part)] = part
+                ws.buffer_updated(len(part))
+                if not protocol.reader.buffer and not on_fast_path(ws):
+                    mid_frame_with_nothing_buffered += 1  # a header read, the rest not yet
+            assert ws.response is not None and ws.protocol.state is OPEN
+            assert list(ws._queue) == [b"one", b"two" * 100, b"3"], cut
+            assert (10, b"hi") in _parse_written(_drain(theirs).split(b"\r\n\r\n", 1)[1], CLIENT)
+            assert on_fast_path(ws)  # every read here ends on a frame boundary
+        finally:
+            ws.transport.abort()
+            theirs.close()
+            await asyncio.sleep(0)
+    assert mid_frame_with_nothing_buffered  # the boundary test is more than an empty buffer
