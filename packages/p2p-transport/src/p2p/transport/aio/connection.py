@@ -118,6 +118,14 @@ class _FastPath:
         self.masked = False
 
 
+def _known_protocol(protocol: Protocol) -> bool:
+    """The websockets Protocol has the state the fast path reads (websockets >= 15 has)."""
+    return all(
+        hasattr(protocol, name)
+        for name in ("current_size", "max_message_size", "max_fragment_size", "parser")
+    ) and isinstance(protocol.reader, StreamReader)
+
+
 def _at_frame_boundary(protocol: Protocol) -> bool:
     """websockets' parser has consumed whole frames only (nothing held, none begun)."""
     if protocol.reader.buffer:
@@ -255,7 +263,7 @@ class WebSocket(asyncio.BufferedProtocol):
             if state > OPEN:
                 fast.rx = _RX_OFF
             return
-        if protocol.extensions or protocol.debug:
+        if protocol.extensions or protocol.debug or not _known_protocol(protocol):
             fast.rx = _RX_OFF
             return
         if protocol.current_size is None and _at_frame_boundary(protocol):
