@@ -445,6 +445,78 @@ def file_targets() -> list[Target]:
     ]
 
 
+# --- WebSocket frames (the transport's fast data path) ------------------------------------
+
+
+def run_ws_frames(data: bytes) -> None:
+    """The extension's ``ws_scan`` against websockets' ``Frame.parse`` on any stream: the
+    first byte picks the side (bit 0: we are the client, frames unmasked) and the frame
+    limit; every payload it returns is the frame websockets parses there, and where it
+    stops websockets agrees (needs more, rejects from the header, or a complete frame of
+    exactly that length that is not a simple BINARY one)."""
+    from p2p.transport.aio import connection
+    from websockets.exceptions import PayloadTooBig, ProtocolError
+    from websockets.frames import Frame, Opcode
+    from websockets.streams import StreamReader
+
+    codec = connection._codec
+    if codec is None or not data:
+        return
+    masked = not data[0] & 1
+    limit = (data[0] >> 1) * 64
+    stream = data[1:]
+    pos = 0
+    while True:
+        payloads, stop, why, size = codec.ws_scan(stream, pos, masked, limit, True)
+        reader = StreamReader()
+        reader.feed_data(stream[pos:])
+        reader.feed_eof()
+
+        def parse(reader: StreamReader = reader) -> Frame:
+            gen = Frame.parse(reader.read_exact, mask=masked, max_size=limit)
+            try:
+                while True:
+                    next(gen)
+            except StopIteration as done:
+                frame: Frame = done.value
+                return frame
+
+        for payload in payloads or []:
+            frame = parse()
+            assert (frame.opcode, frame.fin, bytes(frame.data)) == (Opcode.BINARY, True, payload)
+        assert len(stream) - pos - len(reader.buffer) == stop - pos, "scan and parse disagree"
+        if why == codec.WS_SCAN_END:
+            assert stop == len(stream)
+            return
+        if why == codec.WS_SCAN_MORE:
+            assert stop + size > len(stream)
+            try:
+                parse()
+            except EOFError:
+                return
+            raise AssertionError("websockets parsed a frame the scan called incomplete")
+        if why == codec.WS_SCAN_REJECT:
+            try:
+                parse()
+            except (ProtocolError, PayloadTooBig):
+                return
+            raise AssertionError("websockets accepted a frame the scan rejected")
+        assert why == codec.WS_SCAN_OTHER
+        before = len(reader.buffer)
+        try:
+            frame = parse()
+        except ProtocolError:  # RSV bits, control frame rules: checked after the payload
+            pass
+        else:
+            assert not (frame.opcode is Opcode.BINARY and frame.fin and not frame.rsv1)
+        assert before - len(reader.buffer) == size, "frame length differs"
+        pos = stop + size
+
+
+def ws_frames_target() -> Target:
+    return Target("ws_frames", run_ws_frames, ())
+
+
 def all_targets() -> dict[str, Target]:
     targets = [
         ueps_target(),
@@ -453,6 +525,7 @@ def all_targets() -> dict[str, Target]:
         *handshake_targets(),
         *bundle_targets(),
         *file_targets(),
+        ws_frames_target(),
     ]
     return {t.name: t for t in targets}
 
@@ -471,4 +544,5 @@ TARGET_NAMES = (
     "bundle_json",
     "peers_load",
     "identity_load",
+    "ws_frames",
 )

@@ -175,7 +175,43 @@ def _write_1_1_seeds() -> None:
     _write("handshake_1_1_responder", "capture_hello", texts[0].encode())
 
 
+def _ws_frame(opcode: int, payload: bytes, masked: bool, fin: bool = True) -> bytes:
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    bit = 0x80 if masked else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([bit | 127]) + n.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    mask = b"\x37\xfa\x21\x3d"
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def write_ws_seeds() -> None:
+    """Frame streams as a server (mode byte even) and a client (odd) receives them."""
+    for mode, masked in ((0x40, True), (0x41, False)):  # frame limit 32 * 64 = 2048
+        side = "server" if masked else "client"
+        frames = [
+            _ws_frame(2, b"simple", masked),
+            _ws_frame(9, b"ping", masked),
+            _ws_frame(2, b"x" * 300, masked),
+            _ws_frame(1, "text \u2603".encode(), masked),
+            _ws_frame(2, b"frag", masked, fin=False),
+            _ws_frame(0, b"ment", masked),
+            _ws_frame(8, b"\x03\xe8bye", masked),
+        ]
+        _write("ws_frames", f"{side}_mixed", bytes([mode]) + b"".join(frames))
+        _write("ws_frames", f"{side}_partial", bytes([mode]) + b"".join(frames)[:-3])
+        _write("ws_frames", f"{side}_oversize", bytes([mode]) + _ws_frame(2, b"o" * 2049, masked))
+        _write("ws_frames", f"{side}_wrong_mask", bytes([mode]) + _ws_frame(2, b"m", not masked))
+
+
 if __name__ == "__main__":
     main()
+    write_ws_seeds()
     for d in sorted(Path(CORPUS).iterdir()):
         print(f"{d.name:22} {sum(1 for _ in d.iterdir())} seeds")

@@ -4,7 +4,9 @@
 Hashing is done in C (``_sha256.h``: portable SHA-256 plus SHA-NI chosen at run time) with the
 HMAC key absorbed once per secret; a frame is parsed and authenticated in one pass over its
 bytes, without building the signed data. Beyond ``_pure``'s API: the fused SMSG/STIM sigil
-(``sigil_seal`` / ``sigil_open``), whose AEAD the transport installs at import.
+(``sigil_seal`` / ``sigil_open``), whose AEAD the transport installs at import, and the
+WebSocket data-frame codec of the transport's fast path (``ws_scan`` / ``ws_frame``, in
+``_wsframe.pxi``).
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -719,3 +721,6 @@ cdef class FrameReader:
         if n:
             self._buf.clear()
             raise TruncatedFrameError(f"stream ended inside a frame ({n} bytes buffered)")
+
+
+include "_wsframe.pxi"

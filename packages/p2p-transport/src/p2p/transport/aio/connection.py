@@ -8,15 +8,40 @@ events come out of ``events_received`` and whatever the protocol wants written (
 frames, its pongs and close frames) from ``data_to_send``.
 Nothing else runs per message: no task, no lock, no timer.
 
+Fast data path (when the ``p2p.ueps`` extension is built; ``_codec`` is ``None`` otherwise
+and everything goes through websockets exactly as described above): once the connection is
+OPEN and websockets' parser sits at a frame boundary, each read is scanned by the
+extension's ``ws_scan``. Every *simple* frame (one whole BINARY message: FIN=1, RSV=0,
+masked iff it comes from a client, at most the protocol's current frame limit) goes
+straight to the queue; every other complete frame (ping, pong, close, TEXT, fragments,
+bad RSV bits, a BINARY while a fragmented message is open) is handed to
+``protocol.receive_data`` alone and whole, so websockets' parser stays at a frame boundary
+and does what it always did (pongs, the close handshake, 1002/1007 failures, reassembly).
+A frame websockets rejects from its header alone (unknown opcode, wrong mask bit, declared
+length above the limit: 1002/1009) is handed over together with everything after it, and
+the fast path ends for good; so it does once the state leaves OPEN (a close sent or
+received, a failure), with any carried bytes handed over first, and on EOF. The tail of
+an incomplete frame is carried in our own buffer until it is complete (what websockets'
+reader would have held). :meth:`WebSocket.send` builds a frame with ``ws_frame`` and writes it
+itself while OPEN (a client masks each frame with 4 fresh bytes of
+:func:`~p2p.transport._random.random_bytes`, the pooled ``os.urandom``). websockets' debug
+logging of frames (``protocol.debug``) and any negotiated extension keep the slow path.
+
 Bounds (what one peer can make this process hold):
 
 - inbound: at most ``max_queue`` messages wait for :meth:`WebSocket.recv`; past it the
   socket stops being read (``pause_reading``) until the queue falls to a quarter, so TCP
   pushes back. One read can add at most ``read_buffer_size`` bytes of frames on top.
+  On the fast path the same test runs after the simple frames of each read are queued.
+- partial frames: one incomplete frame, at most the frame limit (``max_size``) plus a
+  14-byte header, is held between reads (by websockets' reader, or by our carry buffer on
+  the fast path, which may briefly hold one more read on top while it is completed); a
+  frame declaring more is refused from its header (1009), unread.
 - outbound: :meth:`WebSocket.send` waits while the write buffer is above ``write_limit``
   (the transport's high-water mark, low-water a quarter). Bytes the protocol writes by
   itself (pongs to pings) have no such wait: after each read, a write buffer above
-  ``outbound_limit`` aborts the connection and sets :attr:`WebSocket.outbound_overflowed`.
+  ``outbound_limit`` aborts the connection and sets :attr:`WebSocket.outbound_overflowed`
+  (both paths: the fast send path writes through the same transport and the same wait).
 - time: an opening handshake that is not done in ``open_timeout``, or a closing one not done
   in ``close_timeout`` (from the moment the protocol expects the TCP close), aborts.
 """
@@ -25,14 +50,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import threading
 from collections import deque
+from types import ModuleType
 from typing import Any, cast
 
+from p2p import ueps
+from p2p.transport._random import random_bytes
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import Frame, Opcode
-from websockets.protocol import CLOSED, OPEN, Protocol, State
+from websockets.protocol import CLIENT, CLOSED, OPEN, Protocol, State
+from websockets.streams import StreamReader
 
 __all__ = ["DEFAULT_READ_BUFFER", "WebSocket", "peer_address"]
 
@@ -43,6 +73,70 @@ DEFAULT_READ_BUFFER = 64 * 1024
 
 
 _local = threading.local()
+
+
+def _load_codec() -> ModuleType | None:
+    """The ``p2p.ueps`` extension when it is built and knows the WebSocket frame codec."""
+    if ueps.IMPLEMENTATION != "cython":
+        return None
+    try:
+        ext = importlib.import_module("p2p.ueps._speedups")
+    except ImportError:  # pragma: no cover - IMPLEMENTATION says it imported
+        return None
+    if not hasattr(ext, "ws_scan"):  # pragma: no cover - a build older than the codec
+        return None
+    return ext
+
+
+_codec: ModuleType | None = _load_codec()
+"""The frame codec of the fast data path, or ``None``: websockets' path only. A connection
+takes it when it is made (tests set this to ``None`` to force the websockets path)."""
+
+_AT_EOF = StreamReader.at_eof.__code__
+"""What websockets' parser waits in between frames (``reader.at_eof()``)."""
+
+# receive fast path: waiting to start, on, off for good
+_RX_WAIT, _RX_ON, _RX_OFF = 0, 1, 2
+_SCAN_MORE = 1
+_SCAN_OTHER = 2
+_SCAN_REJECT = 3
+
+
+class _FastPath:
+    """A connection's fast-path state (one slotted object: a single instance attribute)."""
+
+    __slots__ = ("carry", "codec", "masked", "need", "rx")
+
+    def __init__(self, codec: ModuleType) -> None:
+        self.codec: Any = codec
+        self.rx = _RX_WAIT
+        #: the incomplete frame held between reads (it starts at a frame boundary)
+        self.carry: bytearray | None = None
+        #: bytes ``carry`` must reach before a scan can complete its frame
+        self.need = 0
+        #: frames we receive must be masked (we are the server)
+        self.masked = False
+
+
+def _known_protocol(protocol: Protocol) -> bool:
+    """The websockets Protocol has the state the fast path reads (websockets >= 15 has)."""
+    return all(
+        hasattr(protocol, name)
+        for name in ("current_size", "max_message_size", "max_fragment_size", "parser")
+    ) and isinstance(protocol.reader, StreamReader)
+
+
+def _at_frame_boundary(protocol: Protocol) -> bool:
+    """websockets' parser has consumed whole frames only (nothing held, none begun)."""
+    if protocol.reader.buffer:
+        return False
+    waiting_in = protocol.parser  # follow ``yield from`` down to the innermost generator
+    for _ in range(8):
+        inner = getattr(waiting_in, "gi_yieldfrom", None)
+        if inner is None:
+            break
+        waiting_in = inner
+    return getattr(waiting_in, "gi_code", None) is _AT_EOF
 
 
 def _read_buffer(size: int) -> memoryview:
@@ -100,6 +194,8 @@ class WebSocket(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._connection_exc: BaseException | None = None
+        # one attribute (instance dicts past ~30 keys stop sharing keys: +1.3 KiB each)
+        self._fast = _FastPath(_codec) if _codec is not None else None
 
     # --- asyncio.BufferedProtocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,24 +205,44 @@ class WebSocket(asyncio.BufferedProtocol):
         transport.set_write_buffer_limits(high=self.write_limit)
         if self.open_timeout is not None:
             self._timer = self._loop.call_later(self.open_timeout, self._expire, "opening")
+        fast = self._fast
+        if fast is not None and fast.rx == _RX_WAIT:
+            self._rx_start(fast)  # a protocol made OPEN (no upgrade on this connection)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
         protocol = self.protocol
+        view = self._view[:nbytes]
+        fast = self._fast
+        if fast is not None and fast.rx == _RX_ON:
+            if protocol.state is OPEN:
+                self._receive_fast(fast, view)
+                self._check_outbound()
+                return
+            self._rx_stop(fast)  # closing: websockets takes the carried bytes, then the rest
         # the protocol's reader copies what it keeps: the buffer is free again at once
         # (get_buffer and buffer_updated run back to back in one loop callback)
-        protocol.receive_data(self._view[:nbytes])  # type: ignore[arg-type]
+        self._feed(view)
+        if fast is not None and fast.rx == _RX_WAIT:
+            self._rx_start(fast)
+        self._check_outbound()
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> None:
+        """websockets' path: the bytes to its parser, its events to us, its writes out."""
+        protocol = self.protocol
+        protocol.receive_data(data)  # type: ignore[arg-type]
         events = protocol.events_received()
         self._send_data()
         if not self._close_deadline_set and protocol.close_expected():
             self._start_close_timer()
         if events:
             self._process_events(events)
-        transport = self.transport
+
+    def _check_outbound(self) -> None:
         if not self.outbound_overflowed:
-            buffered = transport.get_write_buffer_size()
+            buffered = self.transport.get_write_buffer_size()
             if buffered > self.outbound_limit:
                 self.outbound_overflowed = True
                 log.warning(
@@ -135,14 +251,102 @@ class WebSocket(asyncio.BufferedProtocol):
                     buffered,
                     self.outbound_limit,
                 )
-                transport.abort()
+                self.transport.abort()
+
+    # --- fast data path ---------------------------------------------------------------
+    def _rx_start(self, fast: _FastPath) -> None:
+        """Start the fast path once websockets is OPEN and between frames (it may have
+        been handed the first frames together with the upgrade)."""
+        protocol = self.protocol
+        state = protocol.state
+        if state is not OPEN:
+            if state > OPEN:
+                fast.rx = _RX_OFF
+            return
+        if protocol.extensions or protocol.debug or not _known_protocol(protocol):
+            fast.rx = _RX_OFF
+            return
+        if protocol.current_size is None and _at_frame_boundary(protocol):
+            fast.rx = _RX_ON
+            fast.masked = protocol.side is not CLIENT
+
+    def _rx_stop(self, fast: _FastPath) -> None:
+        """End the fast path for good: websockets gets the carried bytes (an incomplete
+        frame: no event comes of it) and, from now on, every read."""
+        fast.rx = _RX_OFF
+        carry, fast.carry = fast.carry, None
+        if carry and not self.protocol.reader.eof:
+            self._feed(carry)
+
+    def _receive_fast(self, fast: _FastPath, view: memoryview) -> None:
+        carry = fast.carry
+        data: bytearray | memoryview
+        if carry is not None:
+            carry += view
+            if len(carry) < fast.need:
+                return
+            data = carry
+        else:
+            data = view
+        protocol = self.protocol
+        queue = self._queue
+        scan = fast.codec.ws_scan
+        masked = fast.masked
+        end = len(data)
+        pos = 0
+        why = size = 0
+        while True:
+            current = protocol.current_size
+            limit = protocol.max_message_size
+            if current is not None and limit is not None:
+                limit -= current
+            fragment = protocol.max_fragment_size
+            if fragment is not None:
+                limit = fragment if limit is None else min(limit, fragment)
+            if limit is None:  # no frame limit: nothing bounds a carry, websockets' path
+                why = _SCAN_REJECT
+                break
+            payloads, pos, why, size = scan(data, pos, masked, limit, current is None)
+            if payloads is not None:
+                queue.extend(payloads)
+                if len(queue) > self.max_queue and not self._reading_paused:
+                    self._reading_paused = True
+                    self.transport.pause_reading()
+                self._wake_recv()
+            if why != _SCAN_OTHER:
+                break
+            # one whole frame that is not ours: websockets decides, at a frame boundary
+            self._feed(data[pos : pos + size])
+            pos += size
+            if protocol.state is not OPEN:
+                why = _SCAN_REJECT  # closing or failed: websockets has the rest
+                break
+        if why == _SCAN_REJECT:
+            fast.rx = _RX_OFF
+            fast.carry = None
+            if pos < end:
+                self._feed(data[pos:])
+        elif why == _SCAN_MORE:
+            if data is carry:
+                del carry[:pos]
+            else:
+                fast.carry = bytearray(data[pos:])
+            fast.need = size
+        else:
+            fast.carry = None
 
     def eof_received(self) -> bool | None:
+        fast = self._fast
+        if fast is not None and fast.rx == _RX_ON:
+            self._rx_stop(fast)
         self.protocol.receive_eof()
         self._send_data()
         return None  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
+        fast = self._fast
+        if fast is not None and fast.rx == _RX_ON:
+            self._rx_stop(fast)
         self.protocol.receive_eof()  # idempotent; the protocol is CLOSED after it
         if self._connection_exc is None:
             self._connection_exc = exc
@@ -254,11 +458,26 @@ class WebSocket(asyncio.BufferedProtocol):
         protocol = self.protocol
         if protocol.state is not OPEN:
             await self._wait_lost_then_raise()
-        if isinstance(message, str):
+        fast = self._fast
+        if (
+            fast is not None
+            and not protocol.extensions
+            and not protocol.debug
+            and not protocol.expect_continuation_frame
+        ):
+            # our own frame (what send_binary/send_text would write, with its own mask)
+            mask = random_bytes(4) if protocol.side is CLIENT else None
+            if isinstance(message, str):
+                frame = fast.codec.ws_frame(1, message.encode(), mask)
+            else:
+                frame = fast.codec.ws_frame(2, message, mask)
+            self.transport.write(frame)
+        elif isinstance(message, str):
             protocol.send_text(message.encode())
+            self._send_data()
         else:
             protocol.send_binary(message)
-        self._send_data()
+            self._send_data()
         if self._writing_paused:
             await self.drain()
             if self._lost.done():
