@@ -309,12 +309,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # --- stats rounds
         lag.phase = "serving"
         rounds = []
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
         for _ in range(args.rounds):
             c0, w0 = cpu_s(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
             stats = await controller.get_all_stats()
+            if profiler is not None:
+                profiler.disable()
             wall, cpu = time.perf_counter() - w0, cpu_s() - c0
             rounds.append((wall * 1000, cpu / max(1, len(stats.stats)) * 1e6, len(stats.errors)))
             await asyncio.sleep(0.2)
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
         out["stats_round_ms"] = [r[0] for r in rounds]
         out["stats_cpu_us_per_peer"] = [r[1] for r in rounds]
         out["stats_errors"] = sum(r[2] for r in rounds)
@@ -422,6 +433,12 @@ def main() -> None:
         "--default-limits", action="store_true", help="controller with TransportConfig defaults"
     )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        default="",
+        help="cProfile the stats rounds (controller process) into FILE (pstats format)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
