@@ -634,3 +634,27 @@ async def test_one_timer_expires_a_round_in_send_order() -> None:
     deadlines.close()
     assert all(h.cancelled() for _, _, h in clock.timers) and len(deadlines) == 0
     assert not futures[4].done()  # its owner cleans it up
+
+
+async def test_get_all_stats_unexpected_error_ends_the_round_cleanly(mesh: MakeMesh) -> None:
+    # a fault injected into the reply check (an error type the round does not collect):
+    # the round raises it, and the requests still waiting are withdrawn, not left
+    # pending without a timer
+    m = await mesh(3, serve=False, config=ControllerConfig(stats_timeout=60.0))
+    broken, silent, other = m.workers
+    script(broken, "ok")
+    script(silent, "silent")
+    script(other, "silent")
+
+    class Broken(Controller):
+        def _check_reply(self, reply: Message, *args: Any) -> None:
+            if reply.from_ == broken.id:
+                raise RuntimeError("injected fault")
+            super()._check_reply(reply, *args)
+
+    ctl = Broken(m.transport.node_manager, m.registry, m.transport)
+    await eventually(lambda: len(m.registry.connected_peers()) == 3)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        await ctl.get_all_stats()
+    await eventually(lambda: ctl.pending_count == 0)
+    await ctl.close()

@@ -171,12 +171,16 @@ class _Pending:
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
+class _RoundTimeout(TimeoutError):
+    """Set on a round request's future by `_Deadlines` (never raised to callers)."""
+
+
 class _Deadlines:
     """One timer for a batch of requests with the same timeout (a `get_all_stats` round).
 
     Requests are added as they are sent, so their deadlines come in order: the earliest
     still waiting is always at the front, and one timer handle armed for it replaces a
-    timer per request. An expired request's future gets :class:`TimeoutError`; done
+    timer per request. An expired request's future gets `_RoundTimeout`; done
     futures are dropped from the front as they are passed.
     """
 
@@ -195,7 +199,7 @@ class _Deadlines:
         return len(self._queue)
 
     def add(self, future: asyncio.Future[Message]) -> None:
-        """`future` fails with TimeoutError `timeout` seconds from now unless done first."""
+        """`future` fails with `_RoundTimeout` `timeout` seconds from now unless done first."""
         queue = self._queue
         while queue and queue[0][1].done():
             queue.popleft()
@@ -214,7 +218,7 @@ class _Deadlines:
                 queue.popleft()
             elif when <= now:
                 queue.popleft()
-                future.set_exception(TimeoutError())
+                future.set_exception(_RoundTimeout())
             else:
                 self._timer = self._loop.call_at(when, self._expire)
                 return
@@ -518,14 +522,20 @@ class Controller:
         result = AllStats()
         if not peers:
             return result
-        deadlines = _Deadlines(asyncio.get_running_loop(), self.config.stats_timeout)
+        loop = asyncio.get_running_loop()
+        deadlines = _Deadlines(loop, self.config.stats_timeout)
         queue = iter(peers)  # shared: each round worker takes the next peer
-        workers = min(self.config.max_concurrent_stats, len(peers))
+        workers = [
+            loop.create_task(self._stats_worker(queue, result, deadlines))
+            for _ in range(min(self.config.max_concurrent_stats, len(peers)))
+        ]
         try:
-            await asyncio.gather(
-                *(self._stats_worker(queue, result, deadlines) for _ in range(workers))
-            )
+            await asyncio.gather(*workers)
         finally:
+            # an unexpected error in one worker ends the round: the others must not wait
+            # on requests the closed timer no longer bounds
+            for task in workers:
+                task.cancel()
             deadlines.close()
         return result
 
@@ -559,7 +569,7 @@ class Controller:
             deadlines.add(future)
             try:
                 reply = await future
-            except TimeoutError:
+            except _RoundTimeout:
                 self._record_timeout(peer_id)
                 raise RequestTimeout(peer_id, MessageType.GET_STATS, deadlines.timeout) from None
         finally:
