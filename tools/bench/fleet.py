@@ -20,6 +20,10 @@ Measured, per phase (connecting, stats rounds, idle with keepalive, selecting):
 ``--gc freeze`` calls ``gc.freeze()`` once connected (what ``Node`` could do after start-up);
 ``--gc tuned`` does what a running ``Node`` does (``p2p.controller._gc``: threshold
 ``(10_000, 20, 100)`` and the start-up heap frozen).
+The stats phase also reports the worker processes' CPU per peer (they answer every
+request: with both sides on one machine, a round's wall time is bounded by the two
+together), and ``--profile FILE`` writes a cProfile (CPU time) of the controller's stats
+rounds. ``tools/bench/stats_round.py`` measures the controller's part without a transport.
 """
 
 from __future__ import annotations
@@ -122,9 +126,11 @@ async def child_main(args: argparse.Namespace) -> None:
         print(json.dumps({"summary": summary}), flush=True)
     print(json.dumps({"ready": True}), flush=True)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.readline)
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"cpu_s": ru.ru_utime + ru.ru_stime}), flush=True)
+    # "cpu" asks for this process's CPU so far (the controller brackets its stats rounds
+    # with it); anything else (an empty line, EOF) stops the workers
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "cpu":
+        print(json.dumps({"cpu_now_s": cpu_s()}), flush=True)
+    print(json.dumps({"cpu_s": cpu_s()}), flush=True)
     await asyncio.gather(*(t.stop() for t in workers), return_exceptions=True)
 
 
@@ -185,6 +191,16 @@ def pct(values: list[float], q: float) -> float:
         return 0.0
     s = sorted(values)
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+async def workers_cpu_s(children: list[Any]) -> float:
+    """The worker processes' CPU so far (user+sys, summed)."""
+    total = 0.0
+    for proc in children:
+        proc.stdin.write(b"cpu\n")
+        await proc.stdin.drain()
+        total += json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))["cpu_now_s"]
+    return total
 
 
 async def spawn_workers(args: argparse.Namespace, controller_addr: str | None) -> list[Any]:
@@ -309,12 +325,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # --- stats rounds
         lag.phase = "serving"
         rounds = []
+        workers_c0 = await workers_cpu_s(children)
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile(time.process_time)  # CPU, not wall time
         for _ in range(args.rounds):
             c0, w0 = cpu_s(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
             stats = await controller.get_all_stats()
+            if profiler is not None:
+                profiler.disable()
             wall, cpu = time.perf_counter() - w0, cpu_s() - c0
-            rounds.append((wall * 1000, cpu / max(1, len(stats.stats)) * 1e6, len(stats.errors)))
+            answered = len(stats.stats)
+            rounds.append((wall * 1000, cpu / max(1, answered) * 1e6, len(stats.errors), answered))
             await asyncio.sleep(0.2)
+        workers_cpu = await workers_cpu_s(children) - workers_c0  # pauses included
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
+        served = sum(r[3] for r in rounds)
+        out["stats_worker_cpu_us_per_peer"] = workers_cpu / max(1, served) * 1e6
         out["stats_round_ms"] = [r[0] for r in rounds]
         out["stats_cpu_us_per_peer"] = [r[1] for r in rounds]
         out["stats_errors"] = sum(r[2] for r in rounds)
@@ -381,7 +413,8 @@ def report(out: dict[str, Any]) -> None:
     med = statistics.median(rms)
     print(
         f"get_all_stats round: {min(rms):.0f}-{max(rms):.0f} ms (median {med:.0f}), "
-        f"controller CPU {min(cpu):.0f}-{max(cpu):.0f} us/peer, errors {out['stats_errors']}"
+        f"controller CPU {min(cpu):.0f}-{max(cpu):.0f} us/peer, errors {out['stats_errors']}; "
+        f"worker processes' CPU {out['stats_worker_cpu_us_per_peer']:.0f} us/peer"
     )
     print(f"idle (keepalive only): controller CPU {out['idle_cpu_pct']:.1f} %")
     print(
@@ -422,6 +455,12 @@ def main() -> None:
         "--default-limits", action="store_true", help="controller with TransportConfig defaults"
     )
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        default="",
+        help="cProfile the stats rounds (controller process) into FILE (pstats format)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)

@@ -22,6 +22,8 @@ from p2p.controller.controller import (
     PeerNotFoundError,
     RequestError,
     RequestTimeout,
+    UnauthorizedError,
+    UnexpectedResponseError,
 )
 from p2p.controller.errors import ControllerError
 from p2p.controller.miners import JsonFileStats, MinerSpec, ProcessMinerManager
@@ -415,3 +417,244 @@ async def test_deploy_too_large_is_refused_locally(mesh: MakeMesh, tmp_path: Pat
     fits.write_bytes(b"\x7fELF" + bytes(600_000))
     fitting = bundles.create_miner_bundle(fits, None, "fits", password)
     assert await ctl.deploy(w.id, fitting) == "fits"
+
+
+# --- get_all_stats rounds: per-peer outcomes, the concurrency bound, cleanup ---------------
+
+#: How each scripted worker answers a get_stats (serve=False workers, no Worker).
+BEHAVIOURS = ("ok", "silent", "error", "unauthorized", "wrong_type", "bad_payload", "drop")
+
+
+def script(node: Node, behaviour: str) -> list[Message]:
+    """Make `node` answer every request as `behaviour` says; returns what it received."""
+    got: list[Message] = []
+    me = node.id
+
+    def on_message(conn: PeerConnection, msg: Message) -> Awaitable[None] | None:
+        if msg.type != MessageType.GET_STATS:
+            return None  # e.g. the pong to the transport's probe ping
+        got.append(msg)
+        if behaviour == "silent":
+            return None
+        if behaviour == "drop":
+            conn.abort()  # gone mid-round, no goodbye
+            return None
+        if behaviour == "ok":
+            reply = msg.reply(MessageType.STATS, StatsPayload(me, f"n-{me[:4]}", [], len(got)))
+        elif behaviour == "error":
+            reply = msg.error_reply(me, 1004, "stats unavailable")
+        elif behaviour == "unauthorized":
+            reply = msg.error_reply(me, 1002, "not your worker")
+        elif behaviour == "wrong_type":
+            reply = msg.reply(MessageType.PONG, None)
+        else:  # bad_payload: uptime must be an int
+            reply = msg.reply(MessageType.STATS, {"nodeId": me, "uptime": "soon"})
+        return conn.send(reply)
+
+    node.transport.on_message(on_message)
+    return got
+
+
+def described(exc: BaseException) -> tuple[type[BaseException], str]:
+    return type(exc), str(exc)
+
+
+async def test_get_all_stats_mixed_round_matches_single_requests(mesh: MakeMesh) -> None:
+    # two peers of each behaviour, shuffled by connection order; 3 requests in flight
+    config = ControllerConfig(stats_timeout=1.0, max_concurrent_stats=3)
+    m = await mesh(2 * len(BEHAVIOURS), serve=False, config=config)
+    ctl = m.controller
+    role = {}
+    for i, node in enumerate(m.workers):
+        role[node.id] = BEHAVIOURS[i % len(BEHAVIOURS)]
+        script(node, role[node.id])
+    await eventually(lambda: len(m.registry.connected_peers()) == len(m.workers))
+    scores = {w.id: m.registry.get(w.id).score for w in m.workers}  # type: ignore[union-attr]
+
+    result = await ctl.get_all_stats()
+
+    ok = {pid for pid, b in role.items() if b == "ok"}
+    assert set(result) == ok and set(result.stats) == ok
+    assert set(result.errors) == set(role) - ok
+    for pid in ok:
+        assert result[pid].node_id == pid and result[pid].uptime == 1
+    expected_types = {
+        "silent": RequestTimeout,
+        "error": ProtocolError,
+        "unauthorized": UnauthorizedError,
+        "wrong_type": UnexpectedResponseError,
+        "bad_payload": UnexpectedResponseError,
+        "drop": ConnectionLostError,
+    }
+    for pid, exc in result.errors.items():
+        assert type(exc) is expected_types[role[pid]], (role[pid], exc)
+    assert ctl.pending_count == 0
+    for pid, b in role.items():  # a timeout costs 3 points, nothing else touches the score
+        after = m.registry.get(pid)
+        assert after is not None
+        assert after.score == scores[pid] - (3 if b == "silent" else 0), b
+
+    # every peer still connected answers a single request exactly as in the round
+    for pid, exc in result.errors.items():
+        if role[pid] == "drop":
+            continue
+        with pytest.raises(type(exc)) as info:
+            await ctl.get_remote_stats(pid)
+        assert described(info.value) == described(exc)
+        if isinstance(exc, ProtocolError):
+            assert (info.value.code, info.value.message) == (exc.code, exc.message)  # type: ignore[attr-defined]
+    for pid in ok:
+        assert (await ctl.get_remote_stats(pid)).node_id == pid
+    assert ctl.pending_count == 0
+
+
+async def test_get_all_stats_honours_the_concurrency_bound(mesh: MakeMesh) -> None:
+    m = await mesh(7, serve=False, config=ControllerConfig(max_concurrent_stats=2))
+    outstanding: list[tuple[PeerConnection, Message]] = []
+    most = 0
+    for node in m.workers:
+
+        def on_message(conn: PeerConnection, msg: Message, me: str = node.id) -> None:
+            nonlocal most
+            if msg.type != MessageType.GET_STATS:
+                return  # e.g. the pong to the transport's probe ping
+            outstanding.append((conn, msg))
+            most = max(most, len(outstanding))
+
+        node.transport.on_message(on_message)
+    await eventually(lambda: len(m.registry.connected_peers()) == 7)
+    task = asyncio.create_task(m.controller.get_all_stats())
+    answered = 0
+    while answered < 7:
+        await eventually(lambda: bool(outstanding))
+        if answered < 5:  # the bound is reached while peers are left
+            await eventually(lambda: len(outstanding) == 2)
+        conn, msg = outstanding.pop(0)
+        # replied after it left `outstanding`: the next request may only follow the reply
+        await conn.send(msg.reply(MessageType.STATS, StatsPayload(msg.to, "x", [], 0)))
+        answered += 1
+    result = await task
+    assert most == 2
+    assert sorted(result) == sorted(w.id for w in m.workers) and not result.errors
+    assert m.controller.pending_count == 0
+
+
+async def test_get_all_stats_reconnects_a_peer_the_registry_calls_connected(
+    mesh: MakeMesh,
+) -> None:
+    # the registry still flags a peer connected whose connection is gone: the round
+    # auto-connects to it, as get_remote_stats does
+    m = await mesh(2)
+    a, b = m.workers
+    await eventually(lambda: len(m.registry.connected_peers()) == 2)
+    await m.controller.disconnect_from_peer(b.id)
+    await eventually(lambda: m.transport.connection(b.id) is None)
+    m.registry.set_connected(b.id, True)
+    result = await m.controller.get_all_stats()
+    assert sorted(result) == sorted([a.id, b.id]) and not result.errors
+    assert m.transport.connection(b.id) is not None
+
+
+async def test_get_all_stats_cancelled_mid_round_leaves_nothing_pending(mesh: MakeMesh) -> None:
+    m = await mesh(3, serve=False, config=ControllerConfig(stats_timeout=60.0))
+    seen = [script(node, "silent") for node in m.workers]
+    await eventually(lambda: len(m.registry.connected_peers()) == 3)
+    task = asyncio.create_task(m.controller.get_all_stats())
+    await eventually(lambda: all(seen))
+    assert m.controller.pending_count == 3
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert m.controller.pending_count == 0
+
+
+async def test_get_all_stats_with_no_peers() -> None:
+    registry = PeerRegistry(persist=False)
+
+    class NoTransport:
+        def on_message(self, handler: Any) -> Callable[[], None]:
+            return lambda: None
+
+    ctl = Controller(None, registry, NoTransport())  # type: ignore[arg-type]
+    result = await ctl.get_all_stats()
+    assert dict(result) == {} and result.errors == {}
+
+
+class FakeClock:
+    """A stand-in for the loop's clock and timers (no sleeping): `call_at` records."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[tuple[float, Callable[[], None], asyncio.TimerHandle]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        handle = asyncio.TimerHandle(when, callback, (), asyncio.get_running_loop())
+        self.timers.append((when, callback, handle))
+        return handle
+
+    def fire(self) -> None:
+        """Advance to the earliest live timer and run it."""
+        live = [t for t in self.timers if not t[2].cancelled()]
+        when, callback, handle = min(live, key=lambda t: t[0])
+        self.timers.remove((when, callback, handle))
+        self.now = max(self.now, when)
+        callback()
+
+
+async def test_one_timer_expires_a_round_in_send_order() -> None:
+    from p2p.controller.controller import _Deadlines
+
+    clock = FakeClock()
+    loop = asyncio.get_running_loop()
+    deadlines = _Deadlines(clock, 10.0)  # type: ignore[arg-type]
+    futures = []
+    for i in range(5):  # sent at t = 100, 101, ... 104
+        clock.now = 100.0 + i
+        f: asyncio.Future[Message] = loop.create_future()
+        deadlines.add(f)
+        futures.append(f)
+    assert len(clock.timers) == 1 and clock.timers[0][0] == 110.0  # one timer, not five
+    futures[0].set_result(Message.new(MessageType.PONG, "a", "b"))  # answered in time
+    futures[2].cancel()  # its request gave up (e.g. the round was cancelled)
+    clock.now = 109.0
+    deadlines.add(loop.create_future())  # passes the done front: it is dropped
+    assert len(deadlines) == 5
+    clock.fire()  # t = 110: futures[0] was answered; the next deadline is 111
+    assert not futures[1].done()
+    assert [w for w, _, h in clock.timers if not h.cancelled()] == [111.0]
+    clock.fire()  # t = 111: futures[1] expires
+    assert isinstance(futures[1].exception(), TimeoutError)
+    assert not futures[3].done()
+    clock.fire()  # t = 113 (futures[2] is skipped, no timer at 112)
+    assert clock.now == 113.0
+    assert isinstance(futures[3].exception(), TimeoutError) and not futures[4].done()
+    deadlines.close()
+    assert all(h.cancelled() for _, _, h in clock.timers) and len(deadlines) == 0
+    assert not futures[4].done()  # its owner cleans it up
+
+
+async def test_get_all_stats_unexpected_error_ends_the_round_cleanly(mesh: MakeMesh) -> None:
+    # a fault injected into the reply check (an error type the round does not collect):
+    # the round raises it, and the requests still waiting are withdrawn, not left
+    # pending without a timer
+    m = await mesh(3, serve=False, config=ControllerConfig(stats_timeout=60.0))
+    broken, silent, other = m.workers
+    script(broken, "ok")
+    script(silent, "silent")
+    script(other, "silent")
+
+    class Broken(Controller):
+        def _check_reply(self, reply: Message, *args: Any) -> None:
+            if reply.from_ == broken.id:
+                raise RuntimeError("injected fault")
+            super()._check_reply(reply, *args)
+
+    ctl = Broken(m.transport.node_manager, m.registry, m.transport)
+    await eventually(lambda: len(m.registry.connected_peers()) == 3)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        await ctl.get_all_stats()
+    await eventually(lambda: ctl.pending_count == 0)
+    await ctl.close()

@@ -159,6 +159,19 @@ def test_connected_flags(reg: PeerRegistry) -> None:
     reg.set_connected("b", True)
     reg.remove("b")
     assert reg.connected_peers() == []
+    assert reg.connected_ids() == []
+
+
+def test_connected_ids_follow_connected_peers(reg: PeerRegistry) -> None:
+    for i in range(50):
+        reg.add(Peer(id=f"p{i:02d}"))
+    for i in range(0, 50, 3):
+        reg.set_connected(f"p{i:02d}", True)
+    reg.set_connected("p03", False)
+    reg.remove("p06")
+    ids = reg.connected_ids()
+    assert ids == [p.id for p in reg.connected_peers()]  # same peers, same order
+    assert sorted(ids) == [f"p{i:02d}" for i in range(0, 50, 3) if i not in (3, 6)]
 
 
 def test_max_peers_bound(tmp_path: Path) -> None:

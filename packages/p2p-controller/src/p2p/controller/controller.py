@@ -9,6 +9,10 @@ all invisible on the wire:
   `ConnectionLostError` instead of waiting for their timeout;
 - concurrent auto-connects to one peer share one handshake;
 - `get_all_stats` is bounded and reports per-peer errors next to the results.
+
+A `get_all_stats` round is the controller's per-peer hot path with a fleet: it runs
+`max_concurrent_stats` worker tasks pulling peers from one queue (not a task per peer),
+and one timer (`_Deadlines`) for every request of the round instead of one per request.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -156,11 +161,74 @@ class AllStats(Mapping[str, StatsPayload]):
         return len(self.stats)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     peer_id: str
     conn_key: int
     future: asyncio.Future[Message]
+
+
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+class _RoundTimeout(TimeoutError):
+    """Set on a round request's future by `_Deadlines` (never raised to callers)."""
+
+
+class _Deadlines:
+    """One timer for a batch of requests with the same timeout (a `get_all_stats` round).
+
+    Requests are added as they are sent, so their deadlines come in order: the earliest
+    still waiting is always at the front, and one timer handle armed for it replaces a
+    timer per request. An expired request's future gets `_RoundTimeout`; done
+    futures are dropped from the front as they are passed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._queue: deque[tuple[float, asyncio.Future[Message]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    def __len__(self) -> int:
+        """Entries held (done ones included until they reach the front)."""
+        return len(self._queue)
+
+    def add(self, future: asyncio.Future[Message]) -> None:
+        """`future` fails with `_RoundTimeout` `timeout` seconds from now unless done first."""
+        queue = self._queue
+        while queue and queue[0][1].done():
+            queue.popleft()
+        when = self._loop.time() + self._timeout
+        queue.append((when, future))
+        if self._timer is None:
+            self._timer = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        queue = self._queue
+        now = self._loop.time() + _CLOCK_RESOLUTION  # the loop may run a timer that early
+        while queue:
+            when, future = queue[0]
+            if future.done():
+                queue.popleft()
+            elif when <= now:
+                queue.popleft()
+                future.set_exception(_RoundTimeout())
+            else:
+                self._timer = self._loop.call_at(when, self._expire)
+                return
+
+    def close(self) -> None:
+        """Cancel the timer and forget every entry (their owners clean up themselves)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._queue.clear()
 
 
 class Controller:
@@ -297,14 +365,8 @@ class Controller:
         if len(self._pending) >= self.config.max_pending:
             raise RequestError("too many requests in flight", peer_id=peer_id)
         conn = await self._connection(peer_id)
-        target = conn.peer_id
-        message = Message.new(msg_type, self._own_id(), target, payload)
+        message, future = self._register(conn, msg_type, payload)
         msg_id = message.id
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        key = id(conn)
-        self._pending[msg_id] = _Pending(target, key, future)
-        self._by_conn.setdefault(key, set()).add(msg_id)
-        self._watch(conn)
         try:
             try:
                 await conn.send(message)
@@ -319,6 +381,37 @@ class Controller:
             self._forget(msg_id)
             if not future.done():
                 future.cancel()
+        self._check_reply(reply, expected, conn, msg_type, peer_id)
+        return reply
+
+    def _register(
+        self, conn: PeerConnection, msg_type: MessageType, payload: Payload | None
+    ) -> tuple[Message, asyncio.Future[Message]]:
+        """Build a request to `conn`'s peer and register the future its reply resolves."""
+        target = conn.peer_id
+        message = Message.new(msg_type, self._own_id(), target, payload)
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        key = id(conn)
+        self._pending[message.id] = _Pending(target, key, future)
+        ids = self._by_conn.get(key)
+        if ids is None:
+            self._by_conn[key] = {message.id}
+        else:
+            ids.add(message.id)
+        if key not in self._watched:
+            self._watch(conn)
+        return message, future
+
+    def _check_reply(
+        self,
+        reply: Message,
+        expected: MessageType,
+        conn: PeerConnection,
+        msg_type: MessageType,
+        peer_id: str,
+    ) -> None:
+        """`validate_response`, with the errors the controller raises for it."""
+        target = conn.peer_id
         try:
             validate_response(reply, expected)
         except ResponseError as exc:
@@ -334,7 +427,6 @@ class Controller:
                 peer_name=str(getattr(conn.identity, "name", "") or ""),
                 remote_message=exc.message[:256],
             ) from None
-        return reply
 
     def _record_timeout(self, peer_id: str) -> None:
         try:
@@ -424,21 +516,68 @@ class Controller:
         return self._payload(reply, LogsPayload, peer_id).lines or []
 
     async def get_all_stats(self) -> AllStats:
-        """Stats of every connected peer, fetched concurrently (bounded)."""
-        peers = [p.id for p in self.registry.connected_peers()]
+        """Stats of every connected peer, fetched concurrently (at most
+        `max_concurrent_stats` requests in flight), each with `stats_timeout`."""
+        peers = self.registry.connected_ids()
         result = AllStats()
-        sem = asyncio.Semaphore(self.config.max_concurrent_stats)
-
-        async def one(pid: str) -> None:
-            async with sem:
-                try:
-                    result.stats[pid] = await self.get_remote_stats(pid)
-                except (ControllerError, ProtocolError, OSError) as exc:
-                    log.debug("stats of %s failed: %s", pid, safe_text(exc))
-                    result.errors[pid] = exc
-
-        await asyncio.gather(*(one(pid) for pid in peers))
+        if not peers:
+            return result
+        loop = asyncio.get_running_loop()
+        deadlines = _Deadlines(loop, self.config.stats_timeout)
+        queue = iter(peers)  # shared: each round worker takes the next peer
+        workers = [
+            loop.create_task(self._stats_worker(queue, result, deadlines))
+            for _ in range(min(self.config.max_concurrent_stats, len(peers)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            # an unexpected error in one worker ends the round: the others must not wait
+            # on requests the closed timer no longer bounds
+            for task in workers:
+                task.cancel()
+            deadlines.close()
         return result
+
+    async def _stats_worker(
+        self, queue: Iterable[str], result: AllStats, deadlines: _Deadlines
+    ) -> None:
+        """One of a round's workers: stats of the next peer, until none is left."""
+        for pid in queue:
+            try:
+                result.stats[pid] = await self._round_stats(pid, deadlines)
+            except (ControllerError, ProtocolError, OSError) as exc:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("stats of %s failed: %s", pid, safe_text(exc))
+                result.errors[pid] = exc
+
+    async def _round_stats(self, peer_id: str, deadlines: _Deadlines) -> StatsPayload:
+        """`get_remote_stats` within a round: the same checks, errors and registry updates,
+        with the round's timer instead of one per request."""
+        if len(self._pending) >= self.config.max_pending:
+            raise RequestError("too many requests in flight", peer_id=peer_id)
+        conn = self.transport.connection(peer_id)
+        if conn is None or conn.closed:
+            return await self.get_remote_stats(peer_id)  # auto-connect, as a single request
+        message, future = self._register(conn, MessageType.GET_STATS, None)
+        msg_id = message.id
+        try:
+            try:
+                await conn.send(message)
+            except Exception as exc:
+                raise RequestError(f"failed to send message: {exc}", peer_id=peer_id) from exc
+            deadlines.add(future)
+            try:
+                reply = await future
+            except _RoundTimeout:
+                self._record_timeout(peer_id)
+                raise RequestTimeout(peer_id, MessageType.GET_STATS, deadlines.timeout) from None
+        finally:
+            self._forget(msg_id)
+            if not future.done():
+                future.cancel()
+        self._check_reply(reply, MessageType.STATS, conn, MessageType.GET_STATS, peer_id)
+        return self._payload(reply, StatsPayload, peer_id)
 
     async def ping_peer(self, peer_id: str) -> float:
         """Round-trip time in milliseconds; stored as the peer's ping metric.
