@@ -41,7 +41,7 @@ def test_fast_path_matches_ipaddress(value: int, bits: int) -> None:
         "::ffff:1.2.3.4",
         "localhost",
         "1.2.3.4\x00",
-        "１.2.3.4",
+        "\uff11.2.3.4",  # a fullwidth digit one
     ],
 )
 def test_non_canonical_hosts_step_aside(host: str) -> None:
