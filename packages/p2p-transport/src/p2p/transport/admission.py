@@ -44,6 +44,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from p2p.transport._prefix import ipv4_prefix
 from p2p.transport.errors import (
     AdmissionError,
 )
@@ -154,6 +155,9 @@ def address_prefix(host: str, ipv4_len: int = 32, ipv6_len: int = 64) -> str:
 
     IPv4-mapped IPv6 addresses count as IPv4; anything unparsable is its own source.
     """
+    fast = ipv4_prefix(host, ipv4_len)
+    if fast is not None:
+        return fast
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

@@ -61,6 +61,9 @@ class TransportConfig:
     ping_interval: float = 30.0
     pong_timeout: float = 10.0
     handshake_timeout: float = 10.0
+    """Listener: the HTTP upgrade, then one deadline for its whole exchange (hello in, ack
+    out, 1.1's third message in). Dialler: the wait for the ack (and 1.1's third message
+    out); its TCP connect and upgrade have ``connect_timeout``."""
     connect_timeout: float = 10.0
     send_timeout: float = 10.0
     tls_cert_path: str | None = None

@@ -5,7 +5,8 @@ which decides everything (decrypt, probation, pongs, closes, timers). The read l
 reads, hands each frame to the protocol and acts on its events; handlers that are
 coroutines run in a small per-connection pool (bounded running count + bounded queue) so
 a slow handler never stalls this peer's reads or pongs, and a flood cannot create
-unbounded tasks.
+unbounded tasks. On Python 3.12+ a handler's task starts eagerly (its first step runs at
+once, as its own task): one that finishes without waiting costs no loop iteration.
 
 Memory one connection can hold (TransportConfig "memory and admission"):
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
@@ -432,9 +434,10 @@ class PeerConnection:
         ):
             self._running += 1
             self._inflight += size
-            task = asyncio.get_running_loop().create_task(self._worker(coro, size))
-            self._workers.add(task)
-            task.add_done_callback(self._workers.discard)
+            task = _start_task(self._worker(coro, size))
+            if not task.done():  # it suspended (always, without eager start)
+                self._workers.add(task)
+                task.add_done_callback(self._workers.discard)
         elif len(self._pending) < config.handler_queue_size:
             self._inflight += size
             self._pending.append((coro, size))
@@ -568,3 +571,23 @@ class PeerConnection:
 
 async def _await(awaitable: Awaitable[None]) -> None:
     await awaitable
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a task started eagerly: its first step runs now, inside the
+        caller, as that task (``current_task()``, a copied context, exceptions kept in
+        the task: asyncio's own eager start). A handler that finishes without waiting
+        (the common case: decide, write the reply) costs no loop iteration and is never
+        scheduled; one that waits goes on from there as an ordinary task."""
+        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
+
+else:
+
+    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a task (first step in the next loop iteration). No eager start
+        before 3.12: stepping the coroutine by hand would run it as the *read loop's*
+        task, and whatever it captured before its first wait (``asyncio.timeout``,
+        ``TaskGroup``) would later cancel the read loop instead of the handler."""
+        return asyncio.get_running_loop().create_task(coro)

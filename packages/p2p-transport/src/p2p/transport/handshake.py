@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -57,6 +58,7 @@ from p2p.identity import (
     sign_challenge,
     verify_challenge,
 )
+from p2p.identity.gojson import orjson
 from p2p.transport import envelope
 from p2p.transport.errors import (
     ChallengeError,
@@ -277,10 +279,17 @@ def _features(payload_text: str | None) -> tuple[str, ...]:
     """The optional ``features`` list (a later-issue extension Go ignores), bounded."""
     if not payload_text or '"features"' not in payload_text:
         return ()
-    try:
-        raw = json.loads(payload_text).get("features")
-    except (ValueError, AttributeError, RecursionError):
-        return ()
+    raw = None
+    if orjson is not None:
+        try:
+            raw = orjson.loads(payload_text).get("features")
+        except (ValueError, AttributeError):
+            raw = None  # what orjson refuses (lone surrogates, NaN, huge ints): json decides
+    if raw is None:
+        try:
+            raw = json.loads(payload_text).get("features")
+        except (ValueError, AttributeError, RecursionError):
+            return ()
     if not isinstance(raw, list):
         return ()
     return tuple(f for f in raw[:MAX_FEATURES] if isinstance(f, str) and len(f) <= MAX_FEATURE_LEN)
@@ -291,7 +300,13 @@ def _with_features(payload: Payload, features: tuple[str, ...]) -> str:
     text = payload.to_json().decode("utf-8")
     if not features:
         return text
-    return f'{text[:-1]},"features":{json.dumps(list(features), separators=(",", ":"))}}}'
+    return f"{text[:-1]},{_features_field(features)}}}"
+
+
+@functools.lru_cache(maxsize=64)
+def _features_field(features: tuple[str, ...]) -> str:
+    """``"features":[...]`` (a node's own list: a handful of distinct values per process)."""
+    return f'"features":{json.dumps(list(features), separators=(",", ":"))}'
 
 
 def _message(type_: str, from_: str, to: str, payload_text: str) -> Message:

@@ -13,6 +13,8 @@ import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from p2p.transport._prefix import ipv4_prefix
+
 if TYPE_CHECKING:
     from p2p.transport.config import TransportConfig
 
@@ -257,6 +259,9 @@ def source_prefix(address: str, v4_bits: int = 32, v6_bits: int = 64) -> str:
         host = host[1 : host.find("]")] if "]" in host else host[1:]
     elif host.count(":") == 1:
         host = host.rpartition(":")[0]
+    fast = ipv4_prefix(host, v4_bits)
+    if fast is not None:
+        return fast
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -53,6 +53,7 @@ from p2p.transport.handshake import (
     HandshakeInitiator,
     HandshakeResponder,
     HandshakeResult,
+    ResponderDecision,
     offers_1_1,
 )
 from p2p.transport.keepalive import due_pings, ping_budget
@@ -387,6 +388,9 @@ class Transport:
                 write_limit=cfg.write_limit,
                 outbound_limit=cfg.max_handshake_outbound_bytes,
                 ssl=self._client_ssl(uri),
+                # built while the peer answers the upgrade, written the moment its 101 is
+                # read (the order on the wire is Go's: request, 101, hello)
+                first_message=lambda: envelope.to_text(initiator.hello()),
             )
         except InvalidStatus as exc:
             raise ConnectError(address, connect_failure_reason(exc)) from exc
@@ -395,11 +399,7 @@ class Transport:
                 address, connect_failure_reason(exc, timeout=cfg.connect_timeout)
             ) from exc
         try:
-            await with_timeout(ws.send(envelope.to_text(initiator.hello())), cfg.send_timeout)
-            reply = await with_timeout(ws.recv(), cfg.handshake_timeout)
-            result = initiator.receive_ack(reply)
-            if initiator.finish is not None:  # protocol 1.1: "-> s, se" before any traffic
-                await with_timeout(ws.send(envelope.to_text(initiator.finish)), cfg.send_timeout)
+            result = await with_timeout(_ack_exchange(ws, initiator), cfg.handshake_timeout)
         except (HandshakeError, TimeoutError, ConnectionClosed) as exc:
             ws.transport.abort()
             reason = (
@@ -573,6 +573,9 @@ class Transport:
             self.admission.closed(ws)
 
     async def _handshake_inbound(self, ws: ServerWebSocket) -> PeerConnection | None:
+        """The handshake of one upgraded inbound socket; the connection, or ``None`` (the
+        socket is then aborted). One deadline, ``handshake_timeout``, covers all of it:
+        the hello, the ack being written and protocol 1.1's third message."""
         cfg = self.config
         try:
             own = self._own_identity()
@@ -583,41 +586,9 @@ class Transport:
                 features=cfg.features,
                 **self._protocol_1_1_options(),
             )
-            hello = await with_timeout(ws.recv(), cfg.handshake_timeout)
-            decision = responder.receive_hello(hello)
-            reply = decision.reply
-            peer = decision.peer if decision.error is None else None
-            if peer is not None:
-                verdict = self.admission.handshake_done(
-                    ws,
-                    known=self._is_known(peer),
-                    duplicate=peer.id in self._conns
-                    or any(c.peer_id == peer.id for c in self._probation),
-                )
-                if isinstance(verdict, Refuse):
-                    self.rejected[verdict.counter] += 1
-                    _flood.info(
-                        "admission refused",
-                        "inbound peer %s from %s refused: %s",
-                        peer.id,
-                        peer_address(ws),
-                        verdict.counter,
-                    )
-                    await with_timeout(
-                        ws.send(_reject_ack(own, peer.id, verdict.reason)), cfg.send_timeout
-                    )
-                    ws.transport.abort()  # bare close after the reject ack, as Go does
-                    return None
-                # lift the handshake size cap before the peer can react to our ack (1.1:
-                # only after its third message, which is a handshake message too)
-                if not decision.awaiting_finish:
-                    ws.protocol.max_message_size = cfg.max_message_size
-            if reply is not None:
-                await with_timeout(ws.send(envelope.to_text(reply)), cfg.send_timeout)
-            if decision.awaiting_finish:
-                # protocol 1.1: the initiator proves its static key in the third message
-                finish = await with_timeout(ws.recv(), cfg.handshake_timeout)
-                decision = responder.receive_finish(finish)
+            decision = await with_timeout(
+                self._hello_exchange(ws, own, responder), cfg.handshake_timeout
+            )
         except (TimeoutError, ConnectionClosed) as exc:
             self.rejected["handshake"] += 1
             if outbound_overflowed(ws):
@@ -626,6 +597,9 @@ class Transport:
                 "handshake failed", "inbound handshake from %s failed: %r", peer_address(ws), exc
             )
             ws.transport.abort()
+            return None
+        if decision is None:  # refused by admission: the reject ack went out
+            ws.transport.abort()  # bare close after the reject ack, as Go does
             return None
         if decision.result is None:
             self.rejected["handshake"] += 1
@@ -643,7 +617,52 @@ class Transport:
         result = decision.result
         conn = self._establish(ws, result, outbound=False)
         self._note_protocol(result)  # after _establish: a 1.1 peer is registered by now
+        if conn.on_probation:
+            # The initiator has proved nothing yet (protocol 1.0): probe it with a ping,
+            # which an honest peer (Go or ours) answers with a pong at once. Written here,
+            # in this task (a fresh socket's buffer takes it without waiting), not in one
+            # of its own; a write that does wait is the ticker's (write_stalled).
+            await _quiet(conn.send_ping(keepalive=False))
         return conn
+
+    async def _hello_exchange(
+        self, ws: ServerWebSocket, own: NodeIdentity, responder: HandshakeResponder
+    ) -> ResponderDecision | None:
+        """Hello in, verdict, ack (or reject ack) out, then 1.1's third message; ``None``
+        when admission refused the peer after its hello (a reject ack was written)."""
+        cfg = self.config
+        hello = await ws.recv()
+        decision = responder.receive_hello(hello)
+        reply = decision.reply
+        peer = decision.peer if decision.error is None else None
+        if peer is not None:
+            verdict = self.admission.handshake_done(
+                ws,
+                known=self._is_known(peer),
+                duplicate=peer.id in self._conns
+                or any(c.peer_id == peer.id for c in self._probation),
+            )
+            if isinstance(verdict, Refuse):
+                self.rejected[verdict.counter] += 1
+                _flood.info(
+                    "admission refused",
+                    "inbound peer %s from %s refused: %s",
+                    peer.id,
+                    peer_address(ws),
+                    verdict.counter,
+                )
+                await ws.send(_reject_ack(own, peer.id, verdict.reason))
+                return None
+            # lift the handshake size cap before the peer can react to our ack (1.1:
+            # only after its third message, which is a handshake message too)
+            if not decision.awaiting_finish:
+                ws.protocol.max_message_size = cfg.max_message_size
+        if reply is not None:
+            await ws.send(envelope.to_text(reply))
+        if decision.awaiting_finish:
+            # protocol 1.1: the initiator proves its static key in the third message
+            decision = responder.receive_finish(await ws.recv())
+        return decision
 
     # --- protocol 1.1 (issue 16) ------------------------------------------------------
     def _static_key(self) -> bytes | None:
@@ -766,13 +785,11 @@ class Transport:
             self._promote(conn, dialled)
             return conn
         # Inbound: the initiator has proved nothing yet (protocol 1.0). The connection is
-        # nobody's session until a fresh frame decrypts; probe it with a ping, which an
-        # honest peer (Go or ours) answers with a pong at once.
+        # nobody's session until a fresh frame decrypts (the caller probes it with a ping).
         self._probation[conn] = None
         log.info(
             "inbound connection claiming %s (%s) unproven until it shows its key", peer.id, address
         )
-        self._spawn(_quiet(conn.send_ping(keepalive=False)))
         return conn
 
     async def _run_outbound(
@@ -870,6 +887,15 @@ class Transport:
         ctx = ssl.create_default_context(cafile=self.config.tls_ca_path)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
+
+
+async def _ack_exchange(ws: ClientWebSocket, initiator: HandshakeInitiator) -> HandshakeResult:
+    """The dialler's half after the upgrade (its hello went out with the 101): the ack in,
+    then protocol 1.1's third message out before any traffic ("-> s, se")."""
+    result = initiator.receive_ack(await ws.recv())
+    if initiator.finish is not None:
+        await ws.send(envelope.to_text(initiator.finish))
+    return result
 
 
 async def _quiet(coro: Any) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+from collections.abc import Callable
 from typing import Any
 
 from p2p.transport.aio.connection import DEFAULT_READ_BUFFER, WebSocket
 from p2p.transport.aio.timeouts import with_timeout
 from websockets.client import ClientProtocol
 from websockets.http11 import Response
+from websockets.protocol import OPEN
 from websockets.uri import parse_uri
 
 __all__ = ["ClientWebSocket", "connect"]
@@ -26,10 +28,21 @@ class ClientWebSocket(WebSocket):
         super().__init__(protocol, **kwargs)
         self.response: Response | None = None
         self._response_rcvd: asyncio.Future[None] = self._loop.create_future()
+        #: written the moment the upgrade succeeds (see ``connect(first_message=...)``)
+        self._first_message: str | bytes | None = None
 
     def _process_handshake_event(self, event: Any) -> None:
         if isinstance(event, Response) and self.response is None:
             self.response = event
+            first, self._first_message = self._first_message, None
+            protocol = self.protocol
+            if first is not None and protocol.state is OPEN and protocol.handshake_exc is None:
+                # from this read callback: no wake-up of the dialling task in between
+                if isinstance(first, str):
+                    protocol.send_text(first.encode())
+                else:
+                    protocol.send_binary(first)
+                self._send_data()
             if not self._response_rcvd.done():
                 self._response_rcvd.set_result(None)
 
@@ -49,6 +62,7 @@ async def connect(
     outbound_limit: int = 64 * 1024,
     ssl: ssl_module.SSLContext | None = None,
     read_buffer_size: int = DEFAULT_READ_BUFFER,
+    first_message: Callable[[], str | bytes] | None = None,
     **create_connection_kwargs: Any,
 ) -> ClientWebSocket:
     """Open ``uri`` (``ws://`` or ``wss://``) and finish the upgrade within ``open_timeout``
@@ -57,6 +71,12 @@ async def connect(
     A refused upgrade raises websockets' :class:`~websockets.exceptions.InvalidStatus`
     (with the response and its body), a malformed one
     :class:`~websockets.exceptions.InvalidHandshake`, a socket error :class:`OSError`.
+
+    ``first_message()``, if given, is called once the HTTP request is written (so its work
+    overlaps the server's on the upgrade); what it returns (``str`` as TEXT, bytes as
+    BINARY) is written from the read callback that parses a successful 101, before
+    ``connect`` returns: the order on the wire stays request, 101, first message, and
+    nothing is written if the upgrade fails.
     """
     ws_uri = parse_uri(uri)
     if ws_uri.secure and ssl is None:
@@ -81,6 +101,9 @@ async def connect(
         )
         protocol.send_request(protocol.connect())
         ws._send_data()
+        if first_message is not None:
+            # synchronously after the request: the 101 cannot have been read yet
+            ws._first_message = first_message()
         await ws._response_rcvd
         if protocol.handshake_exc is not None:
             raise protocol.handshake_exc
