@@ -719,3 +719,6 @@ cdef class FrameReader:
         if n:
             self._buf.clear()
             raise TruncatedFrameError(f"stream ended inside a frame ({n} bytes buffered)")
+
+
+include "_msgopen.pxi"
