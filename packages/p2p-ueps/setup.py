@@ -47,7 +47,11 @@ def extensions():
         "p2p.ueps._speedups",
         ["src/p2p/ueps/_speedups.pyx"],
         include_dirs=["src/p2p/ueps"],
-        depends=["src/p2p/ueps/_sha256.h", "src/p2p/ueps/_wsframe.pxi"],
+        depends=[
+            "src/p2p/ueps/_sha256.h",
+            "src/p2p/ueps/_wsframe.pxi",
+            "src/p2p/ueps/_msgopen.pxi",
+        ],
         extra_compile_args=["-O3"] if os.name != "nt" else [],
     )
     try:

@@ -3,14 +3,26 @@
 A link's frames are SMSG containers whose body is the Message JSON, under the password
 ``base64(shared_secret)``. :class:`FrameCodec` keeps that password for one link so the hot
 path does no per-frame base64 or key derivation (SMSG caches keys per password, too).
+
+:meth:`FrameCodec.open` of a frame in the shape Go writes (fixed SMSG header, the body
+and the envelope as Go marshals them) is one call into the ``p2p.ueps`` extension when it
+is live: AEAD, keystream, the SMSG body and the envelope, with no JSON pass in Python.
+Any other frame, or no extension, takes ``smsg.decrypt`` + ``Message.from_json``, which
+give the same answers (tests/test_fast_paths.py holds them equal).
 """
 
 from __future__ import annotations
 
-from p2p.transport import smsg
-from p2p.transport.messages import MAX_MESSAGE_SIZE, Message
+from p2p.transport import sigil, smsg
+from p2p.transport.errors import SmsgDecryptError
+from p2p.transport.messages import MAX_MESSAGE_SIZE, Message, _from_fields
 
 __all__ = ["FrameCodec", "open_message", "seal_message"]
+
+_GO_PREFIX = smsg._PREFIX
+_HDR_END = smsg._HDR_END
+_FUSED_MIN = _HDR_END + sigil.OVERHEAD
+_FUSED_END = _HDR_END + sigil.FUSED_LARGE + sigil.OVERHEAD  # where sigil stops fusing
 
 
 class FrameCodec:
@@ -22,7 +34,7 @@ class FrameCodec:
     frame, keep the connection (what Go does).
     """
 
-    __slots__ = ("_password", "max_frame", "max_message")
+    __slots__ = ("_key", "_password", "max_frame", "max_message")
 
     def __init__(
         self,
@@ -34,6 +46,7 @@ class FrameCodec:
         if len(secret) == 0:
             raise ValueError("shared secret must not be empty")
         self._password = smsg.password_for_secret(secret)
+        self._key = smsg._key(self._password)
         self.max_frame = max_frame
         self.max_message = max_message
 
@@ -48,6 +61,22 @@ class FrameCodec:
 
     def open(self, data: bytes) -> Message:
         """The message inside one SMSG frame."""
+        fused = sigil._fused_open_message
+        if (
+            fused is not None
+            and data.__class__ is bytes
+            and _FUSED_MIN <= len(data) < _FUSED_END
+            and len(data) <= self.max_frame
+            and data.startswith(_GO_PREFIX)
+        ):
+            try:
+                got = fused(self._key, data, _HDR_END, self.max_message)
+            except sigil._FusedAuthError:
+                raise SmsgDecryptError("decryption failed (wrong password?)") from None
+            if got.__class__ is tuple:
+                return _from_fields(got)  # type: ignore[arg-type]
+            body = smsg._parse_plaintext(got).body  # type: ignore[arg-type]
+            return Message.from_json(body, max_size=self.max_message)
         m = smsg.decrypt(
             data, self._password, max_frame=self.max_frame, max_plaintext=self.max_message
         )

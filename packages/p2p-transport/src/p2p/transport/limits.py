@@ -49,13 +49,17 @@ class TokenBucket:
 
     def allow(self, now: float) -> bool:
         """Take one token if available; ``False`` means the event must be dropped."""
+        tokens = self._tokens
         elapsed = now - self._last
         if elapsed > 0:
-            self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
+            tokens += elapsed * self.rate
+            if tokens > self.capacity:  # noqa: PLR1730 - min() is a call per frame
+                tokens = self.capacity
             self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
             return True
+        self._tokens = tokens
         return False
 
     def tokens(self, now: float) -> float:

@@ -34,6 +34,7 @@ from p2p.identity import CHALLENGE_SIZE, GoTime, IdentityError, NodeIdentity, No
 from p2p.identity.gojson import GoFields, go_float, go_string, marshal, orjson, to_utf8
 from p2p.identity.gotime import canonical_unix_ns, format_utc, parse_canonical, parse_go_time
 from p2p.transport._jsonscan import loads, scan_object, scan_string, scan_value
+from p2p.transport._native import native
 from p2p.transport._random import random_bytes
 from p2p.transport.errors import MessageError, ProtocolError, ResponseError
 
@@ -676,6 +677,24 @@ def _from_go_json_scan(text: str) -> Message | None:
     return msg
 
 
+_Fields = tuple[str, str, str, str, str, str, str]
+_native_fields: Callable[[bytes, int], _Fields | None] | None = native("go_envelope_fields")
+"""The extension's parser of exactly what Go writes (ASCII, compact, plain strings,
+canonical ``ts``, a strictly valid payload): ``(id, type, from, to, ts, payload,
+replyTo)``, or ``None`` for anything else, which the Python decoders then judge. It may
+refuse more than they do, never accept what they refuse (tests/test_fast_paths.py)."""
+
+
+def _from_fields(fields: _Fields) -> Message:
+    """The message of :data:`_native_fields`' answer (nothing left to check)."""
+    msg = Message.__new__(Message)
+    msg.id, typ, msg.from_, msg.to, ts, msg.payload, msg.reply_to = fields
+    msg.type = _TYPES.get(typ, typ)
+    msg._ts = None
+    msg._ts_text = ts
+    return msg
+
+
 def parse_json(text: str) -> Any:
     """Plain JSON with Go's grammar (no NaN/Infinity literals): a raw payload field's
     value, e.g. ``start_miner``'s ``config``."""
@@ -853,6 +872,10 @@ class Message:
         (``null`` is fine: the zero message), a field of the wrong JSON type, a ``ts`` that
         is not RFC 3339 with ``T`` and a zone; and for input over ``max_size`` bytes.
         """
+        if data.__class__ is bytes and _native_fields is not None:
+            fields = _native_fields(data, max_size)
+            if fields is not None:
+                return _from_fields(fields)
         if len(data) > max_size:
             raise MessageError(f"message of {len(data)} bytes exceeds {max_size}")
         text = data if isinstance(data, str) else bytes(data).decode("utf-8", "replace")

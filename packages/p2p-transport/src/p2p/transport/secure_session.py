@@ -110,13 +110,7 @@ class SecureSession(Session):
         """Judge one inbound frame; ``None`` means dropped (and counted). Raises
         :class:`~p2p.transport.errors.TooManyUndecryptableError` /
         :class:`~p2p.transport.errors.RateLimitExceededError` as 1.0 does."""
-        self.frames_in += 1
-        self.bytes_in += len(data)
-        self.last_activity = now
-        if not self._bucket.allow(now):
-            self._drop(DropReason.RATE)
-            _flood.warning("rate-limited frame", "rate limit: dropping frame from %s", self.peer.id)
-            self._count_excess(now)
+        if not self._admit(data, now):
             return None
         if isinstance(data, str):
             self._drop(DropReason.DECRYPT)  # a 1.1 peer sends no text after the handshake

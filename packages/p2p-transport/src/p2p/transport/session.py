@@ -139,13 +139,7 @@ class Session:
         more than ``max_rate_limited`` frames were rate-limited within
         ``rate_limited_window`` seconds.
         """
-        self.frames_in += 1
-        self.bytes_in += len(data)
-        self.last_activity = now
-        if not self._bucket.allow(now):
-            self._drop(DropReason.RATE)
-            _flood.warning("rate-limited frame", "rate limit: dropping frame from %s", self.peer.id)
-            self._count_excess(now)
+        if not self._admit(data, now):
             return None
         raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
         if self.raw_frames_enabled and not raw.startswith(SMSG_MAGIC):
@@ -177,15 +171,12 @@ class Session:
         stamp = wall_now  # no ts check: ids are remembered from arrival for ``dedup_ttl``
         if window is not None:
             ns = message.ts_unix_ns()  # envelope.ts_seconds, inlined: this is the hot path
-            sent = None if ns is None else ns / 1e9
-            if sent is None or abs(wall_now - sent) > window:
-                self._drop(DropReason.STALE_TS)
-                _flood.info(
-                    "stale ts", "stale ts from %s: dropping %s", self.peer.id, safe_text(message.id)
-                )
-                self._proves_nothing(None)
+            if ns is not None:
+                stamp = ns / 1e9
+                skew = wall_now - stamp  # abs(skew) > window, without the call
+            if ns is None or skew > window or skew < -window:
+                self._stale(message)
                 return None
-            stamp = sent
         # One key serves both directions, so a frame we sent can be reflected back to us:
         # a message must come from this connection's peer and, when addressed, to us
         # (Go always fills both). TRANSPORT.md §10 #5.
@@ -211,6 +202,27 @@ class Session:
         self.proven = True
         self.messages_in += 1
         return MessageReceived(message, len(data))
+
+    def _admit(self, data: bytes | str, now: float) -> bool:
+        """Count one inbound frame and charge it to the rate limit (1.0 and 1.1 alike):
+        ``False`` means dropped as rate-limited (and may raise, see :meth:`receive`)."""
+        self.frames_in += 1
+        self.bytes_in += len(data)
+        self.last_activity = now
+        if self._bucket.allow(now):
+            return True
+        self._drop(DropReason.RATE)
+        _flood.warning("rate-limited frame", "rate limit: dropping frame from %s", self.peer.id)
+        self._count_excess(now)
+        return False
+
+    def _stale(self, message: Message) -> None:
+        """Drop a message whose ``ts`` is missing or outside the window."""
+        self._drop(DropReason.STALE_TS)
+        _flood.info(
+            "stale ts", "stale ts from %s: dropping %s", self.peer.id, safe_text(message.id)
+        )
+        self._proves_nothing(None)
 
     def _drop(self, reason: DropReason) -> None:
         self.last_drop = reason

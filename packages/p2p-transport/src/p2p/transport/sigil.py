@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib
 import logging
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -38,7 +37,7 @@ import nacl.bindings as _nb
 import nacl.exceptions as _nacl_exc
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from p2p import ueps
+from p2p.transport._native import speedups
 from p2p.transport._random import random_bytes
 from p2p.transport.errors import SigilError
 from p2p.ueps import keystream_xor
@@ -237,13 +236,8 @@ _FusedOpen = Callable[[bytes, bytes, int], bytes]  # (key, data, offset) -> plai
 def _speedups() -> ModuleType | None:
     """The ``p2p.ueps`` extension module when it is the live codec and knows the fused
     calls (an older build does not), else ``None``."""
-    if ueps.IMPLEMENTATION != "cython":
-        return None
-    try:
-        ext = importlib.import_module("p2p.ueps._speedups")
-    except ImportError:  # pragma: no cover - IMPLEMENTATION says it imported
-        return None
-    if not hasattr(ext, "install_xchacha20poly1305"):  # pragma: no cover - stale build
+    ext = speedups()
+    if ext is None or not hasattr(ext, "install_xchacha20poly1305"):
         return None
     return ext
 
@@ -301,6 +295,13 @@ def _fused_self_test(s: _FusedSeal, o: _FusedOpen, auth_error: type[Exception]) 
 _fused = _make_fused()
 _fused_seal: _FusedSeal | None = None if _fused is None else _fused[0]
 _fused_open: _FusedOpen | None = None if _fused is None else _fused[1]
+_FusedOpenMessage = Callable[[bytes, bytes, int, int], "tuple[str, ...] | bytes"]
+_fused_open_message_ext: _FusedOpenMessage | None = (
+    None if _fused is None else getattr(_speedups(), "sigil_open_message", None)
+)
+_fused_open_message: _FusedOpenMessage | None = _fused_open_message_ext
+"""``(key, frame, offset, max_message)``: :func:`_open_at` and, for the plaintext Go
+writes, the envelope's fields (``p2p.transport.frames``); the plaintext bytes otherwise."""
 _FusedAuthError: type[Exception] = _UnauthenticError if _fused is None else _fused[2]
 FUSED: bool = _fused is not None
 """Whether SMSG/sigil seal and open below :data:`FUSED_LARGE` bytes run fused in the
@@ -319,16 +320,17 @@ log.debug(
 def _fused_path(on: bool) -> Iterator[bool]:
     """Tests and benchmarks: run the block on the fused (when available) or the composed
     path; yields whether the fused path is live inside it."""
-    global _fused_seal, _fused_open
-    saved = _fused_seal, _fused_open
+    global _fused_seal, _fused_open, _fused_open_message
+    saved = _fused_seal, _fused_open, _fused_open_message
     if on and _fused is not None:
         _fused_seal, _fused_open = _fused[0], _fused[1]
+        _fused_open_message = _fused_open_message_ext
     else:
-        _fused_seal = _fused_open = None
+        _fused_seal = _fused_open = _fused_open_message = None
     try:
         yield _fused_seal is not None
     finally:
-        _fused_seal, _fused_open = saved
+        _fused_seal, _fused_open, _fused_open_message = saved
 
 
 def _aead_seal(key: bytes, nonce: bytes, pt: bytes) -> bytes:

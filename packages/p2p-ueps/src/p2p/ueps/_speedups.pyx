@@ -724,3 +724,4 @@ cdef class FrameReader:
 
 
 include "_wsframe.pxi"
+include "_msgopen.pxi"
