@@ -2,8 +2,9 @@
 
 Real transports on 127.0.0.1; a raw websockets peer sends hand-built frames. What must hold
 with and without eager start: handlers start in message order, each runs as its own task
-(never as the read loop's), exceptions are counted, waiting handlers are cancelled on
-close, the concurrency bound holds, context changes stay inside the handler.
+(never in the read callback that delivers frames), exceptions are counted, waiting
+handlers are cancelled on close, the concurrency bound holds, context changes stay inside
+the handler.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ async def test_handler_context_changes_stay_in_the_handler(
 
     def reader(conn: PeerConnection, message: Any) -> None:
         if message.type == "get_stats":
-            seen.append(_var.get())  # runs in the read loop, after the setter started
+            seen.append(_var.get())  # runs in the read callback, after the setter started
 
     server.on_message(setter)
     server.on_message(reader)

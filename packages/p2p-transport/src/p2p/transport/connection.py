@@ -618,7 +618,8 @@ else:
 
     def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` in a task (first step in the next loop iteration). No eager start
-        before 3.12: stepping the coroutine by hand would run it as the *read loop's*
-        task, and whatever it captured before its first wait (``asyncio.timeout``,
-        ``TaskGroup``) would later cancel the read loop instead of the handler."""
+        before 3.12: stepping the coroutine by hand would run it as whatever task is
+        current (or none, in the read callback), and whatever it captured before its
+        first wait (``asyncio.timeout``, ``TaskGroup``) would later cancel that task
+        instead of the handler."""
         return asyncio.get_running_loop().create_task(coro)
