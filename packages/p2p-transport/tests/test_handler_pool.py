@@ -2,8 +2,9 @@
 
 Real transports on 127.0.0.1; a raw websockets peer sends hand-built frames. What must hold
 with and without eager start: handlers start in message order, each runs as its own task
-(never as the read loop's), exceptions are counted, waiting handlers are cancelled on
-close, the concurrency bound holds, context changes stay inside the handler.
+(never in the read callback that delivers frames), exceptions are counted, waiting
+handlers are cancelled on close, the concurrency bound holds, context changes stay inside
+the handler.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ async def test_handlers_start_in_message_order(make_transport: Any, raw_peer: An
 
 
 async def test_a_handler_runs_as_its_own_task(make_transport: Any, raw_peer: Any) -> None:
-    """Never as the read loop's task: a deadline inside a handler that waits must cancel
-    the handler, not the read loop (the connection goes on answering pings)."""
+    """Never as the task that delivers frames (since frames come from the read callback
+    that is no task at all; a plain handler runs there): a deadline inside a handler that
+    waits must cancel the handler alone (the connection goes on answering pings)."""
     server = await make_transport("server")
     read_loop_tasks: list[asyncio.Task[Any] | None] = []
     handler_tasks: list[asyncio.Task[Any] | None] = []
@@ -72,8 +74,8 @@ async def test_a_handler_runs_as_its_own_task(make_transport: Any, raw_peer: Any
     peer = await raw_peer(server)
     await peer.ws.send(peer.frame("get_stats", None, msg_id="one"))
     await eventually(lambda: timed_out == ["one"])
-    assert read_loop_tasks[0] is not None and handler_tasks[0] is not None
-    assert handler_tasks[0] is not read_loop_tasks[0]
+    assert read_loop_tasks == [None]  # plain handlers run in the read callback
+    assert handler_tasks[0] is not None
     await peer.ws.send(peer.frame("ping", {"sentAt": 1}, msg_id="after"))
     pong = await peer.recv_type("pong")
     assert pong["replyTo"] == "after"
@@ -93,7 +95,7 @@ async def test_handler_context_changes_stay_in_the_handler(
 
     def reader(conn: PeerConnection, message: Any) -> None:
         if message.type == "get_stats":
-            seen.append(_var.get())  # runs in the read loop, after the setter started
+            seen.append(_var.get())  # runs in the read callback, after the setter started
 
     server.on_message(setter)
     server.on_message(reader)

@@ -1,8 +1,10 @@
-"""One authenticated WebSocket to a peer: the read loop, sends with deadlines, closing.
+"""One authenticated WebSocket to a peer: frame delivery, sends with deadlines, closing.
 
 The thin I/O shell around a sans-I/O :class:`~p2p.transport.protocol.PeerProtocol`,
-which decides everything (decrypt, probation, pongs, closes, timers). The read loop only
-reads, hands each frame to the protocol and acts on its events; handlers that are
+which decides everything (decrypt, probation, pongs, closes, timers). Once the handshake
+is done, each frame comes from the socket's read callback (:meth:`WebSocket.deliver_to`:
+no task wakes per frame), goes to the protocol, and its events are acted on there: a pong
+is written at once (``send_nowait``), a close runs as its own task; handlers that are
 coroutines run in a small per-connection pool (bounded running count + bounded queue) so
 a slow handler never stalls this peer's reads or pongs, and a flood cannot create
 unbounded tasks. On Python 3.12+ a handler's task starts eagerly (its first step runs at
@@ -18,7 +20,8 @@ Memory one connection can hold (TransportConfig "memory and admission"):
   closes it.
 - inbound: ``recv_queue_frames`` messages in the socket's queue, plus the wire bytes of
   messages whose async handlers are queued or running, ``max_inflight_bytes``: above it
-  the read loop stops reading until handlers finish (back-pressure; TCP does the rest).
+  delivery pauses (the socket is not read; what the current read still holds waits in the
+  socket's queue) until handlers finish (back-pressure; TCP does the rest).
 - handlers: while more than ``write_limit`` bytes wait to be sent, queued handlers start
   one at a time (a reply the peer does not read blocks only the handler that built it).
 """
@@ -39,7 +42,6 @@ from p2p.transport.errors import (
     ConnectionClosedError,
     OutboundOverflowError,
     SendTimeoutError,
-    TransportError,
 )
 from p2p.transport.limits import DropReason
 from p2p.transport.messages import DisconnectCode
@@ -144,9 +146,10 @@ class PeerConnection:
         self.close_reason: str | None = None
         self.handler_errors = 0
         self._inflight = 0
-        self._inflight_room = asyncio.Event()
-        self._inflight_room.set()
-        #: Times the read loop paused because handlers pinned over ``max_inflight_bytes``.
+        self._delivery_paused = False
+        #: the close the protocol asked for while delivering (a task of its own)
+        self._close_task: asyncio.Task[None] | None = None
+        #: Times delivery paused because handlers pinned over ``max_inflight_bytes``.
         self.read_pauses = 0
         set_outbound_limit(ws, host.config.max_outbound_bytes)
         self._settled = asyncio.Event()  # proven or closed
@@ -310,47 +313,27 @@ class PeerConnection:
         state = "closed" if self._closed else "open"
         return f"<PeerConnection {self.peer_id} {direction} {self.address} {state}>"
 
-    # --- read loop ------------------------------------------------------------------
+    # --- frame delivery -------------------------------------------------------------
     async def run(self) -> None:
-        """Read frames until the connection ends; then forget it."""
+        """Take frames from the socket's read callback until the connection ends; then
+        forget it."""
         ws = self._ws
-        receive_frame = self.protocol.receive_frame
-        clock, wall = self._clock, self._wall
-        inflight_budget = self._host.config.max_inflight_bytes
         try:
-            while True:
-                if self._inflight > inflight_budget:
-                    # back-pressure: handlers pin too many of this peer's bytes; stop reading
-                    # (websockets then stops after recv_queue_frames, then TCP pushes back)
-                    self.read_pauses += 1
-                    self._inflight_room.clear()
-                    await self._inflight_room.wait()
-                    if self._closed:
-                        # closed while paused: let the close finish, the finally stops handlers
-                        await ws.wait_closed()
-                        return
-                data = await ws.recv()
-                for event in receive_frame(data, clock(), wall()):
-                    if type(event) is MessageReceived:
-                        if not self._closed:  # e.g. refused the moment it proved its key
-                            self._dispatch(event.message, event.size)
-                    elif type(event) is ReplyDue:
-                        await self._answer_ping(event.message)
-                    elif type(event) is RawFrameReceived:
-                        self._on_raw(event)
-                    elif type(event) is Proven:
-                        self._on_proven()
-                    elif type(event) is CloseRequested:
-                        await self._close_for(event)
-                        return
-                    # Dropped: the session has counted it; WriteStalled/PingDue come from tick
-        except ConnectionClosed as exc:
+            ws.deliver_to(self._on_frame)  # what the handshake left queued goes first
+            await ws.wait_closed()
+            close_task = self._close_task
+            if close_task is not None:
+                await close_task
+                return
+            exc = ws.close_exc()
             if exc.sent is not None and exc.sent.code == 1009:
                 self.protocol.session.drops.add(DropReason.OVERSIZE)
                 log.warning("peer %s sent an oversize message: closed (1009)", self.peer_id)
             else:
                 log.debug("connection to %s ended: %s", self.peer_id, exc)
         except asyncio.CancelledError:
+            if self._close_task is not None:
+                self._close_task.cancel()
             raise
         except Exception:
             log.exception("read loop of %s failed", self.peer_id)
@@ -362,6 +345,37 @@ class PeerConnection:
                 self.abort()
                 await self._stop_workers()
                 self._done.set()
+
+    def _on_frame(self, data: bytes | str) -> None:
+        """One frame from the read callback: to the protocol, then act on its events.
+        Never raises (it runs inside the event loop's read callback)."""
+        if self._closed or self._close_task is not None:
+            return  # nothing that arrives after the end is dispatched
+        try:
+            for event in self.protocol.receive_frame(data, self._clock(), self._wall()):
+                if type(event) is MessageReceived:
+                    if not self._closed:  # e.g. refused the moment it proved its key
+                        self._dispatch(event.message, event.size)
+                elif type(event) is ReplyDue:
+                    self._answer_ping(event.message)
+                elif type(event) is RawFrameReceived:
+                    self._on_raw(event)
+                elif type(event) is Proven:
+                    self._on_proven()
+                elif type(event) is CloseRequested:
+                    self._close_task = asyncio.get_running_loop().create_task(
+                        self._close_for(event)
+                    )
+                    return
+                # Dropped: the session has counted it; WriteStalled/PingDue come from tick
+        except Exception:
+            self.handler_errors += 1
+            log.exception("frame from %s failed", self.peer_id)
+        if self._inflight > self._host.config.max_inflight_bytes and not self._delivery_paused:
+            # back-pressure: handlers pin too many of this peer's bytes; stop reading
+            self.read_pauses += 1
+            self._delivery_paused = True
+            self._ws.pause_delivery()
 
     def _proved(self) -> None:
         """End probation now (the protocol decides whether there is anything to end):
@@ -391,11 +405,27 @@ class PeerConnection:
         else:
             await self.graceful_close(event.reason, event.code)
 
-    async def _answer_ping(self, pong: Message) -> None:
+    def _answer_ping(self, pong: Message) -> None:
+        """Write the pong now, from the read callback (no wait for the write buffer:
+        ``max_outbound_bytes`` bounds what piles up)."""
+        if self._closed:
+            return
+        frame = self.protocol.send_message(pong)
+        protocol = self.protocol
+        buffered = self._buffered()
+        if buffered and protocol.would_overflow(buffered, len(frame)):
+            limit = self._host.config.max_outbound_bytes
+            self.fail_outbound_overflow(buffered, limit)
+            log.debug("pong to %s not sent: outbound overflow", self.peer_id)
+            return
+        now = self._clock()
+        protocol.write_started(now)
         try:
-            await self.send(pong)
-        except TransportError as exc:
+            self._ws.send_nowait(frame)
+        except ConnectionClosed as exc:
             log.debug("pong to %s not sent: %s", self.peer_id, exc)
+        finally:
+            protocol.write_finished(now)
 
     async def send_ping(self, *, keepalive: bool = True) -> None:
         """Send a ``ping``: the keepalive one (the transport's ticker), or with
@@ -474,8 +504,10 @@ class PeerConnection:
 
     def _release(self, size: int) -> None:
         self._inflight -= size
-        if self._inflight <= self._host.config.max_inflight_bytes:
-            self._inflight_room.set()
+        if self._delivery_paused and self._inflight <= self._host.config.max_inflight_bytes:
+            self._delivery_paused = False
+            if not self._closed:
+                self._ws.resume_delivery()
 
     async def _stop_workers(self) -> None:
         while self._pending:
@@ -565,7 +597,6 @@ class PeerConnection:
             self._closed = True
             self.close_reason = reason
             self._settled.set()
-            self._inflight_room.set()  # a read loop paused on handlers must see the close
             self._host._connection_closed(self)
 
 
@@ -587,7 +618,8 @@ else:
 
     def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` in a task (first step in the next loop iteration). No eager start
-        before 3.12: stepping the coroutine by hand would run it as the *read loop's*
-        task, and whatever it captured before its first wait (``asyncio.timeout``,
-        ``TaskGroup``) would later cancel the read loop instead of the handler."""
+        before 3.12: stepping the coroutine by hand would run it as whatever task is
+        current (or none, in the read callback), and whatever it captured before its
+        first wait (``asyncio.timeout``, ``TaskGroup``) would later cancel that task
+        instead of the handler."""
         return asyncio.get_running_loop().create_task(coro)

@@ -33,6 +33,10 @@ Bounds (what one peer can make this process hold):
   socket stops being read (``pause_reading``) until the queue falls to a quarter, so TCP
   pushes back. One read can add at most ``read_buffer_size`` bytes of frames on top.
   On the fast path the same test runs after the simple frames of each read are queued.
+  Once a sink is registered (:meth:`WebSocket.deliver_to`) each message goes to it from
+  the read callback instead, and nothing waits here; while the sink has paused delivery
+  (:meth:`WebSocket.pause_delivery`) the socket is not read and the rest of the current
+  read waits in the same queue, under the same bound, in order.
 - partial frames: one incomplete frame, at most the frame limit (``max_size``) plus a
   14-byte header, is held between reads (by websockets' reader, or by our carry buffer on
   the fast path, which may briefly hold one more read on top while it is completed); a
@@ -54,6 +58,7 @@ import importlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, cast
 
@@ -194,6 +199,10 @@ class WebSocket(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._connection_exc: BaseException | None = None
+        #: where messages go once registered (``deliver_to``), instead of the queue
+        self._sink: Callable[[bytes | str], None] | None = None
+        self._sink_paused = False
+        self._delivering = False
         # one attribute (instance dicts past ~30 keys stop sharing keys: +1.3 KiB each)
         self._fast = _FastPath(_codec) if _codec is not None else None
 
@@ -308,11 +317,19 @@ class WebSocket(asyncio.BufferedProtocol):
                 break
             payloads, pos, why, size = scan(data, pos, masked, limit, current is None)
             if payloads is not None:
-                queue.extend(payloads)
-                if len(queue) > self.max_queue and not self._reading_paused:
-                    self._reading_paused = True
-                    self.transport.pause_reading()
-                self._wake_recv()
+                sink = self._sink
+                if sink is not None and not queue:
+                    for i, payload in enumerate(payloads):
+                        if self._sink_paused:  # the sink stopped: the rest waits in order
+                            queue.extend(payloads[i:])
+                            break
+                        sink(payload)
+                else:
+                    queue.extend(payloads)
+                    if len(queue) > self.max_queue and not self._reading_paused:
+                        self._reading_paused = True
+                        self.transport.pause_reading()
+                    self._wake_recv()
             if why != _SCAN_OTHER:
                 break
             # one whole frame that is not ours: websockets decides, at a frame boundary
@@ -401,6 +418,10 @@ class WebSocket(asyncio.BufferedProtocol):
                 continue  # ping (the protocol queued the pong), pong, close
             if message is None:
                 break  # invalid UTF-8: the connection is failing, the rest is discarded
+            sink = self._sink
+            if sink is not None and not self._sink_paused and not queue:
+                sink(message)
+                continue
             queue.append(message)
             if len(queue) > self.max_queue and not self._reading_paused:
                 self._reading_paused = True
@@ -452,12 +473,79 @@ class WebSocket(asyncio.BufferedProtocol):
                 self.transport.resume_reading()
         return message
 
+    def deliver_to(self, sink: Callable[[bytes | str], None]) -> None:
+        """From now on hand each message to ``sink(message)`` from the read callback, in
+        order, instead of queueing it for :meth:`recv` (no task is woken per message).
+
+        The messages already queued go first, now. ``sink`` must not raise (an exception
+        would end the connection from inside the event loop's read callback). Whoever
+        registers it stops calling :meth:`recv`: it would wait until the connection ends.
+        """
+        if self._recv_waiter is not None:
+            raise RuntimeError("a coroutine is waiting in recv()")
+        self._sink = sink
+        self._drain_to_sink()
+
+    def pause_delivery(self) -> None:
+        """The sink takes no more messages for now: stop reading the socket (TCP pushes
+        back); what the current read still holds waits in the queue, in order."""
+        self._sink_paused = True
+        if not self._reading_paused:
+            self._reading_paused = True
+            if not self._lost.done():
+                self.transport.pause_reading()
+
+    def resume_delivery(self) -> None:
+        """The sink takes messages again: the queued ones first, then reads resume."""
+        self._sink_paused = False
+        if not self._delivering:
+            self._drain_to_sink()
+
+    def _drain_to_sink(self) -> None:
+        queue = self._queue
+        self._delivering = True
+        try:
+            while queue and not self._sink_paused:
+                sink = self._sink
+                if sink is None:  # pragma: no cover - a sink is never unregistered
+                    break
+                sink(queue.popleft())
+        finally:
+            self._delivering = False
+        if self._reading_paused and not self._sink_paused and len(queue) <= self.max_queue // 4:
+            self._reading_paused = False
+            if not self._lost.done():
+                self.transport.resume_reading()
+
+    def close_exc(self) -> ConnectionClosed:
+        """Why the connection ended (what :meth:`recv` raises once it is gone)."""
+        return self._close_exc()
+
+    def send_nowait(self, message: bytes | bytearray | memoryview) -> None:
+        """Write one BINARY message now, without waiting for the write buffer to drain
+        (what the caller writes this way is bounded by ``outbound_limit``, checked after
+        each read). Raises ConnectionClosed if not open."""
+        protocol = self.protocol
+        if protocol.state is not OPEN:
+            if not self._close_deadline_set and not self._lost.done():
+                self._start_close_timer()
+            raise self._close_exc()
+        self._write_message(message)
+
     async def send(self, message: bytes | bytearray | memoryview | str) -> None:
         """Write one message (``str`` as TEXT, bytes as BINARY); waits while the write
         buffer is above ``write_limit``. Raises ConnectionClosed if not open."""
         protocol = self.protocol
         if protocol.state is not OPEN:
             await self._wait_lost_then_raise()
+        self._write_message(message)
+        if self._writing_paused:
+            await self.drain()
+            if self._lost.done():
+                raise self._close_exc()
+
+    def _write_message(self, message: bytes | bytearray | memoryview | str) -> None:
+        protocol = self.protocol
         fast = self._fast
         if (
             fast is not None
@@ -478,10 +566,6 @@ class WebSocket(asyncio.BufferedProtocol):
         else:
             protocol.send_binary(message)
             self._send_data()
-        if self._writing_paused:
-            await self.drain()
-            if self._lost.done():
-                raise self._close_exc()
 
     async def drain(self) -> None:
         """Wait until the write buffer is below its low-water mark (or the socket is gone)."""
@@ -536,7 +620,7 @@ class WebSocket(asyncio.BufferedProtocol):
         raise self._close_exc()
 
     def _close_exc(self) -> ConnectionClosed:
-        if self.protocol.state is not CLOSED:  # pragma: no cover - lost before any close
+        if self.protocol.state is not CLOSED:  # not ended yet (send_nowait), or lost early
             return ConnectionClosedError(None, None)
         exc = self.protocol.close_exc
         if self._connection_exc is not None:
