@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import threading
 from collections import deque
@@ -62,7 +61,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, cast
 
-from p2p import ueps
+from p2p.transport._native import native, speedups
 from p2p.transport._random import random_bytes
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import Frame, Opcode
@@ -82,15 +81,9 @@ _local = threading.local()
 
 def _load_codec() -> ModuleType | None:
     """The ``p2p.ueps`` extension when it is built and knows the WebSocket frame codec."""
-    if ueps.IMPLEMENTATION != "cython":
+    if native("ws_scan") is None:  # no extension, or a build older than the codec
         return None
-    try:
-        ext = importlib.import_module("p2p.ueps._speedups")
-    except ImportError:  # pragma: no cover - IMPLEMENTATION says it imported
-        return None
-    if not hasattr(ext, "ws_scan"):  # pragma: no cover - a build older than the codec
-        return None
-    return ext
+    return speedups()
 
 
 _codec: ModuleType | None = _load_codec()
