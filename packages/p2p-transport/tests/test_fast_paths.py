@@ -22,6 +22,7 @@ from p2p.transport import envelope, sigil, smsg
 from p2p.transport import messages as msgs
 from p2p.transport.errors import MessageError, SmsgFormatError
 from p2p.transport.messages import Message, MessageType
+from pytest_p2p.vectors import message_texts
 
 # Text that reaches every guard: HTML characters, line separators, surrogates, controls,
 # quotes, backslashes, DEL and non-ASCII.
@@ -78,21 +79,10 @@ def _general(text: str) -> Message:
 # --- every vector message ---------------------------------------------------------------
 
 
-def _vector_texts(golden: dict[str, Any]) -> list[str]:
-    sec = golden["messages"]
-    texts = [c["json"] for c in sec["messages"]]
-    texts += [c["json"] for c in sec.get("timestamp_formats", [])]
-    texts += [c["input"] for c in sec["decode_cases"]]
-    texts += [sec["reply_example"]["request"], sec["reply_example"]["reply"]]
-    texts += [t for t in sec["live_new_message"] if isinstance(t, str)]
-    assert texts
-    return texts
-
-
 def test_every_vector_message_decodes_the_same_on_every_path(
     golden: dict[str, Any], one_value: str
 ) -> None:
-    for text in _vector_texts(golden):
+    for text in message_texts(golden):
         _decoders_agree(text)
     for c in golden["messages"]["messages"]:  # Go's own bytes take the one-regex path
         assert msgs._GO_HEAD.match(c["json"]) is not None, c["type"]

@@ -25,6 +25,7 @@ from p2p.transport import sigil, smsg
 from p2p.transport.errors import SmsgError, TransportError
 from p2p.transport.frames import FrameCodec
 from p2p.transport.messages import Message, MessageType
+from pytest_p2p.vectors import message_texts
 
 NATIVE = msgs._native_fields is not None and sigil._fused_open_message is not None
 needs_native = pytest.mark.skipif(not NATIVE, reason="the p2p.ueps extension is not live")
@@ -58,7 +59,7 @@ def _observe(m: Message) -> tuple[Any, ...]:
     )
 
 
-def _python_from_json(data: bytes, max_size: int = MAX) -> Message:
+def _python_from_json(data: bytes | str, max_size: int = MAX) -> Message:
     """``Message.from_json`` as it is without the extension (the Python decoders)."""
     saved = msgs._native_fields
     msgs._native_fields = None
@@ -83,16 +84,7 @@ def _envelope_agrees(data: bytes, max_size: int = MAX) -> bool:
 def _python_plaintext(plain: bytes, max_message: int = MAX) -> Message:
     """What ``FrameCodec.open`` makes of a plaintext without the extension."""
     body = smsg._parse_plaintext(plain).body
-    return _python_from_json_text(body, max_message)
-
-
-def _python_from_json_text(body: str, max_size: int) -> Message:
-    saved = msgs._native_fields
-    msgs._native_fields = None
-    try:
-        return Message.from_json(body, max_size=max_size)
-    finally:
-        msgs._native_fields = saved
+    return _python_from_json(body, max_message)
 
 
 def _plaintext_agrees(plain: bytes, max_message: int = MAX) -> bool:
@@ -547,21 +539,10 @@ def test_decrypt_errors_keep_their_type_and_text(codec: FrameCodec) -> None:
 # --- every vector -----------------------------------------------------------------------------
 
 
-def _vector_texts(golden: dict[str, Any]) -> list[str]:
-    sec = golden["messages"]
-    texts = [c["json"] for c in sec["messages"]]
-    texts += [c["json"] for c in sec.get("timestamp_formats", [])]
-    texts += [c["input"] for c in sec["decode_cases"]]
-    texts += [sec["reply_example"]["request"], sec["reply_example"]["reply"]]
-    texts += [t for t in sec["live_new_message"] if isinstance(t, str)]
-    assert texts
-    return texts
-
-
 def test_every_vector_message_is_the_same_on_the_native_path(
     golden: dict[str, Any], codec: FrameCodec
 ) -> None:
-    for text in _vector_texts(golden):
+    for text in message_texts(golden):
         _envelope_agrees(_as_bytes(text))
         _plaintext_agrees(_plaintext(text, ',"timestamp":1764650000}'))
         _frame_agrees(codec, _frame(_plaintext(text, ',"timestamp":1764650000}'), codec._key))

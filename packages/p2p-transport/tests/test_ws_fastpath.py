@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from p2p.transport.aio import Server, ServerWebSocket, WebSocket, connect, serve
 from p2p.transport.aio import connection as aio_connection
 from pytest_p2p.transport_fixtures import eventually
+from pytest_p2p.wsframes import rfc6455_frame
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame
 from websockets.protocol import CLIENT, OPEN, SERVER, Protocol, Side
@@ -53,18 +54,7 @@ def raw_frame(
     rsv: int = 0,
     mask: bytes = b"\x5a\xa5\x0f\xf0",
 ) -> bytes:
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    bit = 0x80 if masked else 0
-    n = len(payload)
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return rfc6455_frame(opcode, payload, mask if masked else None, fin=fin, rsv=rsv)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The WebSocket data-frame codec of the extension (``ws_scan`` / ``ws_frame``), checked
-against a plain RFC 6455 reference written here (the package does not depend on
+against a plain RFC 6455 reference (`pytest_p2p.wsframes`; the package does not depend on
 websockets; the transport's tests check it against websockets' own parser)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pytest_p2p.wsframes import rfc6455_frame as ref_frame
 
 
 def _codec() -> ModuleType:
@@ -28,29 +29,6 @@ def _codec() -> ModuleType:
 @pytest.fixture
 def ws() -> ModuleType:
     return _codec()
-
-
-def ref_frame(
-    opcode: int,
-    payload: bytes,
-    mask: bytes | None = None,
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-) -> bytes:
-    """The reference encoder: RFC 6455 section 5.2, byte by byte."""
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    bit = 0x80 if mask is not None else 0
-    n = len(payload)
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 65536:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if mask is None:
-        return head + payload
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 SIZES = [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 125, 126, 127, 1000, 65535, 65536, 70001]

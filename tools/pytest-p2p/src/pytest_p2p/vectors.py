@@ -37,3 +37,15 @@ def load_vectors(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         data: dict[str, Any] = json.load(f)
     return data
+
+
+def message_texts(golden: dict[str, Any]) -> list[str]:
+    """Every message JSON text of the ``messages`` section (encoded, decoded and live)."""
+    sec = golden["messages"]
+    texts = [c["json"] for c in sec["messages"]]
+    texts += [c["json"] for c in sec.get("timestamp_formats", [])]
+    texts += [c["input"] for c in sec["decode_cases"]]
+    texts += [sec["reply_example"]["request"], sec["reply_example"]["reply"]]
+    texts += [t for t in sec["live_new_message"] if isinstance(t, str)]
+    assert texts
+    return texts
