@@ -129,6 +129,32 @@ async def test_1_1_sessions_rekey_under_load(make_transport: MakeTransport) -> N
     assert ab.session.frames_sealed >= n and ba.session.frames_opened >= n
 
 
+async def test_a_1_1_burst_past_the_rate_limit_leaves_the_stream_open(
+    make_transport: MakeTransport,
+) -> None:
+    """The frames the rate limit drops were sealed with the next nonces: once the bucket
+    refills, the peer's next messages still decrypt (none counted as undecryptable)."""
+    cfg = {**V11, "rate_burst": 5, "rate_refill_per_s": 20.0}
+    a = await make_transport("a", **V11)
+    b = await make_transport("b", **cfg)
+    got = collector(b)
+    a_id, b_id = _ident(a).id, _ident(b).id
+    await a.connect(b.address)
+    await eventually(lambda: b.connection(a_id) is not None)
+    ba = b.connection(a_id)
+    assert ba is not None and isinstance(ba.session, SecureSession)
+    for i in range(20):  # far past the burst of 5, in one go
+        await a.send(b_id, envelope.new_message("get_stats", a_id, b_id, {"i": i}))
+    await eventually(lambda: ba.drops.get("rate", 0) > 0)
+    await asyncio.sleep(0.3)  # the bucket refills
+    before = len(got)
+    last = envelope.new_message("get_stats", a_id, b_id, {"i": "last"})
+    await a.send(b_id, last)
+    await eventually(lambda: len(got) == before + 1)
+    assert got[-1][1].id == last.id
+    assert ba.drops.get("decrypt", 0) == 0 and b.connection(a_id) is ba
+
+
 async def test_ueps_between_1_1_peers_both_ways(make_transport: MakeTransport) -> None:
     from p2p.ueps import INTENT_COMPUTE
 

@@ -37,7 +37,7 @@ def _sessions(**cfg: Any) -> tuple[SecureSession, SecureSession, NodeIdentity, N
     assert init.finish is not None
     rb = resp.receive_finish(envelope.to_text(init.finish)).result
     assert rb is not None and ra.send and ra.receive and rb.send and rb.receive
-    config = TransportConfig(rate_burst=100_000, rate_refill_per_s=1e6, **cfg)
+    config = TransportConfig(**{"rate_burst": 100_000, "rate_refill_per_s": 1e6, **cfg})
 
     def make(result: Any, own: NodeIdentity) -> SecureSession:
         return SecureSession(
@@ -126,6 +126,21 @@ def test_a_run_of_bad_frames_closes() -> None:
     sb.receive(FRAME_MAGIC + b"\x00" * 40, NOW, WALL)
     with pytest.raises(TooManyUndecryptableError):
         sb.receive(FRAME_MAGIC + b"\x00" * 40, NOW, WALL)
+
+
+def test_rate_limited_frames_keep_the_nonces_in_step() -> None:
+    """A frame dropped by the rate limit was still sealed with the next nonce: the receiver
+    opens it anyway (and drops it), so the frames after the burst still open, across a
+    rekey too. A rate-limited frame that is not the next one consumes nothing."""
+    sa, sb, a, b = _sessions(rate_burst=3, rate_refill_per_s=1.0, rekey_after_messages=4)
+    frames = [sa.seal(_msg(a, b, i)) for i in range(6)]
+    opened = [sb.receive(frame, NOW, WALL) for frame in frames]
+    assert [v is not None for v in opened] == [True] * 3 + [False] * 3
+    assert sb.drops.as_dict()["rate"] == 3
+    sb.receive(FRAME_MAGIC + b"\x00" * 40, NOW, WALL)  # rate-limited garbage: no nonce taken
+    last = _msg(a, b, 6)
+    assert _got(sb.receive(sa.seal(last), NOW + 2.0, WALL)).id == last.id
+    assert sb.frames_opened == 7 and sb.drops.as_dict().get("decrypt", 0) == 0
 
 
 def test_rekey_across_the_boundary_both_ways() -> None:

@@ -17,7 +17,9 @@ exactly once, so both ends agree on ``n`` without sending it, and:
 So the replay tables and the ``ts`` window of 1.0 are not needed here (they still guard 1.0
 peers); the ``from``/``to`` check stays as a cheap belt. Each direction replaces its key
 (Noise REKEY, §11.3) after ``TransportConfig.rekey_after_messages`` frames: both sides count
-the same frames, so nothing on the wire announces it.
+the same frames, so nothing on the wire announces it. A frame the rate limit drops is
+still opened (then dropped): the peer sealed it with the next nonce, and skipping it
+would make every later frame fail to open.
 
 Frames must be written in the order :meth:`SecureSession.seal` made them (the connection's
 send path seals and writes with no await between). :meth:`seal_unsent` advances the nonce
@@ -32,6 +34,7 @@ carry their own length and ChaChaPoly has no such bound.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -111,6 +114,12 @@ class SecureSession(Session):
         :class:`~p2p.transport.errors.TooManyUndecryptableError` /
         :class:`~p2p.transport.errors.RateLimitExceededError` as 1.0 does."""
         if not self._admit(data, now):
+            # Dropped, yet the peer sealed it with the next nonce: open it anyway so the
+            # counters stay in step (else every later frame would fail). What a flood costs
+            # here is bounded: ``max_rate_limited`` such frames per window, then the close.
+            if not isinstance(data, str) and data.startswith(FRAME_MAGIC):
+                with contextlib.suppress(NoiseError):  # not the next one: consumes nothing
+                    self._open(data)
             return None
         if isinstance(data, str):
             self._drop(DropReason.DECRYPT)  # a 1.1 peer sends no text after the handshake
@@ -123,7 +132,7 @@ class SecureSession(Session):
             self._proves_nothing(NoiseError("frame without the 1.1 prefix"))
             return None
         try:
-            body = self._receive.decrypt_with_ad(FRAME_MAGIC, bytes(data[len(FRAME_MAGIC) :]))
+            body = self._open(data)
         except NoiseError as exc:
             # replayed, reordered, reflected, forged or from another session: the nonce or
             # the key does not match; the nonce is not consumed
@@ -131,9 +140,6 @@ class SecureSession(Session):
             _flood.debug("undecryptable 1.1 frame", "undecryptable 1.1 frame from %s", self.peer.id)
             self._proves_nothing(exc)
             return None
-        self.frames_opened += 1
-        if self.frames_opened % self._rekey_after == 0:
-            self._receive.rekey()
         self.undecryptable_in_a_row = 0
         try:
             message = Message.from_json(body, max_size=self._config.max_message_size)
@@ -155,6 +161,15 @@ class SecureSession(Session):
             return None
         self.messages_in += 1
         return MessageReceived(message, len(data))
+
+    def _open(self, data: bytes) -> bytes:
+        """Decrypt one ``P2PN`` frame with the next nonce and advance the rekey schedule;
+        raises :class:`NoiseError` (and consumes nothing) if it does not open."""
+        body = self._receive.decrypt_with_ad(FRAME_MAGIC, bytes(data[len(FRAME_MAGIC) :]))
+        self.frames_opened += 1
+        if self.frames_opened % self._rekey_after == 0:
+            self._receive.rekey()
+        return body
 
     def _seal(self, message: Message) -> bytes:
         body = message.to_json_text().encode("utf-8")
