@@ -178,11 +178,15 @@ def test_two_servers_and_every_client_command(
     name = res.json()["minerName"]
     assert name == "fake"
     pid = miner_pid(p2p_node, me, "alpha", name)
+    config_printed_by = time.monotonic()  # its first line is older than its "speed" lines
     assert pid_alive(pid)
     logs = p2p_node("--data-dir", me, "logs", "alpha", name, "--lines", "2", "--json").json()
     assert len(logs["lines"]) == 2 and all(line.startswith("speed") for line in logs["lines"])
     first = p2p_node("--data-dir", me, "logs", "alpha", name, "--lines", "1000", "--json")
     assert first.json()["lines"][0] == f'pid {pid} config {{"threads": 3}}'
+    # "--since 1s" must leave the config line out: it is over a second old (the commands
+    # above may take less than that on a fast machine)
+    time.sleep(max(0.0, config_printed_by + 1.2 - time.monotonic()))
     recent = p2p_node("--data-dir", me, "logs", "alpha", name, "--since", "1s", "--json")
     assert recent.code == 0 and not any("config" in x for x in recent.json()["lines"])
     stats = p2p_node("--data-dir", me, "stats", "alpha", "--json").json()
