@@ -65,12 +65,15 @@ class MemoryIdentity:
 
 def fleet_config(n: int, ping_interval: float, **changes: Any) -> TransportConfig:
     """The controller settings a fleet of ``n`` needs (documented in the transport README):
-    inbound and outbound budgets above ``n``, per-address limits sized for many workers
-    behind one address, a handshake bucket that lets a fleet reconnect at once."""
+    inbound and outbound budgets above ``n`` (inbound: above the known-peer reserve too),
+    per-address limits sized for many workers behind one address, a handshake bucket that
+    lets a fleet reconnect at once."""
+    # unknown workers dialling in cannot take the slots kept for known peers
+    reserve = TransportConfig().known_reserve_fraction
     base: dict[str, Any] = {
         "listen_host": "127.0.0.1",
         "listen_port": 0,
-        "max_conns": n + 64,
+        "max_conns": math.ceil((n + 64) / (1 - reserve)),
         "max_outbound_conns": n + 64,
         "max_conns_per_prefix": n + 64,
         "max_pending_handshakes": 256,
@@ -255,6 +258,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     ident = MemoryIdentity("controller")
     registry = PeerRegistry(persist=False, max_learned=max(1000, args.n + 64))
     cfg = fleet_config(args.n, args.ping_interval)
+    if args.turn_budget is not None:
+        cfg = cfg.replace(handshake_turn_budget=args.turn_budget)
     if args.default_limits:  # what a default controller does with a fleet dialling in
         cfg = TransportConfig(listen_host="127.0.0.1", listen_port=0)
     ct = Transport(ident, registry, cfg)
@@ -271,6 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         controller = Controller(ident, registry, ct)
     out: dict[str, Any] = {"n": args.n, "direction": args.direction, "gc": args.gc}
+    out["turn_budget_ms"] = cfg.handshake_turn_budget * 1000
+    out["handshakes_deferred"] = 0
     out["stats_concurrency"] = args.stats_concurrency or 32
     children: list[Any] = []
     try:
@@ -316,6 +323,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         connect_wall = time.perf_counter() - w0
         connect_cpu = cpu_s() - c0
         connected = len(ct.connected_peers)
+        out["handshakes_deferred"] = ct.pacer.budget.deferred
         out["connected"] = connected
         out["connect_s"] = connect_wall
         out["handshake_cpu_ms"] = connect_cpu / max(1, connected) * 1000
@@ -402,13 +410,17 @@ def report(out: dict[str, Any]) -> None:
     print(
         f"python {platform.python_version()}, N={out['n']} workers, direction {out['direction']}, "
         f"gc {out['gc']}, stats concurrency {out['stats_concurrency']}, "
+        f"handshake turn budget {out['turn_budget_ms']:g} ms, "
         f"load {os.getloadavg()[0]:.2f}"
     )
     print(
         f"connected {out['connected']}/{out['n']} in {out['connect_s']:.1f} s; failures: "
         f"{out['connect_failures'] or 'none'}"
     )
-    print(f"controller CPU per handshake (TCP+upgrade+handshake): {out['handshake_cpu_ms']:.2f} ms")
+    print(
+        f"controller CPU per handshake (TCP+upgrade+handshake): {out['handshake_cpu_ms']:.2f} ms"
+        f" ({out['handshakes_deferred']} steps waited a turn)"
+    )
     rms, cpu = out["stats_round_ms"], out["stats_cpu_us_per_peer"]
     med = statistics.median(rms)
     print(
@@ -451,6 +463,12 @@ def main() -> None:
         "--stats-concurrency", type=int, default=0, help="max_concurrent_stats (0: default 32)"
     )
     ap.add_argument("--selects", type=int, default=20)
+    ap.add_argument(
+        "--turn-budget",
+        type=float,
+        default=None,
+        help="controller's handshake_turn_budget in seconds (0: no pacing; default: its default)",
+    )
     ap.add_argument(
         "--default-limits", action="store_true", help="controller with TransportConfig defaults"
     )

@@ -58,6 +58,11 @@ def test_listen_addr_forms() -> None:
         {"listen_addr": "nonsense"},
         {"tls_cert_path": "/x.pem"},
         {"features": ("",)},
+        {"handshake_turn_budget": -0.001},
+        {"handshake_turn_budget": 2.0},
+        {"handshake_turn_budget": True},
+        {"handshake_turn_budget": float("nan")},
+        {"handshake_turn_budget": "5ms"},
     ],
 )
 def test_rejects_out_of_range(changes: dict) -> None:
@@ -67,3 +72,8 @@ def test_rejects_out_of_range(changes: dict) -> None:
 
 def test_ts_window_may_be_disabled() -> None:
     assert TransportConfig(ts_window=None).ts_window is None
+
+
+def test_handshake_pacing_may_be_turned_off() -> None:
+    assert TransportConfig().handshake_turn_budget == 0.005
+    assert TransportConfig(handshake_turn_budget=0).handshake_turn_budget == 0

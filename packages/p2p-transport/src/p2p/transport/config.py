@@ -85,6 +85,11 @@ class TransportConfig:
     handshake_burst_per_ip: int = 20
     handshake_refill_per_ip_s: float = 5.0
     max_tracked_ips: int = 4096
+    handshake_turn_budget: float = 0.005
+    """Seconds of one event-loop turn that handshake steps (ours and inbound) may use; the
+    rest wait for the next turn, so a fleet connecting at once stalls timers and traffic
+    for about two budgets, not for every ready handshake (``p2p.transport.pacing``).
+    0 turns pacing off."""
     max_undecryptable_in_a_row: int = 32
     handler_concurrency: int = 32
     """Async handler invocations running at once per connection."""
@@ -216,6 +221,9 @@ class TransportConfig:
             _positive_float(name, getattr(self, name), upper=1e9, unit="per second")
         if self.ts_window is not None:
             _positive_float("ts_window", self.ts_window)
+        budget = self.handshake_turn_budget
+        if isinstance(budget, bool) or budget != 0:
+            _positive_float("handshake_turn_budget", budget, upper=1.0)
         if (self.tls_cert_path is None) != (self.tls_key_path is None):
             raise ConfigError("tls_cert_path", "tls_cert_path and tls_key_path go together")
         object.__setattr__(self, "features", tuple(self.features))

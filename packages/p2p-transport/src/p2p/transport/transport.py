@@ -29,6 +29,7 @@ from p2p.transport.admission import Admission, AdmissionLimits, Refuse
 from p2p.transport.aio import ClientWebSocket, Server, ServerWebSocket, WebSocket
 from p2p.transport.aio import connect as ws_connect
 from p2p.transport.aio import serve as ws_serve
+from p2p.transport.aio.pacer import TurnPacer
 from p2p.transport.config import TransportConfig
 from p2p.transport.connection import (
     DISCONNECT_NORMAL,
@@ -142,6 +143,8 @@ class Transport:
         self._probation: dict[PeerConnection, None] = {}
         self._pending: set[ServerWebSocket] = set()
         self.admission = Admission(AdmissionLimits.from_config(cfg))
+        #: shares each loop turn between this transport's handshake steps (both ways)
+        self.pacer = TurnPacer(cfg.handshake_turn_budget)
         self._subscribers: tuple[MessageHandler, ...] = ()
         #: session-bound UEPS with peers that advertised ``ueps/1`` (see :meth:`on_ueps`)
         self.ueps = UepsHub(self, config=ueps_config, clock=clock)
@@ -343,6 +346,7 @@ class Transport:
 
         With ``expected_public_key`` the peer must answer with exactly that key.
         """
+        await self.pacer.turn()  # a fleet's dials start a few per loop turn
         self._require_running()
         cfg = self.config
         uri = self._uri_for(address)
@@ -391,6 +395,7 @@ class Transport:
                 # built while the peer answers the upgrade, written the moment its 101 is
                 # read (the order on the wire is Go's: request, 101, hello)
                 first_message=lambda: envelope.to_text(initiator.hello()),
+                before_request=self.pacer.turn,
             )
         except InvalidStatus as exc:
             raise ConnectError(address, connect_failure_reason(exc)) from exc
@@ -399,7 +404,9 @@ class Transport:
                 address, connect_failure_reason(exc, timeout=cfg.connect_timeout)
             ) from exc
         try:
-            result = await with_timeout(_ack_exchange(ws, initiator), cfg.handshake_timeout)
+            result = await with_timeout(
+                _ack_exchange(ws, initiator, self.pacer), cfg.handshake_timeout
+            )
         except (HandshakeError, TimeoutError, ConnectionClosed) as exc:
             ws.transport.abort()
             reason = (
@@ -632,6 +639,7 @@ class Transport:
         when admission refused the peer after its hello (a reject ack was written)."""
         cfg = self.config
         hello = await ws.recv()
+        await self.pacer.turn()
         decision = responder.receive_hello(hello)
         reply = decision.reply
         peer = decision.peer if decision.error is None else None
@@ -661,7 +669,9 @@ class Transport:
             await ws.send(envelope.to_text(reply))
         if decision.awaiting_finish:
             # protocol 1.1: the initiator proves its static key in the third message
-            decision = responder.receive_finish(await ws.recv())
+            finish = await ws.recv()
+            await self.pacer.turn()
+            decision = responder.receive_finish(finish)
         return decision
 
     # --- protocol 1.1 (issue 16) ------------------------------------------------------
@@ -889,10 +899,15 @@ class Transport:
         return ctx
 
 
-async def _ack_exchange(ws: ClientWebSocket, initiator: HandshakeInitiator) -> HandshakeResult:
+async def _ack_exchange(
+    ws: ClientWebSocket, initiator: HandshakeInitiator, pacer: TurnPacer
+) -> HandshakeResult:
     """The dialler's half after the upgrade (its hello went out with the 101): the ack in,
-    then protocol 1.1's third message out before any traffic ("-> s, se")."""
-    result = initiator.receive_ack(await ws.recv())
+    then protocol 1.1's third message out before any traffic ("-> s, se"). The step that
+    judges the ack (and, back in ``connect``, establishes the connection) waits its turn."""
+    ack = await ws.recv()
+    await pacer.turn()
+    result = initiator.receive_ack(ack)
     if initiator.finish is not None:
         await ws.send(envelope.to_text(initiator.finish))
     return result

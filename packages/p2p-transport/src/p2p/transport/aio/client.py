@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from p2p.transport.aio.connection import DEFAULT_READ_BUFFER, WebSocket
@@ -63,6 +63,7 @@ async def connect(
     ssl: ssl_module.SSLContext | None = None,
     read_buffer_size: int = DEFAULT_READ_BUFFER,
     first_message: Callable[[], str | bytes] | None = None,
+    before_request: Callable[[], Awaitable[None]] | None = None,
     **create_connection_kwargs: Any,
 ) -> ClientWebSocket:
     """Open ``uri`` (``ws://`` or ``wss://``) and finish the upgrade within ``open_timeout``
@@ -77,6 +78,9 @@ async def connect(
     BINARY) is written from the read callback that parses a successful 101, before
     ``connect`` returns: the order on the wire stays request, 101, first message, and
     nothing is written if the upgrade fails.
+
+    ``before_request()``, if given, is awaited once TCP (and TLS) is up, before the
+    request is built and written (e.g. :meth:`~p2p.transport.aio.pacer.TurnPacer.turn`).
     """
     ws_uri = parse_uri(uri)
     if ws_uri.secure and ssl is None:
@@ -99,6 +103,8 @@ async def connect(
         await loop.create_connection(
             lambda: ws, ws_uri.host, ws_uri.port, ssl=ssl, **create_connection_kwargs
         )
+        if before_request is not None:
+            await before_request()
         protocol.send_request(protocol.connect())
         ws._send_data()
         if first_message is not None:
