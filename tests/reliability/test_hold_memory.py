@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -93,11 +94,23 @@ class StubbornClient:
         self.closed_by_node = False
 
     @classmethod
-    async def open(cls, uri: str, local_host: str = "127.0.0.1") -> StubbornClient:
+    async def open(
+        cls, uri: str, local_host: str = "127.0.0.1", *, rcvbuf: int | None = None
+    ) -> StubbornClient:
+        """Connect and upgrade; ``rcvbuf``: the socket's SO_RCVBUF (set before connecting,
+        so the window it advertises stays small)."""
         parsed = parse_uri(uri)
-        reader, writer = await asyncio.open_connection(
-            parsed.host, parsed.port, local_addr=(local_host, 0)
-        )
+        if rcvbuf is None:
+            reader, writer = await asyncio.open_connection(
+                parsed.host, parsed.port, local_addr=(local_host, 0)
+            )
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.bind((local_host, 0))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (parsed.host, parsed.port))
+            reader, writer = await asyncio.open_connection(sock=sock)
         proto = ClientProtocol(parsed, max_size=None)
         proto.send_request(proto.connect())
         client = cls(proto, reader, writer)
@@ -413,3 +426,80 @@ async def test_handlers_and_replies_of_a_peer_that_never_reads_are_bounded(
     # (defaults written out so the test reads the same against a node without the knobs)
     assert max_buffered <= getattr(cfg, "max_outbound_bytes", 4 * MIB)
     assert max_held <= getattr(cfg, "max_inflight_bytes", 2 * MIB) // per_request + 2
+
+
+async def test_message_pings_from_a_peer_that_never_reads_are_cut(
+    make_node: Any, make_node_manager: Any
+) -> None:
+    """A peer past the handshake floods ``ping`` messages (the transport answers each with
+    a ``pong`` from the read callback, without waiting for the socket) and never reads.
+    The pongs pile up in the write buffer until the next one would pass
+    ``max_outbound_bytes``: the connection is closed (``outbound overflow``), its buffer
+    never over the bound, and the node goes on serving others."""
+    from p2p.transport import smsg
+
+    knobs = {
+        "rate_burst": 1_000_000,
+        "rate_refill_per_s": 1_000_000.0,
+        "write_limit": 16 * 1024,
+        "max_message_size": 64 * 1024,
+        "max_outbound_bytes": 96 * 1024,
+    }
+    node = await make_node("held", transport=knobs)
+    cfg = node.transport.config
+    assert cfg.answer_pings
+    manager = make_node_manager("pinger")
+    # a small receive window: the node's pongs stop fitting in the kernel's buffers soon
+    client = await StubbornClient.open(node.address, "127.0.6.10", rcvbuf=4096)
+    ack = await client.handshake(manager)
+    assert ack["payload"]["accepted"] is True
+    await until(lambda: len(node.transport.unproven_connections()) == 1, 10, "connected")
+    conn = node.transport.unproven_connections()[0]
+    password = password_for(manager, node.identity.public_key)
+    me = manager.identity.id
+    max_buffered = 0
+    done = asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal max_buffered
+        while not done.is_set():
+            transport = conn._ws.transport
+            if transport is not None:
+                max_buffered = max(max_buffered, transport.get_write_buffer_size())
+            await asyncio.sleep(0.002)
+
+    def pings(count: int) -> bytes:
+        now_ms = int(time.time() * 1000)
+        texts = (body("ping", me, node.id, {"sentAt": now_ms}) for _ in range(count))
+        return b"".join(client.binary_frame(smsg.encrypt(t, password)) for t in texts)
+
+    watcher = asyncio.ensure_future(watch())
+    sent = 0
+    try:
+        start = time.monotonic()
+        while not conn.closed and time.monotonic() - start < ATTACK_DEADLINE:
+            if not await client.write(pings(200)):
+                break
+            sent += 200
+            await asyncio.sleep(0)
+        await until(lambda: conn.closed, 10, "the flooding connection closed")
+    finally:
+        done.set()
+        await watcher
+        client.abort()
+    report(
+        "hold.message_ping_flood",
+        pings_sent=sent,
+        pongs_answered=conn.session.messages_in,
+        max_buffered_bytes=max_buffered,
+        close_reason=conn.close_reason,
+    )
+    assert conn.close_reason == "outbound overflow"
+    assert max_buffered <= cfg.max_outbound_bytes
+    # cut by the pong's own check, before writing it: the buffer never passed the bound
+    # (the socket layer's check, which closes once it has, did not have to act)
+    assert not conn._ws.outbound_overflowed
+    # the node still serves: a well-behaved peer connects and gets its pong
+    other = await make_node("other")
+    await other.add_peer(node.address)
+    assert await other.controller.ping_peer(node.id) > 0
