@@ -180,3 +180,23 @@ def test_inline_rebuild_is_deferred_when_building_in_background() -> None:
         idx.set(pid, *data[pid])
     assert idx.nearest(5) == _brute(data, 5)
     assert idx.rebuilds == 2  # inline, once a tree exists and the buffer ran away
+
+
+@pytest.mark.parametrize("n", [1, 10, 300])
+def test_a_fresh_fleet_all_at_one_point_ranks_by_id(n: int) -> None:
+    """10 000 unmeasured peers share one point (every one ties with every other), a few
+    are measured: the answer is the measured ones that are nearer, then the smallest ids."""
+    rng = random.Random(7)
+    idx = SelectionIndex(rebuild_fraction=0.05, min_rebuild=64)
+    data: dict[str, Row] = {}
+    for i in range(10_000):
+        pid = f"{rng.getrandbits(64):016x}"
+        data[pid] = (0.0, 0, 0.0, 50.0) if i % 1000 else (1.0, 0, 0.0, 60.0)
+        idx.set(pid, *data[pid])
+    for _ in range(3):  # tree built on the first; the others are served from it
+        assert idx.nearest(n) == _brute(data, n)
+    moved = sorted(data)[5]
+    data[moved] = (0.0, 0, 0.0, 100.0)  # the best point of all, pending in the buffer
+    idx.set(moved, *data[moved])
+    assert idx.nearest(n) == _brute(data, n)
+    assert idx.nearest(n)[0] == moved

@@ -17,12 +17,16 @@ whose distance could tie the last answer.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+_SORT_ALL = 256
+"""Up to this many candidates a query sorts them all (cheaper than numpy's set-up)."""
 
 __all__ = [
     "ORIGIN",
@@ -362,8 +366,7 @@ class SelectionIndex:
             tmax = float(np.atleast_1d(dist)[-1])
             for s, d in zip(valid.tolist(), self._exact(valid, tgt), strict=True):
                 cands[s] = d
-        ids = self._ids
-        ranked = sorted((d, ids[s] or "", s) for s, d in cands.items())
+        ranked = self._best(cands, n)
         t = ranked[n - 1][0] if len(ranked) >= n else math.inf
         tol = abs(t) * 1e-9 + 1e-12
         if tree is not None and k < size and tmax <= t + tol:
@@ -373,8 +376,31 @@ class SelectionIndex:
             extra = slots[self._bpos[slots] < 0]
             for s, d in zip(extra.tolist(), self._exact(extra, tgt), strict=True):
                 cands[s] = d
-            ranked = sorted((d, ids[s] or "", s) for s, d in cands.items())
+            ranked = self._best(cands, n)
         return [r[1] for r in ranked[:n]]
+
+    def _best(self, cands: dict[int, float], n: int) -> list[tuple[float, str, int]]:
+        """The first ``n`` of ``cands`` sorted by (distance, id, slot). Many candidates
+        (peers at one point tie: a fresh fleet's are all unmeasured) are cut with numpy
+        first; only the n-th distance's ties reach an id comparison, and only the ``n``
+        smallest of those are kept (not a sort of thousands of tuples on the loop)."""
+        ids = self._ids
+        if len(cands) <= _SORT_ALL:
+            return sorted((d, ids[s] or "", s) for s, d in cands.items())[:n]
+        slots = np.fromiter(cands.keys(), dtype=np.int64, count=len(cands))
+        dist = np.fromiter(cands.values(), dtype=np.float64, count=len(cands))
+        kth = float(np.partition(dist, n - 1)[n - 1])
+        below = np.flatnonzero(dist < kth)
+        ranked = sorted(
+            (d, ids[s] or "", s)
+            for s, d in zip(slots[below].tolist(), dist[below].tolist(), strict=True)
+        )
+        tied = slots[dist == kth].tolist()
+        ranked += [
+            (kth, i, s)
+            for i, s in heapq.nsmallest(n - len(ranked), ((ids[s] or "", s) for s in tied))
+        ]
+        return ranked
 
     def _scan_all(self, n: int, tgt: _F64 | None) -> list[str]:
         slots = np.flatnonzero(self._alive[: self._hi]).astype(np.int64)
