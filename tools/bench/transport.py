@@ -64,6 +64,7 @@ from p2p.transport import (
 
 GO = {"oneway": 60_600.0, "rt": 7_500.0, "handshake_ms": 0.94}
 PROTOCOL_ENV = "P2P_BENCH_PROTOCOL"
+LOOP_ENV = "P2P_BENCH_LOOP"
 """``1.0`` (default, Go's protocol) or ``1.1`` (Noise XX; ``--protocol``); the child
 process inherits it through the environment."""
 
@@ -477,6 +478,65 @@ async def plain_websockets(n: int, size: int) -> float:
             return n / (time.perf_counter() - start)
 
 
+ECHO_CHILD = r"""
+import asyncio, os, sys
+if os.environ.get("P2P_BENCH_LOOP") == "uvloop":
+    import uvloop
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(data)
+async def main():
+    srv = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+asyncio.run(main())
+"""
+
+
+class _Pinger(asyncio.Protocol):
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.got = 0
+        self.waiter: asyncio.Future[None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.got += len(data)
+        if self.got >= self.size and self.waiter is not None and not self.waiter.done():
+            self.got -= self.size
+            self.waiter.set_result(None)
+
+
+async def plain_round_trips(n: int, size: int) -> float:
+    """The round-trip floor: an ``asyncio.Protocol`` echo in a child process (same event
+    loop as the bench), pinged with ``size`` bytes ``n`` times in a row from this one."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        ECHO_CHILD,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    port = int(await proc.stdout.readline())
+    loop = asyncio.get_running_loop()
+    transport, pinger = await loop.create_connection(lambda: _Pinger(size), "127.0.0.1", port)
+    payload = os.urandom(size)
+    try:
+        start = time.perf_counter()
+        for _ in range(n):
+            pinger.waiter = loop.create_future()
+            transport.write(payload)
+            await pinger.waiter
+        return n / (time.perf_counter() - start)
+    finally:
+        transport.close()
+        proc.stdin.write(b"\n")
+        await proc.wait()
+
+
 def stage_costs() -> list[tuple[str, float]]:
     """Microseconds per message for each step of the one-way path, outside the loop."""
     import timeit
@@ -539,9 +599,20 @@ def main() -> None:
         default=os.environ.get(PROTOCOL_ENV, "1.0"),
         help="1.0 (Go's SMSG frames) or 1.1 (Noise XX handshake, ChaChaPoly frames)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default=os.environ.get(LOOP_ENV, "asyncio"),
+        help="event loop of both ends (uvloop: pip install uvloop)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ[PROTOCOL_ENV] = args.protocol  # the child process reads it too
+    os.environ[LOOP_ENV] = args.loop
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.child:
         asyncio.run(child_main())
         return
@@ -584,12 +655,14 @@ def main() -> None:
         "python": sys.version.split()[0],
         "ueps_implementation": ueps.IMPLEMENTATION,
         "protocol": args.protocol,
+        "loop": args.loop,
+        "floor_rt_two_process_per_s": asyncio.run(plain_round_trips(sizes["n_rt"], size + 121)),
     }
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return
     print(
-        f"protocol {args.protocol}, "
+        f"protocol {args.protocol}, loop {args.loop}, "
         f"python {sys.version.split()[0]}, p2p.ueps {ueps.IMPLEMENTATION}, stats message "
         f"{size} B, load {load[0]:.2f} -> {os.getloadavg()[0]:.2f}"
     )
@@ -624,6 +697,11 @@ def main() -> None:
     print(
         f"floor: bare websockets, {frame_size}-byte binary one way: {plain:,.0f} msgs/s "
         f"(one process reaches {one['oneway'] / plain:.0%} of it)"
+    )
+    echo = result["floor_rt_two_process_per_s"]
+    print(
+        f"floor: bare asyncio.Protocol echo, two processes, {args.loop}: {echo:,.0f} round "
+        f"trips/s (two processes reach {two['rt'] / echo:.0%} of it)"
     )
     print("where one message's time goes (us, measured alone):")
     for name, us in stage_costs():

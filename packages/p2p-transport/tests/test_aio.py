@@ -317,3 +317,67 @@ async def test_upgrade_headers_are_the_bare_protocol_ones() -> None:
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+class _LateProtocol(asyncio.BufferedProtocol):
+    """Stands between the loop and a WebSocket the way uvloop behaves: the transport it
+    hands on is not an ``asyncio.Transport`` subclass, and ``connection_made`` comes
+    after ``create_connection`` has returned."""
+
+    def __init__(self, inner: WebSocket) -> None:
+        self.inner = inner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # two turns on: after the dialling coroutine has resumed from create_connection
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self.inner.connection_made, _Duck(transport))
+
+    def get_buffer(self, sizehint: int) -> Any:
+        return self.inner.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.inner.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+
+class _Duck:
+    """A stream transport by its methods only (as uvloop's TCPTransport is)."""
+
+    def __init__(self, real: asyncio.BaseTransport) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+async def test_a_loop_that_makes_the_connection_a_turn_late(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, accepted, uri = server
+    loop = asyncio.get_running_loop()
+    real = loop.create_connection
+
+    async def late_create_connection(factory: Any, *args: Any, **kwargs: Any) -> Any:
+        return await real(lambda: _LateProtocol(factory()), *args, **kwargs)
+
+    monkeypatch.setattr(loop, "create_connection", late_create_connection)
+    client = await connect(uri, close_timeout=0.5)
+    monkeypatch.undo()
+    ws = await asyncio.wait_for(accepted.get(), 5)
+    assert isinstance(client.transport, _Duck)
+    await client.send("hello")
+    assert await ws.recv() == "hello"
+    await ws.send(b"back")
+    assert await client.recv() == b"back"
+    await client.close()

@@ -103,6 +103,8 @@ async def connect(
         await loop.create_connection(
             lambda: ws, ws_uri.host, ws_uri.port, ssl=ssl, **create_connection_kwargs
         )
+        while ws.transport is None:  # uvloop calls connection_made in the next turn
+            await asyncio.sleep(0)
         if before_request is not None:
             await before_request()
         protocol.send_request(protocol.connect())

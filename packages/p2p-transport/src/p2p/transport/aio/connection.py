@@ -201,10 +201,10 @@ class WebSocket(asyncio.BufferedProtocol):
 
     # --- asyncio.BufferedProtocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.remote_address = transport.get_extra_info("peername")
-        transport.set_write_buffer_limits(high=self.write_limit)
+        # a stream transport (uvloop's are not asyncio.Transport subclasses)
+        self.transport = stream = cast(asyncio.Transport, transport)
+        self.remote_address = stream.get_extra_info("peername")
+        stream.set_write_buffer_limits(high=self.write_limit)
         if self.open_timeout is not None:
             self._timer = self._loop.call_later(self.open_timeout, self._expire, "opening")
         fast = self._fast
