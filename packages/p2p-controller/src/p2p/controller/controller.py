@@ -72,6 +72,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 P = TypeVar("P", bound=Payload)
+A = TypeVar("A", MinerAckPayload, DeployAckPayload)
+"""The acknowledgements with ``success``/``error``."""
 
 #: Envelope JSON, escaping and SMSG framing around a deploy payload (measured: ~300 bytes).
 _ENVELOPE_MARGIN = 1024
@@ -445,6 +447,26 @@ class Controller:
                 f"failed to parse {reply.type} payload: {exc}", peer_id=peer_id
             ) from None
 
+    async def _acknowledged(
+        self,
+        peer_id: str,
+        msg_type: MessageType,
+        payload: Payload,
+        ack: tuple[MessageType, type[A]],
+        *,
+        timeout: float,
+        refused: tuple[type[RequestError], str],
+    ) -> A:
+        """A command the worker acknowledges (``miner_ack``, ``deploy_ack``): the ack, or
+        ``refused``'s error ("<what> failed: <its error>") when it says ``success: false``."""
+        ack_type, ack_cls = ack
+        reply = await self._request(peer_id, msg_type, payload, ack_type, timeout)
+        parsed = self._payload(reply, ack_cls, peer_id)
+        if not parsed.success:
+            error_cls, what = refused
+            raise error_cls(f"{what} failed: {parsed.error}", peer_id=peer_id)
+        return parsed
+
     async def get_remote_stats(self, peer_id: str) -> StatsPayload:
         """The worker's `stats` payload (node id/name, miners, uptime)."""
         reply = await self._request(
@@ -471,31 +493,26 @@ class Controller:
                 raw_config = json.dumps(config, separators=(",", ":"), ensure_ascii=False)
             except (TypeError, ValueError) as exc:
                 raise ControllerError(f"config is not JSON: {exc}") from None
-        payload = StartMinerPayload(miner_type, profile_id or "", raw_config)
-        reply = await self._request(
+        started = await self._acknowledged(
             peer_id,
             MessageType.START_MINER,
-            payload,
-            MessageType.MINER_ACK,
-            self.config.miner_timeout,
+            StartMinerPayload(miner_type, profile_id or "", raw_config),
+            (MessageType.MINER_ACK, MinerAckPayload),
+            timeout=self.config.miner_timeout,
+            refused=(MinerCommandError, "miner start"),
         )
-        ack = self._payload(reply, MinerAckPayload, peer_id)
-        if not ack.success:
-            raise MinerCommandError(f"miner start failed: {ack.error}", peer_id=peer_id)
-        return ack.miner_name
+        return started.miner_name
 
     async def stop_remote_miner(self, peer_id: str, miner_name: str) -> None:
         """Stop a miner on the worker."""
-        reply = await self._request(
+        await self._acknowledged(
             peer_id,
             MessageType.STOP_MINER,
             StopMinerPayload(miner_name),
-            MessageType.MINER_ACK,
-            self.config.miner_timeout,
+            (MessageType.MINER_ACK, MinerAckPayload),
+            timeout=self.config.miner_timeout,
+            refused=(MinerCommandError, "miner stop"),
         )
-        ack = self._payload(reply, MinerAckPayload, peer_id)
-        if not ack.success:
-            raise MinerCommandError(f"miner stop failed: {ack.error}", peer_id=peer_id)
 
     async def get_remote_logs(
         self,
@@ -628,17 +645,15 @@ class Controller:
             raise RequestError(
                 f"bundle too large for one message: ~{size} bytes, limit {limit}", peer_id=peer_id
             )
-        reply = await self._request(
+        deployed = await self._acknowledged(
             peer_id,
             MessageType.DEPLOY,
             payload,
-            MessageType.DEPLOY_ACK,
-            self.config.deploy_timeout,
+            (MessageType.DEPLOY_ACK, DeployAckPayload),
+            timeout=self.config.deploy_timeout,
+            refused=(DeployFailedError, "deploy"),
         )
-        ack = self._payload(reply, DeployAckPayload, peer_id)
-        if not ack.success:
-            raise DeployFailedError(f"deploy failed: {ack.error}", peer_id=peer_id)
-        return ack.name
+        return deployed.name
 
     async def bundle_password(self, peer_id: str) -> str:
         """The password a worker decrypts our bundles with: base64(shared secret)."""
