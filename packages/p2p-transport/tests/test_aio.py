@@ -381,3 +381,25 @@ async def test_a_loop_that_makes_the_connection_a_turn_late(
     await ws.send(b"back")
     assert await client.recv() == b"back"
     await client.close()
+
+
+async def test_a_server_that_gives_up_while_the_dialler_waits_its_turn() -> None:
+    """``before_request`` (the handshake pacer) holds the request back; meanwhile the
+    server's upgrade deadline closes the socket. The dial fails with a connection error
+    that says so, not with an error from writing to a closed socket."""
+
+    async def never(ws: ServerWebSocket) -> None:
+        await ws.wait_closed()
+
+    srv = await serve(never, "127.0.0.1", 0, open_timeout=0.1, close_timeout=0.1)
+    port = srv.sockets[0].getsockname()[1]
+
+    async def slow_turn() -> None:
+        await asyncio.sleep(0.5)
+
+    try:
+        with pytest.raises(ConnectionResetError, match="before the upgrade request"):
+            await connect(f"ws://127.0.0.1:{port}/ws", before_request=slow_turn)
+    finally:
+        srv.close()
+        await srv.wait_closed()

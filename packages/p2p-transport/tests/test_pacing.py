@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from p2p.transport import Transport
+from p2p.transport import Transport, pacing
 from p2p.transport.aio.pacer import TurnPacer
 from p2p.transport.pacing import OPEN, RUN, WAIT, TurnBudget
 
@@ -145,6 +145,70 @@ async def test_steps_ready_together_are_spread_over_turns_in_order() -> None:
     assert len(per_turn) >= 10
     assert order == sorted(order)  # FIFO: no step overtakes one that waited longer
     assert pacer.budget.deferred > 0
+
+
+async def test_only_the_head_of_a_long_queue_asks_every_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 steps ready at once, three fit a window: the waiters beyond the first few sleep
+    until the queue reaches them, so the retries stay a few per turn (not ~200)."""
+
+    async def waits(min_pollers: int) -> tuple[int, list[int]]:
+        monkeypatch.setattr(pacing, "MIN_POLLERS", min_pollers)
+        clock = StepClock()
+        pacer = TurnPacer(2.5, clock=clock)
+        _, order = await run_steps(pacer, clock, 200, starts=no_wait)
+        assert pacer.budget.waiting == 0 and not pacer._parked
+        return pacer.budget.deferred, order
+
+    default = pacing.MIN_POLLERS
+    everyone_polls, order_all = await waits(10_000)
+    head_polls, order_head = await waits(default)
+    assert order_head == order_all == list(range(200))  # the same order either way
+    assert head_polls * 5 < everyone_polls
+
+
+async def test_sleepers_woken_then_put_back_to_sleep_still_reach_the_head() -> None:
+    """Cheap steps first (a window runs many: many waiters are woken), then dear ones (a
+    window runs one: woken waiters far from the head sleep again, after others that slept
+    later). The queue still drains in order: the smallest ticket is always woken first."""
+    loop = asyncio.get_running_loop()
+    clock = StepClock()
+    pacer = TurnPacer(2.5, clock=clock)
+    order: list[int] = []
+
+    async def step(i: int) -> None:
+        await pacer.turn()
+        order.append(i)
+        clock.now += 0.05 if i < 150 else 1.0
+
+    tasks = [loop.create_task(step(i)) for i in range(400)]
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    assert order == list(range(400))
+    assert pacer.budget.waiting == 0 and not pacer._parked
+
+
+async def test_a_cancelled_sleeper_does_not_hold_up_the_queue() -> None:
+    clock = StepClock()
+    pacer = TurnPacer(0.5, clock=clock)  # one step per window
+    loop = asyncio.get_running_loop()
+    done: list[int] = []
+
+    async def step(i: int) -> None:
+        await pacer.turn()
+        done.append(i)
+        clock.now += 1.0
+
+    tasks = [loop.create_task(step(i)) for i in range(30)]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert pacer._parked  # the tail of the queue sleeps
+    assert len(done) < 5
+    for t in tasks[5:25]:
+        t.cancel()  # pollers and sleepers give up; the ones before and after them do not
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert done == [*range(5), *range(25, 30)]
+    assert pacer.budget.waiting == 0 and not pacer._parked
 
 
 async def test_no_step_starves_whatever_the_callback_order() -> None:

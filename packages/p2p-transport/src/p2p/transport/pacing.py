@@ -21,13 +21,19 @@ The rules:
    sees the very window it waited behind knows a turn has passed, and opens the next one
    itself. Only the head may do so, so no step waits behind the same window twice, and no
    step starves however the loop orders its callbacks.
+4. Only the first few waiters ask every turn (:meth:`TurnBudget.polls`); the others sleep
+   until a waiter ahead leaves the queue. A fleet with hundreds of handshakes in flight so
+   costs a few retries per turn, not one per waiting step.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["OPEN", "RUN", "WAIT", "Admission", "TurnBudget"]
+__all__ = ["MIN_POLLERS", "OPEN", "RUN", "WAIT", "Admission", "TurnBudget"]
+
+MIN_POLLERS = 8
+"""Waiters at the head of the queue that always ask every turn (see ``polls``)."""
 
 Admission = Literal["open", "run", "wait"]
 OPEN: Admission = "open"
@@ -41,7 +47,16 @@ WAIT: Admission = "wait"
 class TurnBudget:
     """One event loop's handshake budget per turn; ``budget <= 0`` turns pacing off."""
 
-    __slots__ = ("_opened_at", "_tickets", "_waiting", "budget", "deferred", "window")
+    __slots__ = (
+        "_last_runs",
+        "_opened_at",
+        "_runs",
+        "_tickets",
+        "_waiting",
+        "budget",
+        "deferred",
+        "window",
+    )
 
     def __init__(self, budget: float) -> None:
         self.budget = budget
@@ -53,6 +68,9 @@ class TurnBudget:
         #: waiting steps in arrival order: ticket -> the window they last waited behind
         self._waiting: dict[int, int] = {}
         self._tickets = 0
+        #: steps run in the current window, and in the last one before it
+        self._runs = 0
+        self._last_runs = 0
 
     @property
     def waiting(self) -> int:
@@ -82,6 +100,19 @@ class TurnBudget:
         del waiting[ticket]
         return verdict, None
 
+    def polls(self, ticket: int) -> bool:
+        """Should this waiter ask again next turn? Only the first :attr:`pollers` of the
+        queue need to (the others could not run before them); the rest may sleep until
+        a waiter ahead leaves the queue, and then ask again."""
+        waiting = self._waiting
+        return not waiting or ticket - next(iter(waiting)) < self.pollers
+
+    @property
+    def pollers(self) -> int:
+        """Waiters at the head of the queue that ask every turn: twice what the last
+        window ran, at least :data:`MIN_POLLERS`."""
+        return max(MIN_POLLERS, 2 * self._last_runs)
+
     def withdraw(self, ticket: int) -> None:
         """A waiting step gave up (cancelled, timed out): it leaves the queue."""
         self._waiting.pop(ticket, None)
@@ -96,6 +127,7 @@ class TurnBudget:
         if opened is None:
             return self._open(now)
         if now - opened < self.budget:
+            self._runs += 1
             return RUN
         self.deferred += 1
         return WAIT
@@ -103,6 +135,7 @@ class TurnBudget:
     def _open(self, now: float) -> Admission:
         self.window += 1
         self._opened_at = now
+        self._last_runs, self._runs = self._runs, 1
         return OPEN
 
     def _enqueue(self) -> int:

@@ -13,7 +13,7 @@ from p2p.transport.aio.connection import DEFAULT_READ_BUFFER, WebSocket
 from p2p.transport.aio.timeouts import with_timeout
 from websockets.client import ClientProtocol
 from websockets.http11 import Response
-from websockets.protocol import OPEN
+from websockets.protocol import CONNECTING, OPEN
 from websockets.uri import parse_uri
 
 __all__ = ["ClientWebSocket", "connect"]
@@ -107,6 +107,9 @@ async def connect(
             await asyncio.sleep(0)
         if before_request is not None:
             await before_request()
+            if protocol.state is not CONNECTING or ws.transport.is_closing():
+                # the server gave up on us meanwhile (e.g. its upgrade timeout)
+                raise ConnectionResetError("connection closed before the upgrade request")
         protocol.send_request(protocol.connect())
         ws._send_data()
         if first_message is not None:
