@@ -95,8 +95,9 @@ class TurnBudget:
             del waiting[ticket]  # the window it waited behind is from an earlier turn
             return self._open(now), None
         verdict = self._by_window(now)
-        if verdict is WAIT:
-            return self._wait(ticket), ticket
+        if verdict is WAIT:  # counted by _by_window: note the window it now waits behind
+            waiting[ticket] = self.window
+            return WAIT, ticket
         del waiting[ticket]
         return verdict, None
 
