@@ -110,7 +110,7 @@ def test_two_servers_and_every_client_command(
     p2p_serve: Callable[..., ServeProcess],
 ) -> None:
     a = p2p_serve(worker_dir(tmp_path, "alpha"))
-    b = p2p_serve(worker_dir(tmp_path, "beta"))
+    b = p2p_serve(worker_dir(tmp_path, "beta"), "--busy-poll-us", "100")  # every command below
     assert a.info["address"].startswith("ws://127.0.0.1:") and a.info["address"].endswith("/ws")
     assert set(a.info) == {"id", "publicKey", "address"}
     ident_a = p2p_node("--data-dir", str(a.data_dir), "identity", "show", "--json").json()

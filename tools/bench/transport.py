@@ -61,12 +61,14 @@ from p2p.transport import (
     with_1_1,
     with_ueps,
 )
+from p2p.transport.aio import busypoll
 
 GO = {"oneway": 60_600.0, "rt": 7_500.0, "handshake_ms": 0.94}
 PROTOCOL_ENV = "P2P_BENCH_PROTOCOL"
 LOOP_ENV = "P2P_BENCH_LOOP"
 """``1.0`` (default, Go's protocol) or ``1.1`` (Noise XX; ``--protocol``); the child
 process inherits it through the environment."""
+BUSY_POLL_ENV = "P2P_BENCH_BUSY_POLL_US"
 
 
 def bench_protocol() -> str:
@@ -483,6 +485,9 @@ import asyncio, os, sys
 if os.environ.get("P2P_BENCH_LOOP") == "uvloop":
     import uvloop
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+elif os.environ.get("P2P_BENCH_LOOP") == "busypoll":
+    from p2p.transport.aio import busypoll
+    asyncio.set_event_loop_policy(busypoll.EventLoopPolicy(float(os.environ["P2P_BENCH_BUSY_POLL_US"])))
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
@@ -601,14 +606,24 @@ def main() -> None:
     )
     parser.add_argument(
         "--loop",
-        choices=("asyncio", "uvloop"),
+        choices=("asyncio", "uvloop", "busypoll"),
         default=os.environ.get(LOOP_ENV, "asyncio"),
-        help="event loop of both ends (uvloop: pip install uvloop)",
+        help="event loop of both ends (uvloop: pip install uvloop; busypoll: asyncio's selector "
+        "loop polling up to --busy-poll-us before it sleeps, p2p.transport.aio.busypoll)",
+    )
+    parser.add_argument(
+        "--busy-poll-us",
+        type=float,
+        default=float(os.environ.get(BUSY_POLL_ENV, "50")),
+        help="the busypoll loop's longest poll per wait, in us (default 50)",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ[PROTOCOL_ENV] = args.protocol  # the child process reads it too
     os.environ[LOOP_ENV] = args.loop
+    os.environ[BUSY_POLL_ENV] = str(args.busy_poll_us)
+    if args.loop == "busypoll":
+        asyncio.set_event_loop_policy(busypoll.EventLoopPolicy(args.busy_poll_us))
     if args.loop == "uvloop":
         import uvloop
 

@@ -50,6 +50,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     code, _, err = run("--data-dir", str(tmp_path), "stats", "somepeer", "--all")
     assert code == EXIT_USAGE and "not both" in err
     assert run("--help")[0] == 0
+    for bad in ("-1", "1001", "nan", "fast"):
+        code, _, err = run("--data-dir", str(tmp_path), "serve", "--busy-poll-us", bad)
+        assert code == EXIT_USAGE and "--busy-poll-us" in err, bad
 
 
 def test_identity_init_show_contract(tmp_path: Path) -> None:

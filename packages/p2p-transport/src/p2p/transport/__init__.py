@@ -9,6 +9,8 @@ call), then the handshake state machines and the WebSocket shell.
 from __future__ import annotations
 
 from p2p.transport._version import __version__
+from p2p.transport.aio.busypoll import MAX_BUSY_POLL_US
+from p2p.transport.aio.busypoll import run as run_busy_poll
 from p2p.transport.config import ConfigError, TransportConfig
 from p2p.transport.connection import (
     ConnectionClosedError,
@@ -81,6 +83,7 @@ from p2p.transport.ueps_service import PeerDispatcher, PeerPacketHandler, UepsHu
 __all__ = [
     "FEATURE_1_1",
     "FEATURE_UEPS",
+    "MAX_BUSY_POLL_US",
     "TRANSPORT_PAYLOAD_TYPES",
     "AllowlistGate",
     "BoundPacket",
@@ -143,6 +146,7 @@ __all__ = [
     "parse_json",
     "parse_response",
     "password_for_secret",
+    "run_busy_poll",
     "seal_message",
     "validate_response",
     "with_1_1",

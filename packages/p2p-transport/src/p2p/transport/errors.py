@@ -280,9 +280,9 @@ class PeerRefusedError(TransportError, UEPSError):
 
 
 class ConfigError(TransportError, ValueError):
-    """A ``TransportConfig`` field is out of its allowed range."""
+    """A ``TransportConfig`` field (or another setting, named by ``owner``) is out of range."""
 
-    def __init__(self, field_name: str, problem: str) -> None:
-        super().__init__(f"TransportConfig.{field_name}: {problem}")
+    def __init__(self, field_name: str, problem: str, *, owner: str = "TransportConfig") -> None:
+        super().__init__(f"{owner}.{field_name}: {problem}")
         self.field_name = field_name
         self.problem = problem
