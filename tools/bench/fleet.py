@@ -206,6 +206,23 @@ async def workers_cpu_s(children: list[Any]) -> float:
     return total
 
 
+_WORKER_CPUS: set[int] = set()
+
+
+def pin_controller() -> None:
+    """``--pin``: the controller on the first CPU, workers on the others (as if the
+    controller had its own machine: the workers' CPU no longer preempts its event loop)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least two CPUs")
+    _WORKER_CPUS.update(cpus[1:])
+    os.sched_setaffinity(0, {cpus[0]})
+
+
+def _pin_workers() -> None:  # in the forked child, before exec
+    os.sched_setaffinity(0, _WORKER_CPUS)
+
+
 async def spawn_workers(args: argparse.Namespace, controller_addr: str | None) -> list[Any]:
     procs = args.worker_procs or max(1, math.ceil(args.n / PER_PROC))
     per = math.ceil(args.n / procs)
@@ -221,7 +238,11 @@ async def spawn_workers(args: argparse.Namespace, controller_addr: str | None) -
             cmd += ["--controller", controller_addr]
         children.append(
             await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 20
+                *cmd,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=1 << 20,
+                preexec_fn=_pin_workers if args.pin else None,
             )
         )
     return children
@@ -275,7 +296,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     else:
         controller = Controller(ident, registry, ct)
-    out: dict[str, Any] = {"n": args.n, "direction": args.direction, "gc": args.gc}
+    out: dict[str, Any] = {"n": args.n, "direction": args.direction, "gc": args.gc, "pin": args.pin}
     out["turn_budget_ms"] = cfg.handshake_turn_budget * 1000
     out["handshakes_deferred"] = 0
     out["stats_concurrency"] = args.stats_concurrency or 32
@@ -409,7 +430,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(out: dict[str, Any]) -> None:
     print(
         f"python {platform.python_version()}, N={out['n']} workers, direction {out['direction']}, "
-        f"gc {out['gc']}, stats concurrency {out['stats_concurrency']}, "
+        f"gc {out['gc']}{', pinned' if out['pin'] else ''}, "
+        f"stats concurrency {out['stats_concurrency']}, "
         f"handshake turn budget {out['turn_budget_ms']:g} ms, "
         f"load {os.getloadavg()[0]:.2f}"
     )
@@ -453,6 +475,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="N=200, 3 rounds")
     ap.add_argument("--direction", choices=("out", "in"), default="out")
     ap.add_argument("--gc", choices=("default", "freeze", "tuned"), default="default")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="controller on the first CPU, worker processes on the others",
+    )
     ap.add_argument("--addresses", type=int, default=8, help="127.0.1.x listen addresses")
     ap.add_argument("--worker-procs", type=int, default=0)
     ap.add_argument("--concurrency", type=int, default=64, help="dials in flight")
@@ -489,6 +516,8 @@ def main() -> None:
         return
     if args.quick:
         args.n, args.rounds, args.idle = 200, 3, 3.0
+    if args.pin:
+        pin_controller()
     out = asyncio.run(run(args))
     if args.json:
         print(json.dumps(out, sort_keys=True))

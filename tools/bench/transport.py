@@ -614,8 +614,8 @@ def main() -> None:
     parser.add_argument(
         "--busy-poll-us",
         type=float,
-        default=float(os.environ.get(BUSY_POLL_ENV, "50")),
-        help="the busypoll loop's longest poll per wait, in us (default 50)",
+        default=float(os.environ.get(BUSY_POLL_ENV, "100")),
+        help="the busypoll loop's longest poll per wait, in us (default 100)",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

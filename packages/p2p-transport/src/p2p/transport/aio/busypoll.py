@@ -11,9 +11,9 @@ Use::
 
     from p2p.transport.aio import busypoll
 
-    busypoll.run(main(), busy_poll_us=50)            # like asyncio.run
-    loop = busypoll.new_event_loop(busy_poll_us=50)  # or as a loop factory
-    asyncio.set_event_loop_policy(busypoll.EventLoopPolicy(50))  # or for every new loop
+    busypoll.run(main(), busy_poll_us=100)           # like asyncio.run
+    loop = busypoll.new_event_loop(busy_poll_us=100) # or as a loop factory
+    asyncio.set_event_loop_policy(busypoll.EventLoopPolicy(100))  # or every new loop
 
 It is a :class:`asyncio.SelectorEventLoop`, so it works wherever asyncio's selector loop
 does; it cannot be combined with uvloop (which has no Python selector).
@@ -42,8 +42,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-DEFAULT_BUSY_POLL_US = 50.0
-"""Long enough to cover a loopback hop between two processes on a VM (~40 µs)."""
+DEFAULT_BUSY_POLL_US = 100.0
+"""Covers a small request's reply from another process on this machine: the peer's own
+work (~30-50 µs for a message) plus the hop (~40 µs where waking a process is slow)."""
 
 MAX_BUSY_POLL_US = MAX_SPIN_S * 1e6
 """The largest ``busy_poll_us`` accepted (a bound on the CPU one wake-up may cost)."""
