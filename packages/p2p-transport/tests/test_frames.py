@@ -8,7 +8,7 @@ import struct
 from typing import Any
 
 import pytest
-from p2p.transport import smsg
+from p2p.transport import sigil, smsg
 from p2p.transport.errors import MessageError, SmsgDecryptError, TransportError
 from p2p.transport.frames import FrameCodec, open_message, seal_message
 from p2p.transport.messages import HandshakePayload, Message, MessageType, PingPayload
@@ -104,3 +104,34 @@ def test_codec_limits_and_repr() -> None:
     assert smsg.password_for_secret(secret) not in repr(codec)
     with pytest.raises(ValueError):
         FrameCodec(b"")
+
+
+def test_a_codec_derives_its_key_once_whatever_the_number_of_links(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A controller holds thousands of links, more than SMSG's per-password key cache:
+    sealing and opening (fast path and fallback) use the codec's own key."""
+    codecs = [FrameCodec(os.urandom(32)) for _ in range(300)]
+    msg = Message.new(MessageType.PING, "a", "b", PingPayload(1))
+
+    def derive(_password: str) -> bytes:
+        raise AssertionError("key derived per message")
+
+    monkeypatch.setattr(smsg, "_key", derive)
+    monkeypatch.setattr(sigil, "derive_key", derive)
+    for codec in codecs:
+        frame = codec.seal(msg)
+        assert codec.open(frame).id == msg.id
+        # a frame not in Go's shape takes the fallback: the same key, no derivation
+        assert codec.open(bytearray(frame)).id == msg.id  # type: ignore[arg-type]
+    with pytest.raises(AssertionError, match="per message"):
+        smsg.encrypt("body", "password")  # the password API still derives (and caches)
+
+
+def test_seal_with_key_and_open_with_key_match_the_password_api() -> None:
+    password = smsg.password_for_secret(os.urandom(32))
+    key = sigil.derive_key(password)
+    nonce = os.urandom(24)
+    a = smsg.encrypt("hello", password, nonce=nonce, timestamp=7)
+    assert smsg.seal_with_key("hello", key, nonce=nonce, timestamp=7) == a
+    assert smsg.open_with_key(a, key).body == smsg.decrypt(a, password).body == "hello"

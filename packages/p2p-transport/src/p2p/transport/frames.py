@@ -1,8 +1,9 @@
 """Message <-> encrypted frame in one call: what the transport does for every data message.
 
 A link's frames are SMSG containers whose body is the Message JSON, under the password
-``base64(shared_secret)``. :class:`FrameCodec` keeps that password for one link so the hot
-path does no per-frame base64 or key derivation (SMSG caches keys per password, too).
+``base64(shared_secret)``. :class:`FrameCodec` keeps that password's key for one link so the
+hot path does no per-frame base64 or key derivation (SMSG's per-password key cache holds 256:
+fewer than a controller's links).
 
 :meth:`FrameCodec.open` of a frame in the shape Go writes (fixed SMSG header, the body
 and the envelope as Go marshals them) is one call into the ``p2p.ueps`` extension when it
@@ -34,7 +35,7 @@ class FrameCodec:
     frame, keep the connection (what Go does).
     """
 
-    __slots__ = ("_key", "_password", "max_frame", "max_message")
+    __slots__ = ("_key", "max_frame", "max_message")
 
     def __init__(
         self,
@@ -45,8 +46,7 @@ class FrameCodec:
     ) -> None:
         if len(secret) == 0:
             raise ValueError("shared secret must not be empty")
-        self._password = smsg.password_for_secret(secret)
-        self._key = smsg._key(self._password)
+        self._key = sigil.derive_key(smsg.password_for_secret(secret))
         self.max_frame = max_frame
         self.max_message = max_message
 
@@ -55,8 +55,8 @@ class FrameCodec:
     ) -> bytes:
         """One SMSG frame carrying ``msg`` (fresh nonce, timestamp now unless given)."""
         body = msg.to_json_text()
-        return smsg.encrypt(
-            body, self._password, nonce=nonce, timestamp=timestamp, max_frame=self.max_frame
+        return smsg.seal_with_key(
+            body, self._key, nonce=nonce, timestamp=timestamp, max_frame=self.max_frame
         )
 
     def open(self, data: bytes) -> Message:
@@ -77,8 +77,8 @@ class FrameCodec:
                 return _from_fields(got)  # type: ignore[arg-type]
             body = smsg._parse_plaintext(got).body  # type: ignore[arg-type]
             return Message.from_json(body, max_size=self.max_message)
-        m = smsg.decrypt(
-            data, self._password, max_frame=self.max_frame, max_plaintext=self.max_message
+        m = smsg.open_with_key(
+            data, self._key, max_frame=self.max_frame, max_plaintext=self.max_message
         )
         return Message.from_json(m.body, max_size=self.max_message)
 

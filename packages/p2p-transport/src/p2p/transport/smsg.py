@@ -63,7 +63,9 @@ __all__ = [
     "SmsgValueError",
     "decrypt",
     "encrypt",
+    "open_with_key",
     "password_for_secret",
+    "seal_with_key",
 ]
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,25 @@ def encrypt(
         raise SmsgValueError("message cannot be empty")
     if not password:
         raise SmsgValueError("password is required")
+    key = _key(password)
+    return seal_with_key(body, key, nonce=nonce, timestamp=timestamp, max_frame=max_frame)
+
+
+def seal_with_key(
+    body: str,
+    key: bytes,
+    *,
+    nonce: bytes | None = None,
+    timestamp: int | None = None,
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> bytes:
+    """:func:`encrypt` with the password's key already derived (``sigil.derive_key``).
+
+    A link's codec keeps its key: a controller of thousands of links would otherwise
+    derive it per message, the per-password cache being far smaller than its fleet.
+    """
+    if not body:
+        raise SmsgValueError("message cannot be empty")
     if nonce is not None and len(nonce) != sigil.NONCE_SIZE:
         raise SmsgValueError(f"nonce must be {sigil.NONCE_SIZE} bytes, got {len(nonce)}")
     if not timestamp:
@@ -187,7 +208,7 @@ def encrypt(
             f"a {len(plain)}-byte plaintext exceeds the {max_frame}-byte frame limit"
         )
     nonce = sigil.random_nonce() if nonce is None else bytes(nonce)
-    return sigil._seal_prefixed(_key(password), nonce, plain, _PREFIX)
+    return sigil._seal_prefixed(key, nonce, plain, _PREFIX)
 
 
 def decrypt(
@@ -204,12 +225,26 @@ def decrypt(
         raise SmsgHeaderError(f"frame of {n} bytes exceeds the {max_frame}-byte limit")
     if not password:
         raise SmsgValueError("password is required")
+    return open_with_key(data, _key(password), max_frame=max_frame, max_plaintext=max_plaintext)
+
+
+def open_with_key(
+    data: bytes,
+    key: bytes,
+    *,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    max_plaintext: int = DEFAULT_MAX_PLAINTEXT,
+) -> SmsgMessage:
+    """:func:`decrypt` with the password's key already derived (see :func:`seal_with_key`)."""
+    n = len(data)
+    if n > max_frame:
+        raise SmsgHeaderError(f"frame of {n} bytes exceeds the {max_frame}-byte limit")
     data = bytes(data)
     if data.startswith(_PREFIX):  # what every Go sender writes: nothing in the header to act on
         if n - _HDR_END < sigil.OVERHEAD:
             raise SmsgDecryptError(f"payload of {n - _HDR_END} bytes is shorter than nonce + tag")
         try:
-            return _parse_plaintext(sigil._open_at(_key(password), data, _HDR_END))
+            return _parse_plaintext(sigil._open_at(key, data, _HDR_END))
         except SigilError:
             raise SmsgDecryptError("decryption failed (wrong password?)") from None
     try:
@@ -221,7 +256,7 @@ def decrypt(
     if len(payload) < sigil.OVERHEAD:
         raise SmsgDecryptError(f"payload of {len(payload)} bytes is shorter than nonce + tag")
     try:
-        plain = sigil._open_at(_key(password), payload, 0)
+        plain = sigil._open_at(key, payload, 0)
     except SigilError:
         raise SmsgDecryptError("decryption failed (wrong password?)") from None
     compression = header.get("compression")
