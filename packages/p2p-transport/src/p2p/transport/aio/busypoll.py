@@ -65,6 +65,8 @@ class BusyPollSelector(selectors.DefaultSelector):
         """CPU time spent polling, in all (seconds)."""
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Ready ``(key, events)`` pairs, as the platform selector's ``select``; a wait
+        that may sleep polls first, for up to the window and never past ``timeout``."""
         if timeout is not None and timeout <= 0:
             return super().select(timeout)
         clock = self._clock
