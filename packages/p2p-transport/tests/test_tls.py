@@ -46,3 +46,28 @@ async def test_tls_untrusted_certificate_refused(make_transport: Any, tmp_path: 
     with pytest.raises(ConnectError):
         await plain.connect(server.address)  # ws:// to a TLS server
     assert not server.connected_peers
+
+
+async def test_tls_client_context_built_once(
+    make_transport: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One client SSLContext per transport: building one reads the CA file (or the
+    system's CAs: ~17 ms here) again, and that was paid on every wss dial."""
+    import ssl
+
+    cert, key = self_signed(tmp_path)
+    server = await make_transport("server", tls_cert_path=cert, tls_key_path=key)
+    client = await make_transport("client", tls_ca_path=cert)
+    built: list[ssl.SSLContext] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        ctx = real(*args, **kwargs)
+        built.append(ctx)
+        return ctx
+
+    monkeypatch.setattr(ssl, "create_default_context", counting)
+    for _ in range(3):
+        conn = await client.connect(server.address)
+        await conn.close()
+    assert len(built) == 1

@@ -334,6 +334,28 @@ async def test_connect_failure_says_why(make_transport: Any) -> None:
     assert client.admission.outbound == 0  # the failed dial gave its slot back
 
 
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("127.0.0.1:99999", "not a usable address"),  # urllib: "Port out of range"
+        ("127.0.0.1:port", "not a usable address"),
+        ("ws://[zz]:1/ws", "not a usable address"),  # not an IPv6 literal
+        ("ws://[::1/ws", "not a usable address"),  # unclosed bracket
+        ("http://127.0.0.1:1", "unsupported scheme 'http'"),
+    ],
+)
+async def test_connect_to_an_unusable_address_is_a_connect_error(
+    make_transport: Any, address: str, why: str
+) -> None:
+    """A malformed address (a peer can hand us one) is a ConnectError, never urllib's
+    ValueError, and no dial slot is taken."""
+    client = await make_transport("client")
+    with pytest.raises(ConnectError) as info:
+        await client.connect(address)
+    assert info.value.reason.startswith(why)
+    assert client.admission.outbound == 0
+
+
 def test_connect_failure_reason_names_errno_and_escapes_bodies() -> None:
     import errno as errno_mod
 

@@ -64,8 +64,9 @@ from p2p.transport.protocol import CloseRequested, Events, PeerProtocol, PingDue
 from p2p.transport.secure_session import SecureSession
 from p2p.transport.ueps_channel import UepsConfig
 from p2p.transport.ueps_service import PeerPacketHandler, UepsHub
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 from websockets.http11 import Request, Response
+from websockets.uri import WebSocketURI, parse_uri
 
 if TYPE_CHECKING:
     from p2p.identity import NodeIdentity
@@ -149,6 +150,7 @@ class Transport:
         #: session-bound UEPS with peers that advertised ``ueps/1`` (see :meth:`on_ueps`)
         self.ueps = UepsHub(self, config=ueps_config, clock=clock)
         self._server: Server | None = None
+        self._client_ssl_context: ssl.SSLContext | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._keepalive: asyncio.Task[None] | None = None
         self._state = "new"
@@ -349,7 +351,7 @@ class Transport:
         await self.pacer.turn()  # a fleet's dials start a few per loop turn
         self._require_running()
         cfg = self.config
-        uri = self._uri_for(address)
+        ws_uri = self._ws_uri_for(address)
         own = self._own_identity()
         initiator = HandshakeInitiator(
             own,
@@ -364,7 +366,7 @@ class Transport:
             self.rejected[verdict.counter] += 1
             raise ConnectError(address, verdict.reason)
         try:
-            ws, result = await self._dial(address, uri, initiator)
+            ws, result = await self._dial(address, ws_uri, initiator)
         except BaseException:
             self.admission.closed(dial)
             raise
@@ -377,7 +379,10 @@ class Transport:
         return conn
 
     async def _dial(
-        self, address: str, uri: str, initiator: HandshakeInitiator
+        self,
+        address: str,
+        uri: WebSocketURI,
+        initiator: HandshakeInitiator,
     ) -> tuple[ClientWebSocket, HandshakeResult]:
         """TCP, HTTP upgrade and handshake of one dial; every failure is a ConnectError
         that says why (HTTP status and body, errno, timeout, handshake reason)."""
@@ -391,7 +396,7 @@ class Transport:
                 max_queue=cfg.recv_queue_frames,
                 write_limit=cfg.write_limit,
                 outbound_limit=cfg.max_handshake_outbound_bytes,
-                ssl=self._client_ssl(uri),
+                ssl=self._client_ssl(uri.secure),
                 # built while the peer answers the upgrade, written the moment its 101 is
                 # read (the order on the wire is Go's: request, 101, hello)
                 first_message=lambda: envelope.to_text(initiator.hello()),
@@ -870,15 +875,22 @@ class Transport:
         if self._state != "running":
             raise NotRunningError(f"transport is {self._state}")
 
-    def _uri_for(self, address: str) -> str:
+    def _ws_uri_for(self, address: str) -> WebSocketURI:
+        """``address`` as the URI to dial; a :class:`ConnectError` for one that is not
+        (a bad port or IPv6 literal, another scheme): never urllib's ``ValueError``."""
         cfg = self.config
-        if "://" in address:
-            parts = urlsplit(address)
-            if parts.scheme not in ("ws", "wss"):
-                raise ConnectError(address, f"unsupported scheme {parts.scheme!r}")
-            return address if parts.path else f"{address.rstrip('/')}{cfg.ws_path}"
-        scheme = "wss" if (cfg.tls_cert_path or cfg.tls_ca_path) else "ws"
-        return f"{scheme}://{address}{cfg.ws_path}"
+        try:
+            if "://" in address:
+                parts = urlsplit(address)
+                if parts.scheme not in ("ws", "wss"):
+                    raise ConnectError(address, f"unsupported scheme {parts.scheme!r}")
+                uri = address if parts.path else f"{address.rstrip('/')}{cfg.ws_path}"
+            else:
+                scheme = "wss" if (cfg.tls_cert_path or cfg.tls_ca_path) else "ws"
+                uri = f"{scheme}://{address}{cfg.ws_path}"
+            return parse_uri(uri)
+        except (InvalidURI, ValueError) as exc:
+            raise ConnectError(address, f"not a usable address: {safe_text(str(exc))}") from None
 
     def _server_ssl(self) -> ssl.SSLContext | None:
         cfg = self.config
@@ -891,11 +903,16 @@ class Transport:
         ctx.load_cert_chain(cfg.tls_cert_path, cfg.tls_key_path)
         return ctx
 
-    def _client_ssl(self, uri: str) -> ssl.SSLContext | None:
-        if not uri.startswith("wss://"):
+    def _client_ssl(self, secure: bool) -> ssl.SSLContext | None:
+        """One client context per transport: building one loads the CA file (or the
+        system's CAs) again, milliseconds per dial."""
+        if not secure:
             return None
-        ctx = ssl.create_default_context(cafile=self.config.tls_ca_path)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx = self._client_ssl_context
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=self.config.tls_ca_path)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._client_ssl_context = ctx
         return ctx
 
 

@@ -14,7 +14,7 @@ from p2p.transport.aio.timeouts import with_timeout
 from websockets.client import ClientProtocol
 from websockets.http11 import Response
 from websockets.protocol import CONNECTING, OPEN
-from websockets.uri import parse_uri
+from websockets.uri import WebSocketURI, parse_uri
 
 __all__ = ["ClientWebSocket", "connect"]
 
@@ -52,7 +52,7 @@ class ClientWebSocket(WebSocket):
 
 
 async def connect(
-    uri: str,
+    uri: str | WebSocketURI,
     *,
     open_timeout: float = 10.0,
     close_timeout: float = 10.0,
@@ -81,8 +81,10 @@ async def connect(
 
     ``before_request()``, if given, is awaited once TCP (and TLS) is up, before the
     request is built and written (e.g. :meth:`~p2p.transport.aio.pacer.TurnPacer.turn`).
+
+    ``uri`` may be given parsed already (a ``WebSocketURI``).
     """
-    ws_uri = parse_uri(uri)
+    ws_uri = parse_uri(uri) if isinstance(uri, str) else uri
     if ws_uri.secure and ssl is None:
         ssl = ssl_module.create_default_context()
     protocol = ClientProtocol(ws_uri, max_size=max_size)
