@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import random
@@ -879,18 +880,7 @@ class Transport:
         """``address`` as the URI to dial; a :class:`ConnectError` for one that is not
         (a bad port or IPv6 literal, another scheme): never urllib's ``ValueError``."""
         cfg = self.config
-        try:
-            if "://" in address:
-                parts = urlsplit(address)
-                if parts.scheme not in ("ws", "wss"):
-                    raise ConnectError(address, f"unsupported scheme {parts.scheme!r}")
-                uri = address if parts.path else f"{address.rstrip('/')}{cfg.ws_path}"
-            else:
-                scheme = "wss" if (cfg.tls_cert_path or cfg.tls_ca_path) else "ws"
-                uri = f"{scheme}://{address}{cfg.ws_path}"
-            return parse_uri(uri)
-        except (InvalidURI, ValueError) as exc:
-            raise ConnectError(address, f"not a usable address: {safe_text(str(exc))}") from None
+        return _dial_uri(address, cfg.ws_path, bool(cfg.tls_cert_path or cfg.tls_ca_path))
 
     def _server_ssl(self) -> ssl.SSLContext | None:
         cfg = self.config
@@ -914,6 +904,24 @@ class Transport:
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             self._client_ssl_context = ctx
         return ctx
+
+
+@functools.lru_cache(maxsize=4096)
+def _dial_uri(address: str, ws_path: str, tls: bool) -> WebSocketURI:
+    """The parsed URI of a dial (cached: a controller redials the same addresses, and
+    urllib + websockets' parser cost ~15 µs a dial on the handshake's critical path;
+    a failure is not cached)."""
+    try:
+        if "://" in address:
+            parts = urlsplit(address)
+            if parts.scheme not in ("ws", "wss"):
+                raise ConnectError(address, f"unsupported scheme {parts.scheme!r}")
+            uri = address if parts.path else f"{address.rstrip('/')}{ws_path}"
+        else:
+            uri = f"{'wss' if tls else 'ws'}://{address}{ws_path}"
+        return parse_uri(uri)
+    except (InvalidURI, ValueError) as exc:
+        raise ConnectError(address, f"not a usable address: {safe_text(str(exc))}") from None
 
 
 async def _ack_exchange(

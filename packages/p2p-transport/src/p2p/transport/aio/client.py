@@ -5,6 +5,7 @@ compression, no ``User-Agent``: the request is the protocol's bare one."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,9 @@ from websockets.protocol import CONNECTING, OPEN
 from websockets.uri import WebSocketURI, parse_uri
 
 __all__ = ["ClientWebSocket", "connect"]
+
+#: websockets' own logger for its client side, looked up once (not per dial)
+_WS_LOG = logging.getLogger("websockets.client")
 
 
 class ClientWebSocket(WebSocket):
@@ -87,7 +91,7 @@ async def connect(
     ws_uri = parse_uri(uri) if isinstance(uri, str) else uri
     if ws_uri.secure and ssl is None:
         ssl = ssl_module.create_default_context()
-    protocol = ClientProtocol(ws_uri, max_size=max_size)
+    protocol = ClientProtocol(ws_uri, max_size=max_size, logger=_WS_LOG)
     ws = ClientWebSocket(
         protocol,
         max_queue=max_queue,

@@ -26,6 +26,8 @@ from websockets.server import ServerProtocol
 __all__ = ["Handler", "ProcessRequest", "Server", "ServerWebSocket", "serve"]
 
 log = logging.getLogger(__name__)
+#: websockets' own logger for its server side, looked up once (not per connection)
+_WS_LOG = logging.getLogger("websockets.server")
 
 ProcessRequest = Callable[["ServerWebSocket", Request], "Response | None"]
 """``hook(ws, request)``: ``None`` accepts the upgrade, a response refuses it."""
@@ -80,7 +82,7 @@ class Server:
 
     def _factory(self) -> ServerWebSocket:
         # no extensions (no compression), no subprotocols, no origin check (the hook does it)
-        protocol = ServerProtocol(max_size=self._max_size)
+        protocol = ServerProtocol(max_size=self._max_size, logger=_WS_LOG)
         ws = ServerWebSocket(self, protocol, **self._connection_kwargs)
         self._connections.add(ws)
         return ws
