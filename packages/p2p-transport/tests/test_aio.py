@@ -4,6 +4,8 @@ hook, messages both ways, bounds (queue, message size, outbound cap), closing, t
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -204,6 +206,51 @@ async def test_connect_times_out_against_a_server_that_never_answers() -> None:
             await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=0.3)
     finally:
         tcp.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc")
+async def test_a_tcp_connect_that_never_completes_times_out_and_closes_its_socket() -> None:
+    """A listener whose accept queue is full drops our SYN: the connect stays in progress
+    (the path that waits for the socket to become writable) until ``open_timeout``, and
+    the socket is closed then, not leaked."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)  # never accepted: one queued connection fills it
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # the kernel queues backlog + 1; more SYNs are dropped
+            f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        await asyncio.sleep(0.05)
+        before = _open_fds()
+        t0 = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=0.3)
+        assert asyncio.get_running_loop().time() - t0 >= 0.25
+        assert _open_fds() == before
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
+async def test_a_refused_connect_is_the_oserror_asyncio_gives() -> None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    before = _open_fds() if os.path.isdir("/proc/self/fd") else 0
+    with pytest.raises(ConnectionRefusedError, match="Connect call failed"):
+        await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=2.0)
+    if before:
+        assert _open_fds() == before
 
 
 async def test_closing_server_refuses_upgrades_and_stops_listening(server: Any) -> None:

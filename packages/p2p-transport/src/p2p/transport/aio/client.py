@@ -5,7 +5,9 @@ compression, no ``User-Agent``: the request is the protocol's bare one."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,6 +55,51 @@ class ClientWebSocket(WebSocket):
     def _on_lost(self) -> None:
         if not self._response_rcvd.done():
             self._response_rcvd.set_result(None)
+
+
+def _ip_family(host: str) -> int | None:
+    """``AF_INET``/``AF_INET6`` when ``host`` is an IP address (no name to resolve)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.inet_pton(family, host)
+    except OSError:
+        return None  # a name, or a scoped IPv6 address: asyncio's getaddrinfo path
+    return family
+
+
+async def _open_tcp(family: int, address: tuple[str, int]) -> socket.socket:
+    """A connected non-blocking TCP socket to an IP address: what ``create_connection``
+    does for a host name, without its resolver path and, when the connect completes at
+    once (loopback), without waiting a loop turn for it."""
+    # proto named: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setblocking(False)
+        err = sock.connect_ex(address)
+        if err in (errno.EINPROGRESS, errno.EAGAIN):
+            try:
+                sock.getpeername()  # connected meanwhile (loopback)
+                err = 0
+            except OSError:
+                loop = asyncio.get_running_loop()
+                writable: asyncio.Future[None] = loop.create_future()
+                loop.add_writer(sock.fileno(), _set_done, writable)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(sock.fileno())
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, f"Connect call failed {address}")  # asyncio's words
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 async def connect(
@@ -106,9 +153,24 @@ async def connect(
 
     async def opening() -> None:
         loop = asyncio.get_running_loop()
-        await loop.create_connection(
-            lambda: ws, ws_uri.host, ws_uri.port, ssl=ssl, **create_connection_kwargs
+        family = (
+            None
+            if create_connection_kwargs.keys() - {"server_hostname"}
+            else _ip_family(ws_uri.host)
         )
+        if family is None:
+            await loop.create_connection(
+                lambda: ws, ws_uri.host, ws_uri.port, ssl=ssl, **create_connection_kwargs
+            )
+        else:
+            sock = await _open_tcp(family, (ws_uri.host, ws_uri.port))
+            try:
+                await loop.create_connection(
+                    lambda: ws, sock=sock, ssl=ssl, **create_connection_kwargs
+                )
+            except BaseException:
+                sock.close()  # asyncio closes what it made a transport of; not before
+                raise
         while ws.transport is None:  # uvloop calls connection_made in the next turn
             await asyncio.sleep(0)
         if before_request is not None:
