@@ -72,8 +72,8 @@ def x25519_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 
     if request.param == "openssl":
         monkeypatch.setattr(keys, "_sodium_x25519", None)
-    else:
-        assert keys._sodium_x25519 is not None  # the test envs install PyNaCl
+    elif keys._sodium_x25519 is None:
+        pytest.skip("PyNaCl is not installed (p2p-identity alone): cryptography's X25519 only")
     return str(request.param)
 
 

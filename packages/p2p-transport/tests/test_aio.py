@@ -234,7 +234,7 @@ async def test_a_tcp_connect_that_never_completes_times_out_and_closes_its_socke
         with pytest.raises(TimeoutError):
             await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=0.3)
         assert asyncio.get_running_loop().time() - t0 >= 0.25
-        assert _open_fds() == before
+        assert _open_fds() <= before  # others may close meanwhile (GC); ours must not stay
     finally:
         for f in fillers:
             f.close()
@@ -250,7 +250,7 @@ async def test_a_refused_connect_is_the_oserror_asyncio_gives() -> None:
     with pytest.raises(ConnectionRefusedError, match="Connect call failed"):
         await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=2.0)
     if before:
-        assert _open_fds() == before
+        assert _open_fds() <= before
 
 
 async def test_closing_server_refuses_upgrades_and_stops_listening(server: Any) -> None:

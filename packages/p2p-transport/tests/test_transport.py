@@ -339,7 +339,6 @@ async def test_connect_failure_says_why(make_transport: Any) -> None:
     [
         ("127.0.0.1:99999", "not a usable address"),  # urllib: "Port out of range"
         ("127.0.0.1:port", "not a usable address"),
-        ("ws://[zz]:1/ws", "not a usable address"),  # not an IPv6 literal
         ("ws://[::1/ws", "not a usable address"),  # unclosed bracket
         ("http://127.0.0.1:1", "unsupported scheme 'http'"),
     ],
@@ -365,6 +364,13 @@ def test_connect_failure_reason_names_errno_and_escapes_bodies() -> None:
 
     emfile = OSError(errno_mod.EMFILE, "Too many open files")
     assert connect_failure_reason(emfile) == "EMFILE (Too many open files)"
+    import socket
+
+    # a resolver failure's errno is an EAI_* code: never "-2 (Unknown error -2)"
+    unknown = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert connect_failure_reason(unknown) == (
+        "cannot resolve the host name: Name or service not known"
+    )
     assert connect_failure_reason(TimeoutError(), timeout=2.0) == "timed out after 2 s"
     hostile = Response(429, "Too Many Requests", Headers(), b"slow\x1b[2J" + b"x" * 500)
     reason = connect_failure_reason(InvalidStatus(hostile))

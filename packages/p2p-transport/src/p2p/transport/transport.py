@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -988,6 +989,9 @@ def connect_failure_reason(exc: BaseException, *, timeout: float | None = None) 
         return text
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return f"timed out after {timeout:g} s" if timeout is not None else "timed out"
+    if isinstance(exc, socket.gaierror):  # its errno is an EAI_* code, not an errno
+        detail = exc.strerror or str(exc)
+        return f"cannot resolve the host name: {safe_text(detail[:_MAX_REASON_BODY])}"
     if isinstance(exc, OSError):
         if exc.errno is not None:
             name = errno.errorcode.get(exc.errno, str(exc.errno))
