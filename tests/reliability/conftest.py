@@ -51,10 +51,6 @@ def rss_kib() -> int:
     return 0
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

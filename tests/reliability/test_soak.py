@@ -16,8 +16,9 @@ import time
 from typing import Any
 
 import pytest
+from pytest_p2p.transport_fixtures import open_fds
 
-from .conftest import SOAK_SECONDS, open_fds, percentile, report, rss_kib
+from .conftest import SOAK_SECONDS, percentile, report, rss_kib
 
 CONTROLLERS = int(os.environ.get("P2P_SOAK_CONTROLLERS", "4"))
 WORKERS_PER_CONTROLLER = 5

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from p2p.transport.aio import Server, ServerWebSocket, WebSocket, connect, serve
-from pytest_p2p.transport_fixtures import eventually
+from pytest_p2p.transport_fixtures import eventually, open_fds
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
@@ -208,10 +208,6 @@ async def test_connect_times_out_against_a_server_that_never_answers() -> None:
         tcp.close()
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts fds in /proc")
 async def test_a_tcp_connect_that_never_completes_times_out_and_closes_its_socket() -> None:
     """A listener whose accept queue is full drops our SYN: the connect stays in progress
@@ -229,12 +225,12 @@ async def test_a_tcp_connect_that_never_completes_times_out_and_closes_its_socke
             f.connect_ex(("127.0.0.1", port))
             fillers.append(f)
         await asyncio.sleep(0.05)
-        before = _open_fds()
+        before = open_fds()
         t0 = asyncio.get_running_loop().time()
         with pytest.raises(TimeoutError):
             await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=0.3)
         assert asyncio.get_running_loop().time() - t0 >= 0.25
-        assert _open_fds() <= before  # others may close meanwhile (GC); ours must not stay
+        assert open_fds() <= before  # others may close meanwhile (GC); ours must not stay
     finally:
         for f in fillers:
             f.close()
@@ -246,11 +242,11 @@ async def test_a_refused_connect_is_the_oserror_asyncio_gives() -> None:
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
     probe.close()  # nothing listens there now
-    before = _open_fds() if os.path.isdir("/proc/self/fd") else 0
+    before = open_fds() if os.path.isdir("/proc/self/fd") else 0
     with pytest.raises(ConnectionRefusedError, match="Connect call failed"):
         await connect(f"ws://127.0.0.1:{port}/ws", open_timeout=2.0)
     if before:
-        assert _open_fds() <= before
+        assert open_fds() <= before
 
 
 async def test_closing_server_refuses_upgrades_and_stops_listening(server: Any) -> None:

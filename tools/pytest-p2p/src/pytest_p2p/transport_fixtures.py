@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "go_now",
     "make_node_manager",
     "make_transport",
+    "open_fds",
     "raw_peer",
     "transport_mesh",
     "transport_pair",
@@ -259,3 +261,8 @@ async def eventually(cond: Callable[[], bool], timeout: float = 3.0) -> None:
         if loop.time() > end:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+def open_fds() -> int:
+    """File descriptors this process holds now (Linux ``/proc``): for leak checks."""
+    return len(os.listdir("/proc/self/fd"))
