@@ -381,9 +381,7 @@ async def test_handlers_and_replies_of_a_peer_that_never_reads_are_bounded(
         nonlocal max_buffered, max_held, max_running
         while not done.is_set():
             for conn in conns.values():
-                transport = conn._ws.transport
-                if transport is not None:
-                    max_buffered = max(max_buffered, transport.get_write_buffer_size())
+                max_buffered = max(max_buffered, conn._ws.write_buffer_size())
                 max_held = max(max_held, conn._running + len(conn._pending))
                 max_running = max(max_running, conn._running)
             await asyncio.sleep(0.005)
@@ -463,9 +461,7 @@ async def test_message_pings_from_a_peer_that_never_reads_are_cut(
     async def watch() -> None:
         nonlocal max_buffered
         while not done.is_set():
-            transport = conn._ws.transport
-            if transport is not None:
-                max_buffered = max(max_buffered, transport.get_write_buffer_size())
+            max_buffered = max(max_buffered, conn._ws.write_buffer_size())
             await asyncio.sleep(0.002)
 
     def pings(count: int) -> bytes:

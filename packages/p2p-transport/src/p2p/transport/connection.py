@@ -301,9 +301,7 @@ class PeerConnection:
 
     def abort(self) -> None:
         """Drop the TCP connection at once (no close frame)."""
-        transport = self._ws.transport
-        if transport is not None:
-            transport.abort()
+        self._ws.abort()
 
     async def wait_closed(self) -> None:
         await self._done.wait()
@@ -527,8 +525,7 @@ class PeerConnection:
         return self._buffered() > self._host.config.write_limit
 
     def _buffered(self) -> int:
-        transport = self._ws.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return self._ws.write_buffer_size()
 
     async def _write(self, frame: bytes) -> None:
         # The write deadline is enforced by the transport's ticker (write_stalled), not a

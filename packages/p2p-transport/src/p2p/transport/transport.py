@@ -217,7 +217,7 @@ class Transport:
                 return_exceptions=True,
             )
             for ws in list(self._pending):
-                ws.transport.abort()
+                ws.abort()
             if self._keepalive is not None:
                 self._keepalive.cancel()
             tasks = [t for t in self._tasks if t is not asyncio.current_task()]
@@ -415,7 +415,7 @@ class Transport:
                 _ack_exchange(ws, initiator, self.pacer), cfg.handshake_timeout
             )
         except (HandshakeError, TimeoutError, ConnectionClosed) as exc:
-            ws.transport.abort()
+            ws.abort()
             reason = (
                 exc.reason
                 if isinstance(exc, HandshakeError)
@@ -423,10 +423,10 @@ class Transport:
             )
             raise ConnectError(address, f"handshake failed: {reason}") from exc
         except BaseException:
-            ws.transport.abort()
+            ws.abort()
             raise
         if not self.running:
-            ws.transport.abort()
+            ws.abort()
             raise NotRunningError("transport stopped during connect")
         return ws, result
 
@@ -572,7 +572,7 @@ class Transport:
             self.rejected["evicted"] += 1
             if isinstance(victim, ServerWebSocket):
                 self._pending.discard(victim)
-                victim.transport.abort()
+                victim.abort()
         self._pending.add(ws)
         return None
 
@@ -610,10 +610,10 @@ class Transport:
             _flood.info(
                 "handshake failed", "inbound handshake from %s failed: %r", peer_address(ws), exc
             )
-            ws.transport.abort()
+            ws.abort()
             return None
         if decision is None:  # refused by admission: the reject ack went out
-            ws.transport.abort()  # bare close after the reject ack, as Go does
+            ws.abort()  # bare close after the reject ack, as Go does
             return None
         if decision.result is None:
             self.rejected["handshake"] += 1
@@ -623,10 +623,10 @@ class Transport:
                 peer_address(ws),
                 safe_text(decision.error.reason if decision.error else "?"),
             )
-            ws.transport.abort()  # bare close after the reject ack, as Go does
+            ws.abort()  # bare close after the reject ack, as Go does
             return None
         if self._state != "running":
-            ws.transport.abort()
+            ws.abort()
             return None
         result = decision.result
         conn = self._establish(ws, result, outbound=False)

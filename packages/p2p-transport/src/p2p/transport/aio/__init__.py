@@ -6,11 +6,17 @@ bounds are documented in :mod:`p2p.transport.aio.connection`.
 """
 
 from p2p.transport.aio.client import ClientWebSocket, connect
-from p2p.transport.aio.connection import DEFAULT_READ_BUFFER, WebSocket, peer_address
+from p2p.transport.aio.connection import (
+    DEFAULT_COALESCE_LIMIT,
+    DEFAULT_READ_BUFFER,
+    WebSocket,
+    peer_address,
+)
 from p2p.transport.aio.server import Handler, ProcessRequest, Server, ServerWebSocket, serve
 from p2p.transport.aio.timeouts import with_timeout
 
 __all__ = [
+    "DEFAULT_COALESCE_LIMIT",
     "DEFAULT_READ_BUFFER",
     "ClientWebSocket",
     "Handler",

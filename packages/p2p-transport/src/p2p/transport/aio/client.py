@@ -12,7 +12,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from p2p.transport.aio.connection import DEFAULT_READ_BUFFER, WebSocket
+from p2p.transport.aio.connection import DEFAULT_COALESCE_LIMIT, DEFAULT_READ_BUFFER, WebSocket
 from p2p.transport.aio.timeouts import with_timeout
 from websockets.client import ClientProtocol
 from websockets.http11 import Response
@@ -113,6 +113,7 @@ async def connect(
     outbound_limit: int = 64 * 1024,
     ssl: ssl_module.SSLContext | None = None,
     read_buffer_size: int = DEFAULT_READ_BUFFER,
+    coalesce_limit: int = DEFAULT_COALESCE_LIMIT,
     first_message: Callable[[], str | bytes] | None = None,
     before_request: Callable[[], Awaitable[None]] | None = None,
     **create_connection_kwargs: Any,
@@ -133,6 +134,10 @@ async def connect(
     ``before_request()``, if given, is awaited once TCP (and TLS) is up, before the
     request is built and written (e.g. :meth:`~p2p.transport.aio.pacer.TurnPacer.turn`).
 
+    ``coalesce_limit``: bytes of frames written after the first in one loop turn that
+    wait to leave together (0: every frame is written at once; see
+    :mod:`p2p.transport.aio.connection`).
+
     ``uri`` may be given parsed already (a ``WebSocketURI``).
     """
     ws_uri = parse_uri(uri) if isinstance(uri, str) else uri
@@ -147,6 +152,7 @@ async def connect(
         close_timeout=close_timeout,
         outbound_limit=outbound_limit,
         read_buffer_size=read_buffer_size,
+        coalesce_limit=coalesce_limit,
     )
     if ssl is not None:
         create_connection_kwargs.setdefault("server_hostname", ws_uri.host)

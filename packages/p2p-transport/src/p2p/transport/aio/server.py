@@ -18,7 +18,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from p2p.transport.aio.connection import DEFAULT_READ_BUFFER, WebSocket, peer_address
+from p2p.transport.aio.connection import (
+    DEFAULT_COALESCE_LIMIT,
+    DEFAULT_READ_BUFFER,
+    WebSocket,
+    peer_address,
+)
 from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING, OPEN
 from websockets.server import ServerProtocol
@@ -162,6 +167,7 @@ async def serve(
     write_limit: int = 32 * 1024,
     outbound_limit: int = 64 * 1024,
     read_buffer_size: int = DEFAULT_READ_BUFFER,
+    coalesce_limit: int = DEFAULT_COALESCE_LIMIT,
 ) -> Server:
     """Listen on ``host:port``; every upgraded connection runs ``handler(ws)``.
 
@@ -181,6 +187,7 @@ async def serve(
             "close_timeout": close_timeout,
             "outbound_limit": outbound_limit,
             "read_buffer_size": read_buffer_size,
+            "coalesce_limit": coalesce_limit,
         },
     )
     kwargs: dict[str, Any] = {}

@@ -1,0 +1,166 @@
+"""Writes of one loop turn leave together (p2p.transport.aio.connection._Coalescer), over
+real sockets on 127.0.0.1: the first frame of a turn at once, the rest joined at the end
+of the turn or at ``coalesce_limit``; order kept against the protocol's own writes (the
+close frame) and on abort; waiting bytes counted in ``write_buffer_size``.
+
+The client's transport ``write`` is wrapped to count calls: it still writes (observation
+of a real transport, not a fake)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from p2p.transport.aio import (
+    DEFAULT_COALESCE_LIMIT,
+    ClientWebSocket,
+    Server,
+    ServerWebSocket,
+    WebSocket,
+    connect,
+    serve,
+)
+from p2p.transport.aio import connection as aio_connection
+from websockets.exceptions import ConnectionClosed
+
+Accepted = asyncio.Queue[ServerWebSocket]
+
+pytestmark = pytest.mark.skipif(
+    aio_connection._codec is None, reason="frames are joined on the fast path only"
+)
+
+
+async def _park(ws: ServerWebSocket, accepted: Accepted) -> None:
+    await accepted.put(ws)
+    await ws.wait_closed()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[Server, Accepted, str]]:
+    accepted: Accepted = asyncio.Queue()
+    srv = await serve(
+        lambda ws: _park(ws, accepted), "127.0.0.1", 0, close_timeout=0.5, max_queue=4096
+    )
+    port = srv.sockets[0].getsockname()[1]
+    yield srv, accepted, f"ws://127.0.0.1:{port}/ws"
+    srv.close()
+    for ws in list(srv._connections):
+        ws.abort()
+    await srv.wait_closed()
+
+
+def count_writes(ws: WebSocket) -> list[int]:
+    """Sizes of the writes handed to ``ws``'s transport from now on."""
+    sizes: list[int] = []
+    transport: Any = ws.transport
+    real = transport.write
+
+    def write(data: bytes) -> None:
+        sizes.append(len(data))
+        real(data)
+
+    transport.write = write
+    return sizes
+
+
+async def _pair(server: Any, **kwargs: Any) -> tuple[ClientWebSocket, ServerWebSocket]:
+    _, accepted, uri = server
+    client = await connect(uri, close_timeout=0.5, **kwargs)
+    return client, await asyncio.wait_for(accepted.get(), 5)
+
+
+async def test_the_first_frame_of_a_turn_is_written_at_once(server: Any) -> None:
+    client, ws = await _pair(server)
+    writes = count_writes(client)
+    client.send_nowait(b"lone")
+    assert len(writes) == 1  # on the socket before the turn ends: no added latency
+    assert client.write_buffer_size() == 0
+    assert await ws.recv() == b"lone"
+    await asyncio.sleep(0)  # a new turn: the next frame is the first again
+    client.send_nowait(b"again")
+    assert len(writes) == 2
+    assert await ws.recv() == b"again"
+    await client.close()
+
+
+async def test_the_rest_of_a_turn_leaves_in_one_write_and_counts_as_buffered(
+    server: Any,
+) -> None:
+    client, ws = await _pair(server)
+    writes = count_writes(client)
+    messages = [bytes([i]) * 100 for i in range(10)]
+    for message in messages:
+        client.send_nowait(message)
+    assert len(writes) == 1
+    waiting = client.write_buffer_size()
+    assert waiting == 9 * (100 + 6)  # masked client frames: 2 header + 4 mask bytes
+    await asyncio.sleep(0)  # the turn ends
+    assert len(writes) == 2 and writes[1] == waiting
+    assert [await ws.recv() for _ in messages] == messages
+    await client.close()
+
+
+async def test_a_burst_is_cut_at_the_limit_and_arrives_whole_and_in_order(server: Any) -> None:
+    client, ws = await _pair(server)
+    writes = count_writes(client)
+    messages = [i.to_bytes(4, "big") * 100 for i in range(2000)]  # 400-byte payloads
+    for message in messages:
+        client.send_nowait(message)
+    total = sum(writes) + client.write_buffer_size()
+    assert total == 2000 * (400 + 8)  # 2-byte length: 126 + 2 bytes, then the mask
+    assert len(writes) <= 1 + total // DEFAULT_COALESCE_LIMIT
+    assert all(size <= DEFAULT_COALESCE_LIMIT + 408 for size in writes)
+    got = [await ws.recv() for _ in messages]
+    assert got == messages
+    await client.close()
+
+
+async def test_a_limit_of_zero_writes_every_frame_at_once(server: Any) -> None:
+    client, ws = await _pair(server, coalesce_limit=0)
+    writes = count_writes(client)
+    for i in range(5):
+        client.send_nowait(bytes([i]))
+    assert len(writes) == 5 and client.write_buffer_size() == 0
+    assert [await ws.recv() for _ in range(5)] == [bytes([i]) for i in range(5)]
+    await client.close()
+
+
+async def test_a_close_in_the_same_turn_goes_after_the_waiting_frames(server: Any) -> None:
+    client, ws = await _pair(server)
+    messages = [bytes([i]) * 50 for i in range(20)]
+    for message in messages:
+        client.send_nowait(message)
+    await client.close()
+    assert [await ws.recv() for _ in messages] == messages
+    with pytest.raises(ConnectionClosed) as info:
+        await ws.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+
+
+async def test_an_abort_offers_the_waiting_frames_to_the_socket_first(server: Any) -> None:
+    client, ws = await _pair(server)
+    writes = count_writes(client)
+    messages = [bytes([i]) * 50 for i in range(20)]
+    for message in messages:
+        client.send_nowait(message)
+    client.abort()
+    assert sum(writes) == 20 * (50 + 6)  # nothing was left behind unwritten
+    assert [await ws.recv() for _ in messages] == messages  # loopback took them at once
+    with pytest.raises(ConnectionClosed):
+        await ws.recv()
+
+
+async def test_frames_waiting_when_the_connection_dies_are_dropped_quietly(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client, _ = await _pair(server)
+    client.send_nowait(b"first")
+    client.send_nowait(b"waits")
+    assert client.write_buffer_size() > 0
+    client.transport.abort()  # the socket goes without our abort(): nothing is flushed
+    await client.wait_closed()
+    assert client.write_buffer_size() == 0
+    await asyncio.sleep(0.01)  # the scheduled end of turn finds nothing to write
+    assert not [r for r in caplog.records if "socket.send()" in r.getMessage()]
