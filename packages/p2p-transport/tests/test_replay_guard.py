@@ -93,3 +93,57 @@ def test_from_config_uses_the_ts_window_or_the_ttl() -> None:
 )
 def test_source_prefix(address: str, v4: int, v6: int, expected: str) -> None:
     assert source_prefix(address, v4, v6) == expected
+
+
+class _Model:
+    """The rule, spelled out slowly: per peer ``id -> ts`` and a floor; over the cap the
+    lowest ts is forgotten; ids past ``ts + window`` expire; what is forgotten either way
+    raises the floor to its ts."""
+
+    def __init__(self, window: float, max_per_peer: int) -> None:
+        self.window = window
+        self.max_per_peer = max_per_peer
+        self.ids: dict[str, dict[str, float]] = {}
+        self.floor: dict[str, float] = {}
+
+    def check_and_mark(self, peer: str, message_id: str, ts: float, now: float) -> bool:
+        ids = self.ids.setdefault(peer, {})
+        floor = self.floor.setdefault(peer, -float("inf"))
+        for old in [k for k, t in ids.items() if t < now - self.window]:
+            self.floor[peer] = floor = max(floor, ids.pop(old))
+        if ts <= floor or message_id in ids:
+            return False
+        ids[message_id] = ts
+        while len(ids) > self.max_per_peer:
+            oldest = min(ids, key=lambda k: ids[k])
+            self.floor[peer] = max(self.floor[peer], ids.pop(oldest))
+        return True
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_decisions_match_the_rule_in_and_out_of_order(seed: int) -> None:
+    """Mostly rising ts with stragglers, repeats and ties, a clock that moves on: the
+    two-part table (in-order list + heap) decides as the slow model does."""
+    import random
+
+    rng = random.Random(seed)
+    window, cap = 30.0, rng.choice([1, 3, 8, 64])
+    guard = ReplayGuard(window, max_per_peer=cap, max_entries=10_000, max_peers=100)
+    model = _Model(window, cap)
+    now, sent = NOW, []
+    for i in range(600):
+        now += rng.choice([0.0, 0.01, 0.5, 5.0])
+        peer = rng.choice("AB")
+        roll = rng.random()
+        if roll < 0.15 and sent:
+            message_id, ts = rng.choice(sent)  # a replay (maybe of a forgotten id)
+        else:
+            message_id = f"m{i}"
+            ts = now - (rng.choice([0.0, 0.0, 0.0, 1.0, 12.0, 40.0]) if roll < 0.9 else 0.0)
+            ts = round(ts, 1)  # ties
+            sent.append((message_id, ts))
+        expected = model.check_and_mark(peer, message_id, ts, now)
+        assert guard.check_and_mark(peer, message_id, ts, now) is expected, (i, peer, ts)
+    for peer, ids in model.ids.items():
+        kept = {k for k, t in ids.items() if t >= now - window}
+        assert {k for k in kept if (peer, k) in guard} == kept
