@@ -164,3 +164,27 @@ async def test_frames_waiting_when_the_connection_dies_are_dropped_quietly(
     assert client.write_buffer_size() == 0
     await asyncio.sleep(0.01)  # the scheduled end of turn finds nothing to write
     assert not [r for r in caplog.records if "socket.send()" in r.getMessage()]
+
+
+async def test_replies_to_a_read_of_many_frames_leave_together_a_lone_reply_at_once(
+    server: Any,
+) -> None:
+    client, ws = await _pair(server)
+    writes = count_writes(ws)
+    at_once: list[bool] = []
+
+    def echo(message: bytes | str) -> None:
+        before = len(writes)
+        ws.send_nowait(message)
+        at_once.append(len(writes) > before)
+
+    ws.deliver_to(echo)
+    client.send_nowait(b"lone")
+    assert await client.recv() == b"lone"
+    assert at_once == [True]  # a round trip's reply is not held back
+    messages = [bytes([i]) * 20 for i in range(10)]
+    for message in messages:  # one turn: one write, so (on loopback) one read
+        client.send_nowait(message)
+    assert [await client.recv() for _ in messages] == messages
+    assert len(writes) < 1 + len(messages)  # the echoes did not go one write each
+    await client.close()

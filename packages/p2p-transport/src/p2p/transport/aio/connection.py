@@ -31,8 +31,8 @@ Writes of one loop turn go out together (:class:`_Coalescer`, on the fast path):
 connection writes in a turn goes to the socket at once, as before (a lone message, a
 reply, a round trip: no added latency); the frames that follow it in the same turn are
 joined and written when the turn ends, or as soon as ``coalesce_limit`` bytes wait.
-Frames written while a read is handled (replies to what it held) are joined and written
-when that read has been handled. A
+Frames written while the frames of one read are delivered (replies to what it held, when
+it held more than one) are joined and written when they all have been. A
 burst of small messages then costs one ``send`` syscall per ~16 KiB instead of one per
 frame (on loopback that syscall was a quarter of a sender's time). Whatever writes
 bypass it (the protocol's pongs and close frames, :meth:`WebSocket.abort`) flushes what
@@ -320,17 +320,7 @@ class WebSocket(asyncio.BufferedProtocol):
         fast = self._fast
         if fast is not None and fast.rx == _RX_ON:
             if protocol.state is OPEN:
-                out = fast.out
-                if out is not None and not out.armed:
-                    # replies written while this read is handled leave together at its
-                    # end (no end-of-turn callback needed for them)
-                    out.armed = True
-                    try:
-                        self._receive_fast(fast, view)
-                    finally:
-                        out.end_turn()
-                else:
-                    self._receive_fast(fast, view)
+                self._receive_fast(fast, view)
                 self._check_outbound()
                 return
             self._rx_stop(fast)  # closing: websockets takes the carried bytes, then the rest
@@ -422,11 +412,17 @@ class WebSocket(asyncio.BufferedProtocol):
             if payloads is not None:
                 sink = self._sink
                 if sink is not None and not queue:
-                    for i, payload in enumerate(payloads):
-                        if self._sink_paused:  # the sink stopped: the rest waits in order
-                            queue.extend(payloads[i:])
-                            break
-                        sink(payload)
+                    out = fast.out
+                    if len(payloads) > 1 and out is not None and not out.armed:
+                        # replies to these leave together once they are delivered (a
+                        # lone frame's reply goes at once: it is a round trip's path)
+                        out.armed = True
+                        try:
+                            self._deliver(sink, payloads)
+                        finally:
+                            out.end_turn()
+                    else:
+                        self._deliver(sink, payloads)
                 else:
                     queue.extend(payloads)
                     if len(queue) > self.max_queue and not self._reading_paused:
@@ -454,6 +450,14 @@ class WebSocket(asyncio.BufferedProtocol):
             fast.need = size
         else:
             fast.carry = None
+
+    def _deliver(self, sink: Callable[[bytes | str], None], payloads: list[bytes]) -> None:
+        """One read's simple frames to the sink, in order; once it pauses the rest wait."""
+        for i, payload in enumerate(payloads):
+            if self._sink_paused:  # the sink stopped: the rest waits in order
+                self._queue.extend(payloads[i:])
+                break
+            sink(payload)
 
     def eof_received(self) -> bool | None:
         fast = self._fast
