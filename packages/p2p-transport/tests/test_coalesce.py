@@ -188,3 +188,56 @@ async def test_replies_to_a_read_of_many_frames_leave_together_a_lone_reply_at_o
     assert [await client.recv() for _ in messages] == messages
     assert len(writes) < 1 + len(messages)  # the echoes did not go one write each
     await client.close()
+
+
+async def test_one_connection_whose_write_fails_does_not_hold_back_the_others(
+    server: Any,
+) -> None:
+    """The end of a turn serves every connection of the loop: a socket that raises on
+    write is aborted and the next connection's frames still leave."""
+    (bad, _), (good, ws) = await _pair(server), await _pair(server)
+    transport: Any = bad.transport
+
+    def broken(data: bytes) -> None:
+        raise RuntimeError("Cannot call write() after write_eof()")
+
+    bad.send_nowait(b"first")  # written at once: the turn is armed for both
+    good.send_nowait(b"one")
+    bad.send_nowait(b"waits")
+    good.send_nowait(b"two")
+    transport.write = broken
+    await asyncio.sleep(0)  # the turn ends
+    assert [await ws.recv(), await ws.recv()] == [b"one", b"two"]
+    await asyncio.wait_for(bad.wait_closed(), 5)
+    await good.close()
+
+
+def test_event_loops_in_two_threads_each_end_their_own_turns() -> None:
+    """Each loop has its own end-of-turn callback (and context): two threads writing
+    bursts at once both deliver everything."""
+    import threading
+
+    results: list[bool] = []
+
+    async def burst() -> None:
+        accepted: Accepted = asyncio.Queue()
+        srv = await serve(lambda ws: _park(ws, accepted), "127.0.0.1", 0, max_queue=4096)
+        port = srv.sockets[0].getsockname()[1]
+        client = await connect(f"ws://127.0.0.1:{port}/ws", close_timeout=0.5)
+        ws = await asyncio.wait_for(accepted.get(), 5)
+        messages = [i.to_bytes(2, "big") * 50 for i in range(300)]
+        for _ in range(5):
+            for message in messages:
+                client.send_nowait(message)
+            got = [await asyncio.wait_for(ws.recv(), 5) for _ in messages]
+            results.append(got == messages)
+        await client.close()
+        srv.close()
+        await srv.wait_closed()
+
+    threads = [threading.Thread(target=asyncio.run, args=(burst(),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [True] * 10

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 from collections import deque
@@ -138,24 +139,28 @@ class _Turn:
     """The end of the current loop turn, for every coalescer of one event loop: one
     callback per turn, however many connections wrote in it."""
 
-    __slots__ = ("armed", "loop", "scheduled")
+    __slots__ = ("armed", "context", "loop", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.armed: list[_Coalescer] = []
         self.scheduled = False
-
-    def arm(self, out: _Coalescer) -> None:
-        self.armed.append(out)
-        if not self.scheduled:
-            self.scheduled = True
-            self.loop.call_soon(self.end)
+        #: what :meth:`end` runs in (it reads no context variable: no copy per turn;
+        #: one per loop, as a context cannot be entered by two threads at once)
+        self.context = contextvars.Context()
 
     def end(self) -> None:
         self.scheduled = False
         armed, self.armed = self.armed, []
         for out in armed:
-            out.end_turn()
+            out.armed = False
+            if out.pending:
+                try:
+                    out.flush()
+                except Exception as exc:  # one connection's socket must not stall the rest
+                    log.debug("%s: write failed: %r", peer_address(out.ws), exc)
+                    out.discard()
+                    out.ws.transport.abort()
 
 
 def _turn(loop: asyncio.AbstractEventLoop) -> _Turn:
@@ -193,7 +198,11 @@ class _Coalescer:
             return
         self.ws.transport.write(frame)
         self.armed = True
-        self.turn.arm(self)
+        turn = self.turn
+        turn.armed.append(self)
+        if not turn.scheduled:
+            turn.scheduled = True
+            turn.loop.call_soon(turn.end, context=turn.context)
 
     def end_turn(self) -> None:
         self.armed = False
@@ -344,7 +353,10 @@ class WebSocket(asyncio.BufferedProtocol):
 
     def _check_outbound(self) -> None:
         if not self.outbound_overflowed:
-            buffered = self.write_buffer_size()
+            buffered = self.transport.get_write_buffer_size()
+            fast = self._fast
+            if fast is not None and fast.out is not None:
+                buffered += fast.out.size
             if buffered > self.outbound_limit:
                 self.outbound_overflowed = True
                 log.warning(
@@ -724,9 +736,10 @@ class WebSocket(asyncio.BufferedProtocol):
         transport = self.transport
         if transport is None:
             return 0
-        out = self._coalescer()
-        size = transport.get_write_buffer_size()
-        return size + out.size if out is not None else size
+        fast = self._fast
+        if fast is not None and fast.out is not None:
+            return transport.get_write_buffer_size() + fast.out.size
+        return transport.get_write_buffer_size()
 
     def _coalescer(self) -> _Coalescer | None:
         fast = self._fast
