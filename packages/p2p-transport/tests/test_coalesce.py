@@ -241,3 +241,24 @@ def test_event_loops_in_two_threads_each_end_their_own_turns() -> None:
     for thread in threads:
         thread.join(30)
     assert results == [True] * 10
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector(server: Any) -> None:
+    """The coalescer holds the transport, not the WebSocket: no reference cycle keeps a
+    closed connection (and its buffers) alive until a full collection."""
+    import gc
+    import weakref
+
+    client, ws = await _pair(server)
+    for i in range(5):
+        client.send_nowait(bytes([i]))
+    assert [await ws.recv() for _ in range(5)] == [bytes([i]) for i in range(5)]
+    gc.disable()
+    try:
+        ref = weakref.ref(client)
+        await client.close()
+        del client
+        await asyncio.sleep(0.05)  # connection_lost and the last turn have run
+        assert ref() is None
+    finally:
+        gc.enable()

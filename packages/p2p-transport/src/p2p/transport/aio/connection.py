@@ -158,9 +158,10 @@ class _Turn:
                 try:
                     out.flush()
                 except Exception as exc:  # one connection's socket must not stall the rest
-                    log.debug("%s: write failed: %r", peer_address(out.ws), exc)
+                    peer = out.transport.get_extra_info("peername")
+                    log.debug("%r: write failed: %r", peer, exc)
                     out.discard()
-                    out.ws.transport.abort()
+                    out.transport.abort()
 
 
 def _turn(loop: asyncio.AbstractEventLoop) -> _Turn:
@@ -176,15 +177,16 @@ class _Coalescer:
 
     ``armed`` means a frame went out this turn (or a read is being handled) and
     :meth:`end_turn` will run: later frames wait in ``pending`` (at most ``limit`` bytes)
-    and leave in one write.
+    and leave in one write. It holds the transport, not the WebSocket (no reference
+    cycle: a closed connection is freed without waiting for the garbage collector).
     """
 
-    __slots__ = ("armed", "limit", "pending", "size", "turn", "ws")
+    __slots__ = ("armed", "limit", "pending", "size", "transport", "turn")
 
-    def __init__(self, ws: WebSocket, limit: int) -> None:
-        self.ws = ws
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # on connect
         self.limit = limit
-        self.turn = _turn(ws._loop)
+        self.turn = _turn(loop)
         self.armed = False
         self.pending: list[bytes] = []
         self.size = 0
@@ -196,7 +198,7 @@ class _Coalescer:
             if self.size >= self.limit:
                 self.flush()
             return
-        self.ws.transport.write(frame)
+        self.transport.write(frame)
         self.armed = True
         turn = self.turn
         turn.armed.append(self)
@@ -215,7 +217,7 @@ class _Coalescer:
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self.size = 0
-        self.ws.transport.write(data)
+        self.transport.write(data)
 
     def discard(self) -> None:
         self.pending.clear()
@@ -306,7 +308,7 @@ class WebSocket(asyncio.BufferedProtocol):
         # one attribute (instance dicts past ~30 keys stop sharing keys: +1.3 KiB each)
         self._fast = _FastPath(_codec) if _codec is not None else None
         if self._fast is not None and coalesce_limit > 0:
-            self._fast.out = _Coalescer(self, coalesce_limit)
+            self._fast.out = _Coalescer(self._loop, coalesce_limit)
 
     # --- asyncio.BufferedProtocol -----------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -314,9 +316,11 @@ class WebSocket(asyncio.BufferedProtocol):
         self.transport = stream = cast(asyncio.Transport, transport)
         self.remote_address = stream.get_extra_info("peername")
         stream.set_write_buffer_limits(high=self.write_limit)
+        fast = self._fast
+        if fast is not None and fast.out is not None:
+            fast.out.transport = stream
         if self.open_timeout is not None:
             self._timer = self._loop.call_later(self.open_timeout, self._expire, "opening")
-        fast = self._fast
         if fast is not None and fast.rx == _RX_WAIT:
             self._rx_start(fast)  # a protocol made OPEN (no upgrade on this connection)
 
