@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from p2p.transport.aio import Server, ServerWebSocket, WebSocket, connect, serve
-from pytest_p2p.transport_fixtures import eventually, open_fds
+from pytest_p2p.transport_fixtures import eventually, open_fds, parked_server
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Opcode
@@ -22,30 +22,12 @@ from websockets.uri import parse_uri
 Accepted = asyncio.Queue[ServerWebSocket]
 
 
-async def _park(ws: ServerWebSocket, accepted: Accepted) -> None:
-    """Handler: hand the socket to the test and wait until it is gone."""
-    await accepted.put(ws)
-    await ws.wait_closed()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, Accepted, str]]:
-    accepted: Accepted = asyncio.Queue()
-    srv = await serve(
-        lambda ws: _park(ws, accepted),
-        "127.0.0.1",
-        0,
-        open_timeout=2.0,
-        close_timeout=0.5,
-        max_size=4096,
-        max_queue=4,
-    )
-    port = srv.sockets[0].getsockname()[1]
-    yield srv, accepted, f"ws://127.0.0.1:{port}/ws"
-    srv.close()
-    for ws in list(srv._connections):
-        ws.abort()
-    await srv.wait_closed()
+    async with parked_server(
+        open_timeout=2.0, close_timeout=0.5, max_size=4096, max_queue=4
+    ) as parked:
+        yield parked
 
 
 async def test_messages_both_ways_and_close_handshake(server: Any) -> None:

@@ -20,9 +20,9 @@ from p2p.transport.aio import (
     ServerWebSocket,
     WebSocket,
     connect,
-    serve,
 )
 from p2p.transport.aio import connection as aio_connection
+from pytest_p2p.transport_fixtures import parked_server
 from websockets.exceptions import ConnectionClosed
 
 Accepted = asyncio.Queue[ServerWebSocket]
@@ -32,23 +32,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def _park(ws: ServerWebSocket, accepted: Accepted) -> None:
-    await accepted.put(ws)
-    await ws.wait_closed()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, Accepted, str]]:
-    accepted: Accepted = asyncio.Queue()
-    srv = await serve(
-        lambda ws: _park(ws, accepted), "127.0.0.1", 0, close_timeout=0.5, max_queue=4096
-    )
-    port = srv.sockets[0].getsockname()[1]
-    yield srv, accepted, f"ws://127.0.0.1:{port}/ws"
-    srv.close()
-    for ws in list(srv._connections):
-        ws.abort()
-    await srv.wait_closed()
+    async with parked_server(close_timeout=0.5, max_queue=4096) as parked:
+        yield parked
 
 
 def count_writes(ws: WebSocket) -> list[int]:
@@ -220,20 +207,15 @@ def test_event_loops_in_two_threads_each_end_their_own_turns() -> None:
     results: list[bool] = []
 
     async def burst() -> None:
-        accepted: Accepted = asyncio.Queue()
-        srv = await serve(lambda ws: _park(ws, accepted), "127.0.0.1", 0, max_queue=4096)
-        port = srv.sockets[0].getsockname()[1]
-        client = await connect(f"ws://127.0.0.1:{port}/ws", close_timeout=0.5)
-        ws = await asyncio.wait_for(accepted.get(), 5)
-        messages = [i.to_bytes(2, "big") * 50 for i in range(300)]
-        for _ in range(5):
-            for message in messages:
-                client.send_nowait(message)
-            got = [await asyncio.wait_for(ws.recv(), 5) for _ in messages]
-            results.append(got == messages)
-        await client.close()
-        srv.close()
-        await srv.wait_closed()
+        async with parked_server(max_queue=4096) as parked:
+            client, ws = await _pair(parked)
+            messages = [i.to_bytes(2, "big") * 50 for i in range(300)]
+            for _ in range(5):
+                for message in messages:
+                    client.send_nowait(message)
+                got = [await asyncio.wait_for(ws.recv(), 5) for _ in messages]
+                results.append(got == messages)
+            await client.close()
 
     threads = [threading.Thread(target=asyncio.run, args=(burst(),)) for _ in range(2)]
     for thread in threads:

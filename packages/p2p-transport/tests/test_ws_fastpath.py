@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from p2p.transport.aio import Server, ServerWebSocket, WebSocket, connect, serve
+from p2p.transport.aio import Server, ServerWebSocket, WebSocket, connect
 from p2p.transport.aio import connection as aio_connection
-from pytest_p2p.transport_fixtures import eventually
+from pytest_p2p.transport_fixtures import eventually, parked_server
 from pytest_p2p.wsframes import rfc6455_frame
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame
@@ -416,29 +416,12 @@ def on_fast_path(ws: WebSocket) -> bool:
 Accepted = asyncio.Queue[ServerWebSocket]
 
 
-async def _park(ws: ServerWebSocket, accepted: Accepted) -> None:
-    await accepted.put(ws)
-    await ws.wait_closed()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, Accepted, str]]:
-    accepted: Accepted = asyncio.Queue()
-    srv = await serve(
-        lambda ws: _park(ws, accepted),
-        "127.0.0.1",
-        0,
-        open_timeout=5.0,
-        close_timeout=1.0,
-        max_size=1 << 20,
-        max_queue=4,
-    )
-    port = srv.sockets[0].getsockname()[1]
-    yield srv, accepted, f"ws://127.0.0.1:{port}/ws"
-    srv.close()
-    for ws in list(srv._connections):
-        ws.abort()
-    await srv.wait_closed()
+    async with parked_server(
+        open_timeout=5.0, close_timeout=1.0, max_size=1 << 20, max_queue=4
+    ) as parked:
+        yield parked
 
 
 async def test_end_to_end_both_directions_on_the_fast_path(server: Any) -> None:

@@ -7,6 +7,7 @@ inside the fixtures, so environments without p2p-transport still load the plugin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -22,6 +23,7 @@ import pytest
 if TYPE_CHECKING:
     from p2p.identity import NodeManager
     from p2p.transport import PeerConnection, Transport, TransportConfig
+    from p2p.transport.aio import Server, ServerWebSocket
     from websockets.asyncio.client import ClientConnection
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "make_node_manager",
     "make_transport",
     "open_fds",
+    "parked_server",
     "raw_peer",
     "transport_mesh",
     "transport_pair",
@@ -266,3 +269,29 @@ async def eventually(cond: Callable[[], bool], timeout: float = 3.0) -> None:
 def open_fds() -> int:
     """File descriptors this process holds now (Linux ``/proc``): for leak checks."""
     return len(os.listdir("/proc/self/fd"))
+
+
+@contextlib.asynccontextmanager
+async def parked_server(
+    **serve_kwargs: Any,
+) -> AsyncIterator[tuple[Server, asyncio.Queue[ServerWebSocket], str]]:
+    """A ``p2p.transport.aio`` server on 127.0.0.1 whose handler hands each upgraded
+    socket to the test (``accepted``) and keeps it open until it closes: yields
+    ``(server, accepted, uri)``; on exit aborts what is left and waits for the handlers."""
+    from p2p.transport.aio import serve
+
+    accepted: asyncio.Queue[ServerWebSocket] = asyncio.Queue()
+
+    async def park(ws: ServerWebSocket) -> None:
+        await accepted.put(ws)
+        await ws.wait_closed()
+
+    srv = await serve(park, "127.0.0.1", 0, **serve_kwargs)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        yield srv, accepted, f"ws://127.0.0.1:{port}/ws"
+    finally:
+        srv.close()
+        for ws in list(srv._connections):
+            ws.abort()
+        await srv.wait_closed()

@@ -153,15 +153,13 @@ class _Turn:
         self.scheduled = False
         armed, self.armed = self.armed, []
         for out in armed:
-            out.armed = False
-            if out.pending:
-                try:
-                    out.flush()
-                except Exception as exc:  # one connection's socket must not stall the rest
-                    peer = out.transport.get_extra_info("peername")
-                    log.debug("%r: write failed: %r", peer, exc)
-                    out.discard()
-                    out.transport.abort()
+            try:
+                out.end_turn()
+            except Exception as exc:  # one connection's socket must not stall the rest
+                peer = out.transport.get_extra_info("peername")
+                log.debug("%r: write failed: %r", peer, exc)
+                out.discard()
+                out.transport.abort()
 
 
 def _turn(loop: asyncio.AbstractEventLoop) -> _Turn:
@@ -207,6 +205,7 @@ class _Coalescer:
             turn.loop.call_soon(turn.end, context=turn.context)
 
     def end_turn(self) -> None:
+        """The turn (or the delivery of one read) is over: what waits leaves now."""
         self.armed = False
         if self.pending:
             self.flush()
@@ -357,10 +356,7 @@ class WebSocket(asyncio.BufferedProtocol):
 
     def _check_outbound(self) -> None:
         if not self.outbound_overflowed:
-            buffered = self.transport.get_write_buffer_size()
-            fast = self._fast
-            if fast is not None and fast.out is not None:
-                buffered += fast.out.size
+            buffered = self.write_buffer_size()
             if buffered > self.outbound_limit:
                 self.outbound_overflowed = True
                 log.warning(
