@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from p2p.identity import LimitedLogger, safe_text
 from p2p.transport import envelope
 from p2p.transport.admission import Admission, AdmissionLimits, Refuse
-from p2p.transport.aio import ClientWebSocket, Server, ServerWebSocket, WebSocket
+from p2p.transport.aio import ClientWebSocket, Server, ServerWebSocket, WebSocket, reserve_fd_table
 from p2p.transport.aio import connect as ws_connect
 from p2p.transport.aio import serve as ws_serve
 from p2p.transport.aio.pacer import TurnPacer
@@ -93,6 +93,8 @@ MAX_RUN_PINS = 65_536
 go (a pinned peer in the registry stays pinned there)."""
 REPLAY_SWEEP_INTERVAL = 10.0
 """Seconds between sweeps of expired replay ids (each check also expires lazily)."""
+FD_HEADROOM = 64
+"""Descriptors reserved at start beyond the connection budgets (listeners, files, logs)."""
 
 
 class IdentityProvider(Protocol):
@@ -184,6 +186,11 @@ class Transport:
             raise NotRunningError(f"transport cannot start from state {self._state}")
         self._own_identity()  # fail early without an identity
         cfg = self.config
+        # one descriptor per connection, pending handshake and listener: grow the table
+        # now, not in a socket() call mid-fleet (see p2p.transport.aio.fdtable)
+        reserve_fd_table(
+            cfg.max_conns + cfg.max_outbound_conns + cfg.max_pending_handshakes + FD_HEADROOM
+        )
         self._server = await ws_serve(
             self._serve,
             cfg.listen_host,

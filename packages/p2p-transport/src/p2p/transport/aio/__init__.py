@@ -12,6 +12,7 @@ from p2p.transport.aio.connection import (
     WebSocket,
     peer_address,
 )
+from p2p.transport.aio.fdtable import reserve_fd_table
 from p2p.transport.aio.server import Handler, ProcessRequest, Server, ServerWebSocket, serve
 from p2p.transport.aio.timeouts import with_timeout
 
@@ -26,6 +27,7 @@ __all__ = [
     "WebSocket",
     "connect",
     "peer_address",
+    "reserve_fd_table",
     "serve",
     "with_timeout",
 ]
