@@ -305,16 +305,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # --- workers up (not measured), then connecting
         lag.phase = "spawn"
         children = await spawn_workers(args, ct.address if args.direction == "in" else None)
-        lag.phase = "connecting"
         c0, w0 = cpu_s(), time.perf_counter()
         if args.direction == "out":
+            lag.phase = "registry"
             rows = []
             for proc in children:
                 got, _ = await read_until_ready(proc)
                 rows += got
-            c0, w0 = cpu_s(), time.perf_counter()
             for r in rows:
                 registry.add(Peer(id=r["id"], name="w", public_key=r["key"], address=r["addr"]))
+            # a controller loads its fleet from peers.json with PeerRegistry.open, which
+            # returns once scipy's KD-tree is imported (see PeerRegistry.wait_preloaded)
+            await asyncio.to_thread(registry.wait_preloaded, 30.0)
+            lag.phase = "connecting"
+            c0, w0 = cpu_s(), time.perf_counter()
             sem = asyncio.Semaphore(args.concurrency)
             failures: dict[str, int] = defaultdict(int)
 
@@ -329,6 +333,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.gather(*(dial(r["id"]) for r in rows))
             out["connect_failures"] = dict(failures)
         else:
+            lag.phase = "connecting"  # the workers dial in as soon as they are up
             summaries = []
             for proc in children:
                 _, summary = await read_until_ready(proc)

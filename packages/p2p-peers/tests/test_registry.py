@@ -321,3 +321,42 @@ def test_first_selection_above_512_peers_builds_nothing_on_the_caller() -> None:
     assert reg._index.rebuilds == 1  # the worker thread installed it
     assert [p.id for p in reg.select_nearest(10)] == got
     reg.close()
+
+
+OPEN_AND_REPORT = """
+import asyncio, json, sys
+from p2p.peers import PeerRegistry
+
+async def main():
+    reg = await PeerRegistry.open(sys.argv[1])
+    return {"count": reg.count, "scipy": "scipy.spatial" in sys.modules,
+            "done": reg.wait_preloaded(0)}
+
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+@pytest.mark.parametrize("peers", [10, 300])
+def test_open_returns_once_the_kd_tree_library_is_imported(tmp_path: Path, peers: int) -> None:
+    """A registry loaded with PRELOAD_TREE_AT peers or more imports scipy before open()
+    returns (a node then serves without sharing the GIL with that import); a small one
+    never imports it. A fresh interpreter, so nothing has imported scipy yet."""
+    import json
+    import subprocess
+    import sys
+
+    from p2p.peers.registry import PRELOAD_TREE_AT
+
+    path = tmp_path / "peers.json"
+    reg = PeerRegistry(path)
+    for i in range(peers):
+        reg.add(Peer(id=f"{i:05d}", ping_ms=float(i % 97), hops=i % 5, address=f"127.0.0.1:{i}"))
+    reg.close()
+    out = subprocess.run(
+        [sys.executable, "-c", OPEN_AND_REPORT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(out.stdout)
+    assert got == {"count": peers, "scipy": peers >= PRELOAD_TREE_AT, "done": True}

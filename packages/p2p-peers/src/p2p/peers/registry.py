@@ -77,6 +77,8 @@ BACKGROUND_REBUILD_MIN = 512
 (which may run on an event loop): until a tree is installed the change buffer answers."""
 PRELOAD_TREE_AT = 256
 """Peers at which the registry imports scipy's KD-tree in a worker thread, ahead of need."""
+PRELOAD_WAIT = 30.0
+"""Seconds :meth:`PeerRegistry.open` waits at most for that import to finish."""
 DEFAULT_MAX_PEERS = 1_000_000
 #: Learned (auto-registered, not allowlisted) peers kept at most; the rest are evicted.
 DEFAULT_MAX_LEARNED = 1_000
@@ -168,8 +170,29 @@ class PeerRegistry:
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> PeerRegistry:
-        """Construct in a worker thread, so loading a large peers.json never blocks the loop."""
-        return await asyncio.to_thread(lambda: cls(path, **kwargs))
+        """Construct in a worker thread, so loading a large peers.json never blocks the loop,
+        and return once the KD-tree library is imported, if the file held enough peers to
+        start that (see :meth:`wait_preloaded`)."""
+
+        def build() -> PeerRegistry:
+            registry = cls(path, **kwargs)
+            registry.wait_preloaded(PRELOAD_WAIT)
+            return registry
+
+        return await asyncio.to_thread(build)
+
+    def wait_preloaded(self, timeout: float | None = None) -> bool:
+        """Block until the import of scipy's KD-tree that the registry starts in a worker
+        thread at :data:`PRELOAD_TREE_AT` peers has finished (at most ``timeout`` seconds);
+        True unless it is still running. The import is ~0.2 s of interpreted code: running
+        beside an event loop, it takes the GIL each time the loop makes a system call, and
+        the loop waits up to CPython's switch interval (5 ms) to get it back, per call. A
+        node that loads a large registry therefore waits for it before it serves."""
+        thread = self._preloading
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     # -- load ----------------------------------------------------------------------------
 
@@ -189,6 +212,8 @@ class PeerRegistry:
         if len(capped) > self._max_learned:  # e.g. the cap was lowered since
             self._evict_learned(capped, len(capped) - self._max_learned)
         self._index.bulk_load([(p.id, p.ping_ms, p.hops, p.geo_km, p.score) for p in result.peers])
+        if len(self._records) >= PRELOAD_TREE_AT:
+            self._preload_tree_library()
         if result.error is not None:
             # what we hold differs from the file: write the repaired state (the bad file
             # was copied aside first)
