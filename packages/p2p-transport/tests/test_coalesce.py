@@ -244,3 +244,28 @@ async def test_a_closed_connection_is_freed_without_the_garbage_collector(server
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_a_finished_event_loop_is_not_kept_alive_by_its_turn() -> None:
+    """The per-thread end-of-turn record lets go of its loop once the loop's connections
+    are gone: ``asyncio.run`` after ``asyncio.run`` in one thread frees each loop."""
+    import gc
+    import weakref
+
+    refs: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def exchange() -> None:
+        refs.append(weakref.ref(asyncio.get_running_loop()))
+        async with parked_server(close_timeout=0.5) as (_, accepted, uri):
+            client = await connect(uri, close_timeout=0.5)
+            peer = await asyncio.wait_for(accepted.get(), 5)
+            await client.send(b"one")
+            await client.send(b"two")  # the second of the turn waits for its end
+            assert await peer.recv() == b"one"
+            assert await peer.recv() == b"two"
+            await client.close()
+
+    for _ in range(2):
+        asyncio.run(exchange())
+    gc.collect()
+    assert [r() for r in refs] == [None, None]

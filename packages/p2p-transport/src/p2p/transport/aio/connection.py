@@ -70,6 +70,7 @@ import contextlib
 import contextvars
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from types import ModuleType
@@ -139,7 +140,7 @@ class _Turn:
     """The end of the current loop turn, for every coalescer of one event loop: one
     callback per turn, however many connections wrote in it."""
 
-    __slots__ = ("armed", "context", "loop", "scheduled")
+    __slots__ = ("__weakref__", "armed", "context", "loop", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -163,10 +164,14 @@ class _Turn:
 
 
 def _turn(loop: asyncio.AbstractEventLoop) -> _Turn:
-    """``loop``'s turn (one running loop per thread: kept per thread)."""
-    turn: _Turn | None = getattr(_local, "turn", None)
+    """``loop``'s turn (one running loop per thread: kept per thread). The thread keeps
+    only a weak reference: the coalescers of the loop's connections (and a scheduled
+    ``end``) hold the turn, so a finished loop is freed with its last connection."""
+    ref: weakref.ref[_Turn] | None = getattr(_local, "turn", None)
+    turn = ref() if ref is not None else None
     if turn is None or turn.loop is not loop:
-        turn = _local.turn = _Turn(loop)
+        turn = _Turn(loop)
+        _local.turn = weakref.ref(turn)
     return turn
 
 
