@@ -266,6 +266,7 @@ async def read_until_ready(proc: Any) -> tuple[list[dict[str, Any]], dict[str, A
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from p2p.controller import Controller
     from p2p.peers import Peer, PeerRegistry
+    from p2p.peers.registry import PRELOAD_WAIT
 
     if args.gc == "freeze":
         gc.collect()
@@ -316,7 +317,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 registry.add(Peer(id=r["id"], name="w", public_key=r["key"], address=r["addr"]))
             # a controller loads its fleet from peers.json with PeerRegistry.open, which
             # returns once scipy's KD-tree is imported (see PeerRegistry.wait_preloaded)
-            await asyncio.to_thread(registry.wait_preloaded, 30.0)
+            await asyncio.to_thread(registry.wait_preloaded, PRELOAD_WAIT)
             lag.phase = "connecting"
             c0, w0 = cpu_s(), time.perf_counter()
             sem = asyncio.Semaphore(args.concurrency)

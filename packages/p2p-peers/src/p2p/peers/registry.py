@@ -212,8 +212,7 @@ class PeerRegistry:
         if len(capped) > self._max_learned:  # e.g. the cap was lowered since
             self._evict_learned(capped, len(capped) - self._max_learned)
         self._index.bulk_load([(p.id, p.ping_ms, p.hops, p.geo_km, p.score) for p in result.peers])
-        if len(self._records) >= PRELOAD_TREE_AT:
-            self._preload_tree_library()
+        self._maybe_preload()
         if result.error is not None:
             # what we hold differs from the file: write the repaired state (the bad file
             # was copied aside first)
@@ -369,6 +368,10 @@ class PeerRegistry:
         else:
             self._connected.discard(rec.id)
         self._index.set(rec.id, rec.ping_ms, rec.hops, rec.geo_km, rec.score)
+        self._maybe_preload()
+
+    def _maybe_preload(self) -> None:
+        """Start the KD-tree import once the registry holds :data:`PRELOAD_TREE_AT` peers."""
         if self._preloading is None and len(self._records) >= PRELOAD_TREE_AT:
             self._preload_tree_library()
 
